@@ -1,0 +1,187 @@
+//! [`Database`]: the public handle. Cheap to clone, `Send + Sync`; every method takes `&self`.
+
+use std::path::Path;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::options::{Config, Options};
+use crate::value::Value;
+use crate::{merge, recovery};
+
+/// Opens or creates the store described by the original README's [`Options`].
+pub fn new(options: Options) -> Result<Database> {
+    Config::from(options).open()
+}
+
+/// A handle to an open store. Clones share the same store; the store closes when
+/// [`close`](Database::close) is called or the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Database {
+    engine: crate::sync::Arc<Engine>,
+}
+
+/// Figures about a store, from [`Database::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live keys.
+    pub num_keys: u64,
+    /// Data files, the active one included.
+    pub num_data_files: u64,
+    /// Bytes of records the keydir points at.
+    pub live_bytes: u64,
+    /// Bytes on disk that a merge could reclaim: overwritten and removed records, tombstones,
+    /// file headers.
+    pub dead_bytes: u64,
+    /// Bytes of all data files (`live_bytes + dead_bytes`).
+    pub total_bytes: u64,
+    /// Per data file, by id.
+    pub files: Vec<FileStats>,
+}
+
+/// Figures about one data file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileStats {
+    /// The file's id (its name is the id, zero-padded).
+    pub file_id: u32,
+    /// Whether it is the active file (the one being appended to).
+    pub active: bool,
+    /// File length.
+    pub total_bytes: u64,
+    /// Bytes of live records in it.
+    pub live_bytes: u64,
+    /// `total_bytes - live_bytes`.
+    pub dead_bytes: u64,
+    /// Live keys whose newest record is in it.
+    pub live_keys: u64,
+}
+
+/// Iterator over the live keys, from [`Database::keys`].
+///
+/// It walks a snapshot taken when `keys()` was called (copies of the keys), so writing while
+/// iterating is fine and cannot deadlock. Order is unspecified (hash order).
+#[derive(Debug)]
+pub struct Keys {
+    inner: std::vec::IntoIter<Vec<u8>>,
+}
+
+impl Iterator for Keys {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Keys {}
+
+impl Database {
+    /// Opens or creates a store in `dir` with default settings; see [`Config`] for others.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
+        Config::new(dir.as_ref()).open()
+    }
+
+    pub(crate) fn open_with(config: Config) -> Result<Database> {
+        Ok(Database {
+            engine: crate::sync::Arc::new(recovery::open(config)?),
+        })
+    }
+
+    /// Stores `value` under `key`. Once this returns, every thread's `read`/`get` sees it; it is
+    /// durable as the [`crate::SyncPolicy`] says.
+    pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.engine.write(key, value)
+    }
+
+    /// Reads a copy of the newest value of `key`; a missing key is [`Error::KeyNotFound`].
+    pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.engine.read(key)?.ok_or(Error::KeyNotFound)
+    }
+
+    /// The original README's cached read. In this engine sealed files are memory-mapped, so the
+    /// OS page cache already is the cache: this is exactly [`read`](Database::read), kept for
+    /// compatibility. Use [`get`](Database::get) to skip the copy.
+    pub fn read_cache(&self, key: &[u8]) -> Result<Vec<u8>> {
+        self.read(key)
+    }
+
+    /// The newest value of `key`, or `None`. Zero-copy for values in sealed files.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.engine.get(key)
+    }
+
+    /// Whether `key` has a live value.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
+        self.engine.check_open()?;
+        Ok(self.engine.keydir.contains(key))
+    }
+
+    /// Removes `key` (writes a tombstone). Removing a missing key does nothing and succeeds.
+    pub fn remove(&self, key: &[u8]) -> Result<()> {
+        self.engine.remove(key)
+    }
+
+    /// Makes every write that returned before this call durable (fdatasync of the active file;
+    /// sealed files and new files' directory entries were synced when they were made).
+    pub fn sync(&self) -> Result<()> {
+        self.engine.sync()
+    }
+
+    /// Syncs, waits for a running merge, releases the directory lock and unmaps the files once
+    /// no reader uses them. Afterwards every call on this handle and its clones returns
+    /// [`Error::Closed`], and the directory can be opened again at once.
+    pub fn close(&self) -> Result<()> {
+        self.engine.close()
+    }
+
+    /// Every live key; see [`Keys`]. Empty on a closed handle.
+    pub fn keys(&self) -> Keys {
+        let keys = if self.engine.check_open().is_ok() {
+            self.engine.keydir.keys()
+        } else {
+            Vec::new()
+        };
+        Keys {
+            inner: keys.into_iter(),
+        }
+    }
+
+    /// Key count, file count, and live/dead bytes overall and per file.
+    pub fn stats(&self) -> Stats {
+        let engine = &self.engine;
+        let active = engine.writer.lock().segment_id();
+        let mut files: Vec<FileStats> = engine
+            .keydir
+            .usage()
+            .into_iter()
+            .map(|(file_id, usage)| FileStats {
+                file_id,
+                active: file_id == active,
+                total_bytes: usage.total_bytes,
+                live_bytes: usage.live_bytes,
+                dead_bytes: usage.dead_bytes(),
+                live_keys: usage.live_keys,
+            })
+            .collect();
+        files.sort_by_key(|f| f.file_id);
+        Stats {
+            num_keys: engine.keydir.len() as u64,
+            num_data_files: files.len() as u64,
+            live_bytes: files.iter().map(|f| f.live_bytes).sum(),
+            dead_bytes: files.iter().map(|f| f.dead_bytes).sum(),
+            total_bytes: files.iter().map(|f| f.total_bytes).sum(),
+            files,
+        }
+    }
+
+    /// Merges now: seals the active file and rewrites the live records of every sealed file,
+    /// blocking until done. Readers and writers keep working meanwhile.
+    pub fn merge(&self) -> Result<()> {
+        merge::merge_all(&self.engine)
+    }
+}

@@ -1,0 +1,151 @@
+//! The crate's one error type, and the corruption kinds that decoders report.
+//!
+//! Decoders in `format/` return a bare [`CorruptionKind`]; the caller that knows the file and the
+//! offset wraps it into [`Error::Corruption`].
+
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
+
+/// The name the original README used for results; kept so its example compiles unchanged.
+pub type ErrorResult<T> = Result<T>;
+
+/// Everything that can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `read` found no live value for the key.
+    #[error("key not found")]
+    KeyNotFound,
+
+    /// The key is longer than [`crate::MAX_KEY_LEN`].
+    #[error("key is {len} bytes, more than the limit of {max} bytes")]
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The value is longer than [`crate::MAX_VALUE_LEN`].
+    #[error("value is {len} bytes, more than the limit of {max} bytes")]
+    ValueTooLarge {
+        /// Length of the rejected value.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// An operating-system I/O call failed.
+    #[error("I/O error while {context} {}: {source}", path.display())]
+    Io {
+        /// What the engine was doing.
+        context: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bytes on disk failed validation. Nothing from them is returned as data.
+    #[error(
+        "corrupt data in {} at offset {offset}: {kind}; the file was damaged or truncated \
+         outside the engine (run `bitcask check` / `repair`, or restore from a backup)",
+        path.display()
+    )]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damaged record or header.
+        offset: u64,
+        /// What failed to validate.
+        kind: CorruptionKind,
+    },
+
+    /// Another handle, in this or another process, holds the directory's lock.
+    #[error(
+        "the store at {} is already open (its LOCK file is held by this or another process); \
+         close the other handle first",
+        .0.display()
+    )]
+    Locked(PathBuf),
+
+    /// `base_dir` exists and is not a directory.
+    #[error("{} exists and is not a directory; a store needs a directory of its own", .0.display())]
+    NotADirectory(PathBuf),
+
+    /// The handle was closed with [`crate::Database::close`].
+    #[error("the database handle is closed")]
+    Closed,
+
+    /// An earlier write or fsync failed, so the writer can no longer promise what is on disk.
+    /// Reads keep working; reopen the store to write again.
+    #[error("the store refuses writes after an earlier I/O failure ({0}); reopen it to write again")]
+    Poisoned(String),
+
+    /// A setting is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// What exactly failed to validate in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// The stored checksum does not match the bytes.
+    #[error("checksum mismatch (stored {expected:#010x}, computed {actual:#010x})")]
+    ChecksumMismatch {
+        /// Checksum stored in the file.
+        expected: u32,
+        /// Checksum computed over the bytes read.
+        actual: u32,
+    },
+    /// The bytes end inside a header or record.
+    #[error("the data ends inside a record or header")]
+    Truncated,
+    /// The file does not start with this engine's magic bytes.
+    #[error("not a bitcask file (bad magic bytes)")]
+    BadMagic,
+    /// The file was written by an unknown format version.
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u16),
+    /// A length field exceeds what the format allows.
+    #[error("length field out of range")]
+    BadLength,
+    /// A field holds a value this version does not know (flags, file kind).
+    #[error("unknown field value {0:#x}")]
+    UnknownValue(u64),
+    /// The file's header names another file id or kind than its file name says.
+    #[error("file header does not match the file name")]
+    WrongFile,
+    /// A record's key differs from the key the keydir expected at that location.
+    #[error("record holds a different key than the index expects")]
+    KeyMismatch,
+}
+
+/// Attaches what the engine was doing and the path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn context(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, context: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context,
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn corruption(path: impl Into<PathBuf>, offset: u64, kind: CorruptionKind) -> Self {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            kind,
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Data records: one put or tombstone each, appended to data files.
+//!
+//! Format (21-byte header, little-endian):
+//! `{ crc32 u32 | seq u64 | flags u8 | key_len u32 | value_len u32 | key | value }`
+//! The CRC covers every byte after itself. `seq` is never 0, so an all-zero region never decodes.
+
+use super::{DecodeResult, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, verify_crc};
+use crate::error::CorruptionKind;
+
+/// Length of a record's fixed header.
+pub const RECORD_HEADER_LEN: usize = 21;
+
+/// Flag bit: the record removes its key; its value is empty.
+const FLAG_TOMBSTONE: u8 = 0b0000_0001;
+/// Bits reserved for expiry (bit 1) and batch markers (bit 2); no version writes them yet.
+const KNOWN_FLAGS: u8 = FLAG_TOMBSTONE;
+
+/// Whether a record stores a value or removes its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// Stores `value` under `key`.
+    Put,
+    /// Removes `key`; the value is empty.
+    Tombstone,
+}
+
+/// A decoded record borrowing its key and value from the input bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Sequence number: the newest seq for a key wins.
+    pub seq: u64,
+    /// Put or tombstone.
+    pub kind: RecordKind,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value (empty for a tombstone).
+    pub value: &'a [u8],
+}
+
+/// Bytes a record with these lengths occupies on disk.
+pub fn encoded_len(key_len: usize, value_len: usize) -> u64 {
+    (RECORD_HEADER_LEN + key_len) as u64 + value_len as u64
+}
+
+impl Record<'_> {
+    /// Bytes this record occupies on disk.
+    pub fn encoded_len(&self) -> u64 {
+        encoded_len(self.key.len(), self.value.len())
+    }
+
+    /// Appends the encoded record to `out`. Lengths must already be within the limits.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        debug_assert!(self.key.len() <= MAX_KEY_LEN && self.value.len() <= MAX_VALUE_LEN);
+        debug_assert!(self.seq != 0);
+        let start = out.len();
+        let flags = match self.kind {
+            RecordKind::Put => 0,
+            RecordKind::Tombstone => FLAG_TOMBSTONE,
+        };
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.push(flags);
+        out.extend_from_slice(&(self.key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(self.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.key);
+        out.extend_from_slice(self.value);
+        let crc = crc32fast::hash(&out[start + 4..]);
+        out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes the record at the start of `bytes`; trailing bytes are ignored.
+    ///
+    /// Lengths are checked against the limits and against `bytes` before anything is read, so
+    /// garbage can neither allocate nor read out of bounds.
+    pub fn decode(bytes: &[u8]) -> DecodeResult<Record<'_>> {
+        let mut r = Reader::new(bytes);
+        let crc = r.u32()?;
+        let seq = r.u64()?;
+        let flags = r.u8()?;
+        let key_len = r.u32()? as usize;
+        let value_len = r.u32()? as usize;
+        if key_len > MAX_KEY_LEN || value_len > MAX_VALUE_LEN {
+            return Err(CorruptionKind::BadLength);
+        }
+        let key = r.take(key_len)?;
+        let value = r.take(value_len)?;
+        verify_crc(crc, &bytes[4..r.position()])?;
+        if seq == 0 {
+            return Err(CorruptionKind::UnknownValue(0));
+        }
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(CorruptionKind::UnknownValue(flags.into()));
+        }
+        let kind = if flags & FLAG_TOMBSTONE != 0 {
+            if value_len != 0 {
+                return Err(CorruptionKind::BadLength);
+            }
+            RecordKind::Tombstone
+        } else {
+            RecordKind::Put
+        };
+        Ok(Record {
+            seq,
+            kind,
+            key,
+            value,
+        })
+    }
+}
+
+/// Walks the records of a data file from `start`, yielding each record with its offset.
+///
+/// Stops at the end of `bytes` or after yielding the first error, whose offset is where the valid
+/// prefix ends (a torn tail in the active file; corruption anywhere else).
+pub fn scan(bytes: &[u8], start: usize) -> impl Iterator<Item = (u64, DecodeResult<Record<'_>>)> {
+    let mut pos = start;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || pos >= bytes.len() {
+            return None;
+        }
+        let offset = pos as u64;
+        let decoded = Record::decode(&bytes[pos..]);
+        match &decoded {
+            Ok(record) => pos += record.encoded_len() as usize,
+            Err(_) => failed = true,
+        }
+        Some((offset, decoded))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(record: &Record) -> Vec<u8> {
+        let mut out = Vec::new();
+        record.encode_into(&mut out);
+        out
+    }
+
+    fn samples() -> Vec<Record<'static>> {
+        vec![
+            Record {
+                seq: 1,
+                kind: RecordKind::Put,
+                key: b"",
+                value: b"",
+            },
+            Record {
+                seq: u64::MAX,
+                kind: RecordKind::Put,
+                key: b"key",
+                value: b"some value bytes",
+            },
+            Record {
+                seq: 42,
+                kind: RecordKind::Tombstone,
+                key: b"gone",
+                value: b"",
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trips_and_ignores_trailing_bytes() {
+        for record in samples() {
+            let mut bytes = encode(&record);
+            assert_eq!(bytes.len() as u64, record.encoded_len());
+            assert_eq!(Record::decode(&bytes), Ok(record));
+            bytes.extend_from_slice(b"next record");
+            assert_eq!(Record::decode(&bytes), Ok(record));
+        }
+    }
+
+    #[test]
+    fn rejects_every_truncation() {
+        for record in samples() {
+            let bytes = encode(&record);
+            for len in 0..bytes.len() {
+                assert_eq!(
+                    Record::decode(&bytes[..len]),
+                    Err(CorruptionKind::Truncated),
+                    "len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_every_single_bit_flip() {
+        for record in samples() {
+            let bytes = encode(&record);
+            for bit in 0..bytes.len() * 8 {
+                let mut flipped = bytes.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                let decoded = Record::decode(&flipped);
+                assert!(decoded.is_err(), "bit {bit} decoded as {decoded:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn all_zero_bytes_never_decode() {
+        for len in 0..64 {
+            assert!(Record::decode(&vec![0; len]).is_err(), "len {len}");
+        }
+    }
+
+    #[test]
+    fn scan_yields_offsets_and_stops_at_the_first_bad_record() {
+        let mut bytes = vec![0xAA; 3];
+        for record in samples() {
+            record.encode_into(&mut bytes);
+        }
+        let good_len = bytes.len();
+        bytes.extend_from_slice(&[0; 30]);
+        let scanned: Vec<_> = scan(&bytes, 3).collect();
+        assert_eq!(scanned.len(), 4);
+        assert_eq!(scanned[0].0, 3);
+        assert_eq!(scanned[1].0, 3 + samples()[0].encoded_len());
+        assert!(scanned[..3].iter().all(|(_, r)| r.is_ok()));
+        assert_eq!(scanned[3].0, good_len as u64);
+        assert!(scanned[3].1.is_err());
+    }
+
+    #[test]
+    fn huge_lengths_are_rejected_before_reading() {
+        let mut bytes = encode(&samples()[1]);
+        bytes[13..17].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Record::decode(&bytes), Err(CorruptionKind::BadLength));
+    }
+}

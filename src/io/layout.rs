@@ -1,0 +1,88 @@
+//! The one place that knows the names of the files in a store directory.
+//!
+//! `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint` (its hint file),
+//! `LOCK` (the directory lock), `MERGE` (a merge's commit record, present only between a merge's
+//! commit point and the end of its cleanup) and `*.tmp` (files not yet renamed into place).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::format::FileId;
+
+const DATA_EXT: &str = "data";
+const HINT_EXT: &str = "hint";
+const TMP_EXT: &str = "tmp";
+
+/// The file names of one store directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    dir: PathBuf,
+}
+
+/// What a directory listing found.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    pub data: BTreeSet<FileId>,
+    pub hints: BTreeSet<FileId>,
+    pub tmps: Vec<PathBuf>,
+}
+
+impl Layout {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        Layout { dir }
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn data_path(&self, id: FileId) -> PathBuf {
+        self.dir.join(format!("{id:010}.{DATA_EXT}"))
+    }
+
+    pub(crate) fn hint_path(&self, id: FileId) -> PathBuf {
+        self.dir.join(format!("{id:010}.{HINT_EXT}"))
+    }
+
+    pub(crate) fn lock_path(&self) -> PathBuf {
+        self.dir.join("LOCK")
+    }
+
+    pub(crate) fn commit_path(&self) -> PathBuf {
+        self.dir.join("MERGE")
+    }
+
+    /// Lists the engine's files; names it does not know are left alone.
+    pub(crate) fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        let entries = std::fs::read_dir(&self.dir).context("listing", &self.dir)?;
+        for entry in entries {
+            let path = entry.context("listing", &self.dir)?.path();
+            let (Some(stem), Some(ext)) = (path.file_stem(), path.extension()) else {
+                continue;
+            };
+            if ext == TMP_EXT {
+                listing.tmps.push(path.clone());
+                continue;
+            }
+            let Some(id) = stem.to_str().and_then(parse_id) else {
+                continue;
+            };
+            if ext == DATA_EXT {
+                listing.data.insert(id);
+            } else if ext == HINT_EXT {
+                listing.hints.insert(id);
+            }
+        }
+        Ok(listing)
+    }
+}
+
+fn parse_id(stem: &str) -> Option<FileId> {
+    if stem.len() == 10 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        stem.parse().ok()
+    } else {
+        None
+    }
+}

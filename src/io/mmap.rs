@@ -1,0 +1,88 @@
+//! Memory maps of sealed data files, and the zero-copy value that borrows from them.
+//!
+//! This module and `fileset` are the only places with `unsafe`. Mapping a file is sound only
+//! while nobody changes the mapped bytes or shrinks the file (that is SIGBUS, not an error). The
+//! engine keeps these invariants, argued in full in `docs/design.md`:
+//!
+//! 1. Only sealed files are mapped. A sealed file is never written, truncated or rewritten again;
+//!    the active file, the one being appended to, is read with `pread` and never mapped.
+//! 2. The directory is held under an exclusive lock (`io::lock`), so no other handle of this
+//!    engine (in this or another process) writes files while we map them. Recovery truncates a
+//!    torn tail only before it maps that file.
+//! 3. Merge retires a mapped file by unlinking its name. On POSIX the inode and its pages live on
+//!    until the last mapping is gone, and the unmap itself is deferred through crossbeam-epoch
+//!    until no reader can still hold a slice of it.
+//!
+//! Outside processes that ignore the lock and modify the files are outside what any mmap-based
+//! engine can defend against; bytes read are still checksummed, so such damage surfaces as
+//! [`crate::Error::Corruption`] unless it truncates the file.
+#![allow(unsafe_code)]
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::Path;
+
+use crossbeam_epoch::Guard;
+use memmap2::Mmap;
+
+use crate::error::{IoContext, Result};
+use crate::value::Value;
+
+/// Maps a sealed file read-only.
+pub(crate) fn map_sealed(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: the file is sealed: no one writes, truncates or rewrites it while it is mapped
+    // (invariants 1-3 of this module).
+    unsafe { Mmap::map(file) }.context("mapping", path)
+}
+
+/// A value borrowed from a mapping, kept alive by the epoch pin it carries.
+///
+/// Holding one keeps this thread's epoch pinned, which delays the unmap of files retired by
+/// merge; drop values promptly.
+pub(crate) struct MappedBytes {
+    ptr: *const u8,
+    len: usize,
+    _guard: Guard,
+}
+
+impl MappedBytes {
+    /// Wraps `ptr..ptr+len` together with the guard that keeps their mapping alive.
+    ///
+    /// # Safety
+    /// The bytes must have been borrowed for a lifetime tied to a borrow of `guard`, so that
+    /// they stay valid for as long as `guard` stays pinned.
+    unsafe fn new(guard: Guard, ptr: *const u8, len: usize) -> Self {
+        MappedBytes {
+            ptr,
+            len,
+            _guard: guard,
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: per `new`'s contract the mapping outlives `self._guard`, which lives as long as
+        // `self`; the mapped bytes of a sealed file never change (module invariants).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// Pins the epoch, lets `find` look a value up under that pin, and turns a borrowed result into a
+/// [`Value`] that carries the pin with it.
+///
+/// `find` must work for every guard lifetime `'g`, so the bytes it borrows can only come from
+/// data reached through the guard (a loaded file set) or from `'static` data: both stay valid
+/// for as long as the guard is pinned, wherever the guard is moved.
+pub(crate) fn pinned_value<F>(find: F) -> Result<Option<Value>>
+where
+    F: for<'g> FnOnce(&'g Guard) -> Result<Option<Cow<'g, [u8]>>>,
+{
+    let guard = crossbeam_epoch::pin();
+    let (ptr, len) = match find(&guard)? {
+        None => return Ok(None),
+        Some(Cow::Owned(bytes)) => return Ok(Some(Value::owned(bytes))),
+        Some(Cow::Borrowed(bytes)) => (bytes.as_ptr(), bytes.len()),
+    };
+    // SAFETY: `bytes` was borrowed for a lifetime tied to `&guard` (see above), and the guard
+    // moves into the value together with the pointer.
+    Ok(Some(Value::mapped(unsafe { MappedBytes::new(guard, ptr, len) })))
+}

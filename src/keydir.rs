@@ -1,0 +1,212 @@
+//! The keydir: key -> location of the key's newest live record, plus the per-file live/dead byte
+//! accounting that merge decisions and `stats()` read.
+//!
+//! Invariant: an entry only ever points at a complete record in a file that is (or is about to
+//! be) published in the file set. The writer replaces entries unconditionally (its record is the
+//! newest); merge replaces an entry only if it still points where merge copied from.
+
+use std::collections::HashMap;
+
+use crate::format::FileId;
+use crate::format::record::encoded_len;
+use crate::sync::{DashMap, Mutex};
+
+/// Where a key's newest record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub file_id: FileId,
+    /// Offset of the record's first byte in its file.
+    pub offset: u64,
+    pub value_len: u32,
+    pub seq: u64,
+}
+
+impl Location {
+    /// Length of the whole record on disk.
+    pub(crate) fn record_len(&self, key_len: usize) -> u64 {
+        encoded_len(key_len, self.value_len as usize)
+    }
+}
+
+/// Byte accounting for one data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileUsage {
+    /// File length on disk, header included.
+    pub total_bytes: u64,
+    /// Bytes of records the keydir points at.
+    pub live_bytes: u64,
+    pub live_keys: u64,
+    /// Smallest and largest seq of any record in the file (`u64::MAX`/0 when empty).
+    pub min_seq: u64,
+    pub max_seq: u64,
+}
+
+impl FileUsage {
+    pub(crate) fn new(total_bytes: u64) -> Self {
+        FileUsage {
+            total_bytes,
+            live_bytes: 0,
+            live_keys: 0,
+            min_seq: u64::MAX,
+            max_seq: 0,
+        }
+    }
+
+    pub(crate) fn dead_bytes(&self) -> u64 {
+        self.total_bytes - self.live_bytes
+    }
+
+    pub(crate) fn saw_seq(&mut self, seq: u64) {
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+    }
+}
+
+/// The concurrent index from key to location.
+#[derive(Debug, Default)]
+pub(crate) struct Keydir {
+    map: DashMap<Box<[u8]>, Location>,
+    /// Lock order: a map shard first, then `usage`; never the other way round.
+    usage: Mutex<HashMap<FileId, FileUsage>>,
+}
+
+impl Keydir {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
+        self.map.get(key).map(|entry| *entry)
+    }
+
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// A copy of every live key, taken shard by shard.
+    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
+        self.map.iter().map(|entry| entry.key().to_vec()).collect()
+    }
+
+    /// Starts accounting for a new or recovered file of `total_bytes`.
+    pub(crate) fn track_file(&self, file_id: FileId, usage: FileUsage) {
+        self.usage.lock().insert(file_id, usage);
+    }
+
+    /// Stops accounting for files that merge deleted.
+    pub(crate) fn forget_files(&self, ids: &[FileId]) {
+        let mut usage = self.usage.lock();
+        for id in ids {
+            usage.remove(id);
+        }
+    }
+
+    pub(crate) fn usage(&self) -> HashMap<FileId, FileUsage> {
+        self.usage.lock().clone()
+    }
+
+    /// The writer appended a put for `key` at `loc`; it is now the key's newest record.
+    pub(crate) fn put(&self, key: &[u8], loc: Location) {
+        let len = loc.record_len(key.len());
+        if let Some(mut entry) = self.map.get_mut(key) {
+            let old = std::mem::replace(&mut *entry, loc);
+            let mut usage = self.usage.lock();
+            appended(&mut usage, loc.file_id, len, loc.seq, true);
+            unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+        } else {
+            // Only the writer inserts, so no one can insert `key` between the miss and here.
+            self.map.insert(key.into(), loc);
+            appended(&mut self.usage.lock(), loc.file_id, len, loc.seq, true);
+        }
+    }
+
+    /// The writer appended a tombstone for `key` at `loc`.
+    pub(crate) fn remove(&self, key: &[u8], loc: Location) {
+        let len = loc.record_len(key.len());
+        let removed = self.map.remove(key);
+        let mut usage = self.usage.lock();
+        appended(&mut usage, loc.file_id, len, loc.seq, false);
+        if let Some((_, old)) = removed {
+            unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+        }
+    }
+
+    /// Points `key` at `new` only if it still points at `expected` (merge's copy of a record);
+    /// a concurrent write or remove of the key always wins.
+    pub(crate) fn replace_if(&self, key: &[u8], expected: Location, new: Location) -> bool {
+        let Some(mut entry) = self.map.get_mut(key) else {
+            return false;
+        };
+        if *entry != expected {
+            return false;
+        }
+        *entry = new;
+        let len = new.record_len(key.len());
+        let mut usage = self.usage.lock();
+        unlinked(&mut usage, expected.file_id, len);
+        linked(&mut usage, new.file_id, len);
+        true
+    }
+
+    /// Recovery: makes `loc` the key's entry unless a newer record is already known.
+    /// Ties (the same record found twice) go to the higher file id so the result is deterministic.
+    pub(crate) fn recover_put(&self, key: &[u8], loc: Location) {
+        match self.map.get_mut(key) {
+            Some(mut entry) => {
+                if (loc.seq, loc.file_id) > (entry.seq, entry.file_id) {
+                    *entry = loc;
+                }
+            }
+            None => {
+                self.map.insert(key.into(), loc);
+            }
+        }
+    }
+
+    /// Recovery: drops the key's entry if it is older than a tombstone of seq `seq`.
+    pub(crate) fn recover_tombstone(&self, key: &[u8], seq: u64) {
+        self.map.remove_if(key, |_, loc| loc.seq < seq);
+    }
+
+    /// Recovery: recomputes every file's live bytes and keys from the entries.
+    pub(crate) fn recount_live(&self) {
+        let mut usage = self.usage.lock();
+        for file in usage.values_mut() {
+            file.live_bytes = 0;
+            file.live_keys = 0;
+        }
+        for entry in self.map.iter() {
+            linked(&mut usage, entry.file_id, entry.record_len(entry.key().len()));
+        }
+    }
+}
+
+fn appended(
+    usage: &mut HashMap<FileId, FileUsage>,
+    file_id: FileId,
+    len: u64,
+    seq: u64,
+    live: bool,
+) {
+    let file = usage.entry(file_id).or_insert(FileUsage::new(0));
+    file.total_bytes += len;
+    file.saw_seq(seq);
+    if live {
+        file.live_bytes += len;
+        file.live_keys += 1;
+    }
+}
+
+fn linked(usage: &mut HashMap<FileId, FileUsage>, file_id: FileId, len: u64) {
+    if let Some(file) = usage.get_mut(&file_id) {
+        file.live_bytes += len;
+        file.live_keys += 1;
+    }
+}
+
+fn unlinked(usage: &mut HashMap<FileId, FileUsage>, file_id: FileId, len: u64) {
+    if let Some(file) = usage.get_mut(&file_id) {
+        file.live_bytes -= len;
+        file.live_keys -= 1;
+    }
+}

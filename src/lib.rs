@@ -1,0 +1,44 @@
+//! `bitcask`: an embedded key-value store in the Bitcask design (a log-structured hash table).
+//!
+//! Writes append to one active data file; a concurrent in-memory hash map (the *keydir*) points
+//! every key at its newest record; sealed data files are memory-mapped and read zero-copy; a
+//! merge rewrites live records into new files and retires the old ones through epoch-based
+//! reclamation. One [`Database`] handle is shared by any number of threads.
+//!
+//! ```
+//! # fn main() -> bitcask::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = bitcask::Database::open(dir.path())?;
+//! db.write(b"name:1", b"Peter")?;
+//! assert_eq!(db.read(b"name:1")?, b"Peter");
+//! assert_eq!(db.get(b"name:2")?.as_deref(), None);
+//! db.remove(b"name:1")?;
+//! assert!(matches!(db.read(b"name:1"), Err(bitcask::Error::KeyNotFound)));
+//! db.close()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `docs/design.md` describes the write and read paths, recovery, merge and the concurrency
+//! protocol; `docs/format.md` the bytes on disk.
+
+mod db;
+mod engine;
+mod error;
+mod fileset;
+pub mod format;
+mod io;
+mod keydir;
+mod merge;
+mod options;
+mod recovery;
+mod segment;
+mod sync;
+mod value;
+mod writer;
+
+pub use db::{Database, FileStats, Keys, Stats, new};
+pub use error::{CorruptionKind, Error, ErrorResult, Result};
+pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use options::{Config, DEFAULT_DATA_FILE_LIMIT, Options, SyncPolicy};
+pub use value::Value;

@@ -1,0 +1,372 @@
+//! Merge: copy the live records of sealed files into new files with hint files, commit the swap
+//! atomically, repoint the keydir, publish the new file set and delete the old files.
+//!
+//! Commit protocol (crash-safe at every step; `docs/design.md` walks each crash point):
+//! 1. write outputs as `*.data.tmp` + `*.hint.tmp` and fsync them;
+//! 2. write the `MERGE` record (inputs, outputs) atomically: **the commit point**;
+//! 3. rename outputs into place, fsync the directory;
+//! 4. publish outputs, repoint keydir entries that still point at the copied records;
+//! 5. unpublish inputs, delete them, fsync the directory, delete `MERGE`.
+//!
+//! Before the commit point recovery deletes the `.tmp` files (the old set stands); after it,
+//! recovery redoes steps 3 and 5 (the new set stands).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::engine::Engine;
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::format::FileId;
+use crate::format::commit::MergeCommit;
+use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
+use crate::format::hint::{HintBuilder, HintEntry, HintFile};
+use crate::format::record::{self, Record, RecordKind};
+use crate::io;
+use crate::io::layout::Layout;
+use crate::io::mmap::map_sealed;
+use crate::keydir::{FileUsage, Location};
+use crate::segment::{Segment, Storage};
+use crate::sync::{Arc, Ordering};
+
+/// What merges have done, kept under the merge lock.
+#[derive(Debug, Default)]
+pub(crate) struct MergeState {
+    /// Set when a merge failed after its commit point: the directory then holds a `MERGE`
+    /// record that only recovery may finish, so no further merge may start before reopen.
+    failed_after_commit: Option<String>,
+}
+
+/// One output file being written.
+struct Output {
+    id: FileId,
+    file: BufWriter<File>,
+    len: u64,
+    hint: HintBuilder,
+    usage: FileUsage,
+    /// For each hint entry, in order: where the record was copied from if the keydir pointed
+    /// there (`None` for tombstones).
+    sources: Vec<Option<Location>>,
+}
+
+/// An output file that is complete and synced.
+struct Finished {
+    id: FileId,
+    hint: Vec<u8>,
+    usage: FileUsage,
+    sources: Vec<Option<Location>>,
+}
+
+/// Merges every sealed file (sealing the active file first if it holds records).
+pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
+    let mut state = engine.merge.lock();
+    if let Some(reason) = &state.failed_after_commit {
+        return Err(Error::Poisoned(reason.clone()));
+    }
+    engine.check_open()?;
+    {
+        let mut writer = engine.lock_writer()?;
+        if !writer.is_empty() {
+            writer.rotate(engine)?;
+        }
+    }
+    let inputs: Vec<Arc<Segment>> = {
+        let guard = crossbeam_epoch::pin();
+        let set = engine.files.load(&guard);
+        set.segments()
+            .iter()
+            .filter(|s| s.is_sealed())
+            .cloned()
+            .collect()
+    };
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let result = run(engine, &inputs);
+    if let Err(MergeError::AfterCommit(e)) = &result {
+        state.failed_after_commit = Some(e.to_string());
+    }
+    result.map_err(MergeError::into_inner)
+}
+
+enum MergeError {
+    BeforeCommit(Error),
+    AfterCommit(Error),
+}
+
+impl MergeError {
+    fn into_inner(self) -> Error {
+        match self {
+            MergeError::BeforeCommit(e) | MergeError::AfterCommit(e) => e,
+        }
+    }
+}
+
+fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<(), MergeError> {
+    let input_ids: Vec<FileId> = inputs.iter().map(|s| s.id).collect();
+    let outputs = copy_live(engine, inputs).map_err(MergeError::BeforeCommit)?;
+    let commit = MergeCommit {
+        inputs: input_ids.clone(),
+        outputs: outputs.iter().map(|o| o.id).collect(),
+    };
+    let layout = &engine.layout;
+    let committed = io::write_file_atomically(layout.dir(), &layout.commit_path(), &commit.encode());
+    if let Err(e) = committed {
+        remove_outputs(layout, &commit.outputs);
+        return Err(MergeError::BeforeCommit(e));
+    }
+    install(engine, &input_ids, outputs).map_err(MergeError::AfterCommit)
+}
+
+/// Steps 3-5: everything after the commit point.
+fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Result<()> {
+    let layout = &engine.layout;
+    let ids: Vec<FileId> = outputs.iter().map(|o| o.id).collect();
+    rename_outputs(layout, &ids)?;
+    let mut segments = Vec::new();
+    for output in &outputs {
+        let path = layout.data_path(output.id);
+        let file = File::open(&path).context("opening merged file", &path)?;
+        let map = map_sealed(&file, &path)?;
+        engine.keydir.track_file(output.id, output.usage);
+        segments.push(Arc::new(Segment {
+            id: output.id,
+            path,
+            storage: Storage::Sealed(map),
+        }));
+    }
+    engine.files.publish(|set| set.with(segments));
+    for output in &outputs {
+        repoint_keydir(engine, output);
+    }
+    // No keydir entry points into the inputs any more: readers that still do retry.
+    engine.files.publish(|set| set.without(input_ids));
+    for &id in input_ids {
+        io::remove_if_exists(&layout.data_path(id))?;
+        io::remove_if_exists(&layout.hint_path(id))?;
+    }
+    io::sync_dir(layout.dir())?;
+    engine.keydir.forget_files(input_ids);
+    io::remove_if_exists(&layout.commit_path())?;
+    io::sync_dir(layout.dir())
+}
+
+fn repoint_keydir(engine: &Engine, output: &Finished) {
+    let Ok(hint) = HintFile::decode(&output.hint) else {
+        return; // unreachable: we built it; the keydir then keeps pointing at valid old copies
+    };
+    for (entry, source) in hint.entries().zip(&output.sources) {
+        if let Some(old) = source {
+            let new = Location {
+                file_id: output.id,
+                offset: entry.offset,
+                value_len: entry.value_len,
+                seq: entry.seq,
+            };
+            engine.keydir.replace_if(entry.key, *old, new);
+        }
+    }
+}
+
+/// Step 1: copies what must survive from `inputs` into synced temporary output files.
+fn copy_live(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<Vec<Finished>> {
+    let input_ids: Vec<FileId> = inputs.iter().map(|s| s.id).collect();
+    // A tombstone must be kept while any surviving file may hold an older put of its key.
+    let oldest_surviving_seq = engine
+        .keydir
+        .usage()
+        .iter()
+        .filter(|(id, _)| !input_ids.contains(id))
+        .map(|(_, usage)| usage.min_seq)
+        .min()
+        .unwrap_or(u64::MAX);
+    let mut writer = OutputWriter {
+        engine,
+        current: None,
+        finished: Vec::new(),
+    };
+    let result = copy_inputs(engine, inputs, oldest_surviving_seq, &mut writer);
+    let finished = result.and_then(|()| writer.finish());
+    if finished.is_err() {
+        writer.abandon();
+    }
+    finished
+}
+
+fn copy_inputs(
+    engine: &Engine,
+    inputs: &[Arc<Segment>],
+    oldest_surviving_seq: u64,
+    writer: &mut OutputWriter,
+) -> Result<()> {
+    for segment in inputs {
+        let bytes = segment.mapped().unwrap_or_default();
+        for (offset, decoded) in record::scan(bytes, HEADER_LEN) {
+            let rec = decoded.map_err(|kind| Error::corruption(&segment.path, offset, kind))?;
+            let raw = &bytes[offset as usize..][..rec.encoded_len() as usize];
+            match rec.kind {
+                RecordKind::Put => {
+                    let current = engine.keydir.get(rec.key);
+                    if current.is_some_and(|loc| loc.file_id == segment.id && loc.offset == offset)
+                    {
+                        writer.copy(&rec, raw, current)?;
+                    }
+                }
+                RecordKind::Tombstone => {
+                    if !engine.keydir.contains(rec.key) && rec.seq > oldest_surviving_seq {
+                        writer.copy(&rec, raw, None)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct OutputWriter<'a> {
+    engine: &'a Engine,
+    current: Option<Output>,
+    finished: Vec<Finished>,
+}
+
+impl OutputWriter<'_> {
+    fn copy(&mut self, rec: &Record, raw: &[u8], source: Option<Location>) -> Result<()> {
+        let limit = self.engine.config.data_file_limit;
+        if let Some(out) = &self.current
+            && out.len > HEADER_LEN as u64
+            && out.len + raw.len() as u64 > limit
+        {
+            self.seal_current()?;
+        }
+        if self.current.is_none() {
+            self.current = Some(self.start()?);
+        }
+        let Some(out) = self.current.as_mut() else {
+            unreachable!("an output was just started");
+        };
+        let path = tmp_data_path(&self.engine.layout, out.id);
+        out.file.write_all(raw).context("writing merged file", &path)?;
+        out.hint.push(&HintEntry {
+            seq: rec.seq,
+            kind: rec.kind,
+            key: rec.key,
+            value_len: rec.value.len() as u32,
+            offset: out.len,
+        });
+        out.sources.push(source);
+        out.usage.total_bytes += raw.len() as u64;
+        out.usage.saw_seq(rec.seq);
+        out.len += raw.len() as u64;
+        Ok(())
+    }
+
+    fn start(&self) -> Result<Output> {
+        let id = self.engine.next_file_id.fetch_add(1, Ordering::Relaxed);
+        let path = tmp_data_path(&self.engine.layout, id);
+        let file = File::create(&path).context("creating merged file", &path)?;
+        let mut file = BufWriter::with_capacity(1 << 20, file);
+        let header = FileHeader {
+            kind: FileKind::Merged,
+            file_id: id,
+        };
+        file.write_all(&header.encode())
+            .context("writing merged file", &path)?;
+        Ok(Output {
+            id,
+            file,
+            len: HEADER_LEN as u64,
+            hint: HintBuilder::new(id),
+            usage: FileUsage::new(HEADER_LEN as u64),
+            sources: Vec::new(),
+        })
+    }
+
+    /// Flushes and fsyncs the current output and its hint file.
+    fn seal_current(&mut self) -> Result<()> {
+        let Some(out) = self.current.take() else {
+            return Ok(());
+        };
+        let layout = &self.engine.layout;
+        let path = tmp_data_path(layout, out.id);
+        let file = out
+            .file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("flushing merged file", &path)?;
+        file.sync_all().context("syncing merged file", &path)?;
+        let hint = out.hint.finish(out.len);
+        io::write_synced(&io::tmp_path(&layout.hint_path(out.id)), &hint)?;
+        self.finished.push(Finished {
+            id: out.id,
+            hint,
+            usage: out.usage,
+            sources: out.sources,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Vec<Finished>> {
+        self.seal_current()?;
+        io::sync_dir(self.engine.layout.dir())?;
+        Ok(std::mem::take(&mut self.finished))
+    }
+
+    /// Best-effort removal of everything written so far (recovery removes leftovers anyway).
+    fn abandon(&mut self) {
+        let mut ids: Vec<FileId> = self.finished.iter().map(|f| f.id).collect();
+        ids.extend(self.current.take().map(|o| o.id));
+        remove_outputs(&self.engine.layout, &ids);
+    }
+}
+
+fn tmp_data_path(layout: &Layout, id: FileId) -> PathBuf {
+    io::tmp_path(&layout.data_path(id))
+}
+
+fn remove_outputs(layout: &Layout, ids: &[FileId]) {
+    for &id in ids {
+        let _ = io::remove_if_exists(&tmp_data_path(layout, id));
+        let _ = io::remove_if_exists(&io::tmp_path(&layout.hint_path(id)));
+    }
+}
+
+/// Renames committed outputs into place (skipping any a previous attempt already renamed).
+fn rename_outputs(layout: &Layout, ids: &[FileId]) -> Result<()> {
+    for &id in ids {
+        for path in [layout.data_path(id), layout.hint_path(id)] {
+            rename_if_pending(&path)?;
+        }
+    }
+    io::sync_dir(layout.dir())
+}
+
+fn rename_if_pending(path: &Path) -> Result<()> {
+    let tmp = io::tmp_path(path);
+    if tmp.exists() {
+        io::rename(&tmp, path)
+    } else if path.exists() {
+        Ok(())
+    } else {
+        Err(Error::corruption(path, 0, CorruptionKind::Truncated))
+    }
+}
+
+/// Recovery: finishes a merge that crashed after its commit point (steps 3 and 5). Without a
+/// `MERGE` record there is nothing to do; leftover `.tmp` files are removed by the caller.
+pub(crate) fn finish_interrupted(layout: &Layout) -> Result<()> {
+    let path = layout.commit_path();
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context("reading merge record", &path),
+    };
+    let commit = MergeCommit::decode(&bytes).map_err(|kind| Error::corruption(&path, 0, kind))?;
+    rename_outputs(layout, &commit.outputs)?;
+    for &id in &commit.inputs {
+        io::remove_if_exists(&layout.data_path(id))?;
+        io::remove_if_exists(&layout.hint_path(id))?;
+    }
+    io::sync_dir(layout.dir())?;
+    io::remove_if_exists(&path)?;
+    io::sync_dir(layout.dir())
+}

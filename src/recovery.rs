@@ -1,0 +1,305 @@
+//! Opening a store: lock the directory, finish or undo an interrupted merge, load every data file
+//! (from its hint file when a valid one exists, else by scanning), cut a torn tail off the newest
+//! writer file, and rebuild the keydir so that the newest seq wins whatever the file order.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::engine::Engine;
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::fileset::{FileSet, Files};
+use crate::format::FileId;
+use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
+use crate::format::hint::HintFile;
+use crate::format::record::{self, RecordKind, encoded_len};
+use crate::io::layout::Layout;
+use crate::io::lock::DirLock;
+use crate::io::mmap::map_sealed;
+use crate::keydir::{FileUsage, Keydir, Location};
+use crate::options::Config;
+use crate::segment::{Segment, Storage};
+use crate::sync::{Arc, AtomicBool, AtomicU32, Mutex};
+use crate::writer::Writer;
+use crate::{io, merge};
+
+/// A data file found on disk, its header checked.
+struct FoundFile {
+    id: FileId,
+    path: PathBuf,
+    kind: FileKind,
+    file: File,
+    len: u64,
+}
+
+/// What loading the files learned beyond the keydir itself.
+#[derive(Default)]
+struct Loaded {
+    /// Newest tombstone seq per key; applied after every put is known.
+    tombstones: HashMap<Vec<u8>, u64>,
+    max_seq: u64,
+}
+
+/// Opens the store described by `config`.
+pub(crate) fn open(config: Config) -> Result<Engine> {
+    config.validate()?;
+    let layout = Layout::new(config.dir.clone());
+    prepare_dir(layout.dir())?;
+    let dir_lock = DirLock::acquire(layout.dir(), &layout.lock_path())?;
+    merge::finish_interrupted(&layout)?;
+    let listing = layout.list()?;
+    for tmp in &listing.tmps {
+        io::remove_if_exists(tmp)?;
+    }
+    let found = listing
+        .data
+        .iter()
+        .map(|&id| open_data_file(&layout, id))
+        .collect::<Result<Vec<_>>>()?;
+    let next_id = listing
+        .data
+        .iter()
+        .chain(&listing.hints)
+        .max()
+        .map_or(1, |max| max + 1);
+    // Only the newest file the writer appended to can end in a torn record.
+    let tail_id = found
+        .iter()
+        .filter(|f| f.kind == FileKind::Data)
+        .map(|f| f.id)
+        .max();
+
+    let keydir = Keydir::default();
+    let mut loaded = Loaded::default();
+    let mut segments = Vec::new();
+    let mut reusable_tail = None;
+    for file in found {
+        if Some(file.id) == tail_id {
+            let tail = recover_tail(file, &keydir, &mut loaded)?;
+            if tail.len < config.data_file_limit {
+                reusable_tail = Some(tail);
+                continue;
+            }
+            segments.push(seal(tail)?);
+        } else {
+            segments.push(recover_sealed(&layout, file, &keydir, &mut loaded)?);
+        }
+    }
+    for (key, seq) in &loaded.tombstones {
+        keydir.recover_tombstone(key, *seq);
+    }
+    keydir.recount_live();
+
+    let next_file_id = AtomicU32::new(next_id);
+    let active = match reusable_tail {
+        Some(tail) => tail,
+        None => create_active(&layout, &next_file_id, &keydir)?,
+    };
+    let writer = Writer::new(
+        Arc::new(active.file),
+        active.id,
+        active.len,
+        loaded.max_seq + 1,
+    );
+    let engine = Engine {
+        layout,
+        config,
+        keydir,
+        files: Files::new(FileSet::default()),
+        writer: Mutex::new(writer),
+        next_file_id,
+        closed: AtomicBool::new(false),
+        merge: Mutex::new(merge::MergeState::default()),
+        dir_lock: Mutex::new(Some(dir_lock)),
+    };
+    segments.push(engine.writer.lock().segment(&engine));
+    engine.files.publish(|_| FileSet::new(segments));
+    Ok(engine)
+}
+
+fn prepare_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(Error::NotADirectory(dir.to_path_buf())),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).context("creating store directory", dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io::sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).context("inspecting store directory", dir),
+    }
+}
+
+fn open_data_file(layout: &Layout, id: FileId) -> Result<FoundFile> {
+    let path = layout.data_path(id);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .context("opening data file", &path)?;
+    let len = file.metadata().context("inspecting", &path)?.len();
+    let mut header = [0; HEADER_LEN];
+    let read = file.read_exact_at(&mut header, 0);
+    let header = read
+        .map_err(|_| CorruptionKind::Truncated)
+        .and_then(|()| FileHeader::decode(&header))
+        .map_err(|kind| Error::corruption(&path, 0, kind))?;
+    if header.file_id != id || header.kind == FileKind::Hint {
+        return Err(Error::corruption(&path, 0, CorruptionKind::WrongFile));
+    }
+    Ok(FoundFile {
+        id,
+        path,
+        kind: header.kind,
+        file,
+        len,
+    })
+}
+
+/// Loads a sealed file from its hint file if a valid one exists, else by scanning; a record that
+/// fails validation is corruption (sealed files were synced before they were sealed).
+fn recover_sealed(
+    layout: &Layout,
+    file: FoundFile,
+    keydir: &Keydir,
+    loaded: &mut Loaded,
+) -> Result<Arc<Segment>> {
+    let map = map_sealed(&file.file, &file.path)?;
+    let mut usage = FileUsage::new(file.len);
+    if !load_hint(layout, &file, keydir, loaded, &mut usage) {
+        for (offset, decoded) in record::scan(&map, HEADER_LEN) {
+            let rec = decoded.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
+            let loc = location(file.id, offset, rec.value.len(), rec.seq);
+            apply(keydir, loaded, &mut usage, rec.kind, rec.key, loc);
+        }
+    }
+    keydir.track_file(file.id, usage);
+    Ok(Arc::new(Segment {
+        id: file.id,
+        path: file.path,
+        storage: Storage::Sealed(map),
+    }))
+}
+
+/// Applies a valid hint file; returns false (having applied nothing) if there is none or it is
+/// stale or damaged, so the caller scans instead.
+fn load_hint(
+    layout: &Layout,
+    file: &FoundFile,
+    keydir: &Keydir,
+    loaded: &mut Loaded,
+    usage: &mut FileUsage,
+) -> bool {
+    let Ok(bytes) = std::fs::read(layout.hint_path(file.id)) else {
+        return false;
+    };
+    let Ok(hint) = HintFile::decode(&bytes) else {
+        return false;
+    };
+    let fits = |offset: u64, len: u64| {
+        offset >= HEADER_LEN as u64 && offset.checked_add(len).is_some_and(|end| end <= file.len)
+    };
+    let consistent = hint.file_id == file.id
+        && hint.data_len == file.len
+        && hint
+            .entries()
+            .all(|e| fits(e.offset, encoded_len(e.key.len(), e.value_len as usize)));
+    if !consistent {
+        return false;
+    }
+    for entry in hint.entries() {
+        let loc = location(file.id, entry.offset, entry.value_len as usize, entry.seq);
+        apply(keydir, loaded, usage, entry.kind, entry.key, loc);
+    }
+    true
+}
+
+/// Scans the newest writer file, cutting off everything from its first invalid record on (a
+/// write the crash interrupted). The file is not mapped while it is truncated.
+fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result<FoundFile> {
+    let mut usage = FileUsage::new(0);
+    let mut valid_end = file.len;
+    {
+        let map = map_sealed(&file.file, &file.path)?;
+        for (offset, decoded) in record::scan(&map, HEADER_LEN) {
+            match decoded {
+                Ok(rec) => {
+                    let loc = location(file.id, offset, rec.value.len(), rec.seq);
+                    apply(keydir, loaded, &mut usage, rec.kind, rec.key, loc);
+                }
+                Err(_) => valid_end = offset,
+            }
+        }
+    }
+    if valid_end < file.len {
+        file.file
+            .set_len(valid_end)
+            .and_then(|()| file.file.sync_all())
+            .context("cutting the torn tail off", &file.path)?;
+    }
+    usage.total_bytes = valid_end;
+    keydir.track_file(file.id, usage);
+    Ok(FoundFile {
+        len: valid_end,
+        ..file
+    })
+}
+
+fn seal(file: FoundFile) -> Result<Arc<Segment>> {
+    let map = map_sealed(&file.file, &file.path)?;
+    Ok(Arc::new(Segment {
+        id: file.id,
+        path: file.path,
+        storage: Storage::Sealed(map),
+    }))
+}
+
+fn create_active(layout: &Layout, ids: &AtomicU32, keydir: &Keydir) -> Result<FoundFile> {
+    let id = ids.fetch_add(1, crate::sync::Ordering::Relaxed);
+    let path = layout.data_path(id);
+    let header = FileHeader {
+        kind: FileKind::Data,
+        file_id: id,
+    };
+    let file = io::create_data_file(layout.dir(), &path, &header.encode())?;
+    keydir.track_file(id, FileUsage::new(HEADER_LEN as u64));
+    Ok(FoundFile {
+        id,
+        path,
+        kind: FileKind::Data,
+        file,
+        len: HEADER_LEN as u64,
+    })
+}
+
+fn location(file_id: FileId, offset: u64, value_len: usize, seq: u64) -> Location {
+    Location {
+        file_id,
+        offset,
+        value_len: value_len as u32,
+        seq,
+    }
+}
+
+/// Folds one record into the keydir under newest-seq-wins.
+fn apply(
+    keydir: &Keydir,
+    loaded: &mut Loaded,
+    usage: &mut FileUsage,
+    kind: RecordKind,
+    key: &[u8],
+    loc: Location,
+) {
+    loaded.max_seq = loaded.max_seq.max(loc.seq);
+    usage.saw_seq(loc.seq);
+    match kind {
+        RecordKind::Put => keydir.recover_put(key, loc),
+        RecordKind::Tombstone => {
+            let newest = loaded.tombstones.entry(key.to_vec()).or_insert(0);
+            *newest = (*newest).max(loc.seq);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! One data file as readers see it: sealed files through their memory map (zero-copy), the
+//! active file through positional reads. Every read re-validates the record's checksum and key.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use memmap2::Mmap;
+
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::format::FileId;
+use crate::format::record::{Record, RecordKind};
+use crate::keydir::Location;
+use crate::sync::Arc;
+
+/// How a segment's bytes are reached.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// Immutable: mapped once, read zero-copy.
+    Sealed(Mmap),
+    /// Being appended to by the writer (which shares the handle); read with `pread`.
+    Active(Arc<File>),
+}
+
+/// A data file in the published file set.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub id: FileId,
+    pub path: PathBuf,
+    pub storage: Storage,
+}
+
+impl Segment {
+    pub(crate) fn is_sealed(&self) -> bool {
+        matches!(self.storage, Storage::Sealed(_))
+    }
+
+    /// The mapped bytes of a sealed segment.
+    pub(crate) fn mapped(&self) -> Option<&[u8]> {
+        match &self.storage {
+            Storage::Sealed(map) => Some(map),
+            Storage::Active(_) => None,
+        }
+    }
+
+    /// Reads and validates the record `loc` points at and returns its value: borrowed from the
+    /// map for a sealed file, copied for the active file.
+    pub(crate) fn read_value(&self, key: &[u8], loc: &Location) -> Result<Cow<'_, [u8]>> {
+        let len = loc.record_len(key.len()) as usize;
+        match &self.storage {
+            Storage::Sealed(map) => {
+                let bytes = usize::try_from(loc.offset)
+                    .ok()
+                    .and_then(|start| map.get(start..start.checked_add(len)?))
+                    .ok_or_else(|| self.corrupt(loc, CorruptionKind::Truncated))?;
+                let record = self.check(key, loc, bytes)?;
+                Ok(Cow::Borrowed(record.value))
+            }
+            Storage::Active(file) => {
+                let mut bytes = vec![0; len];
+                file.read_exact_at(&mut bytes, loc.offset)
+                    .context("reading active file", &self.path)?;
+                let value_start = len - loc.value_len as usize;
+                self.check(key, loc, &bytes)?;
+                bytes.drain(..value_start);
+                Ok(Cow::Owned(bytes))
+            }
+        }
+    }
+
+    fn check<'a>(&self, key: &[u8], loc: &Location, bytes: &'a [u8]) -> Result<Record<'a>> {
+        let record = Record::decode(bytes).map_err(|kind| self.corrupt(loc, kind))?;
+        if record.key != key || record.seq != loc.seq || record.kind != RecordKind::Put {
+            return Err(self.corrupt(loc, CorruptionKind::KeyMismatch));
+        }
+        Ok(record)
+    }
+
+    fn corrupt(&self, loc: &Location, kind: CorruptionKind) -> Error {
+        Error::corruption(&self.path, loc.offset, kind)
+    }
+}

@@ -1,0 +1,72 @@
+//! [`Value`]: a value returned by [`crate::Database::get`], zero-copy where the file allows.
+
+use std::fmt;
+use std::ops::Deref;
+
+use crate::io::mmap::MappedBytes;
+
+/// A value read from the store. Derefs to `[u8]`.
+///
+/// Values in sealed files borrow straight from the file's memory map; values still in the active
+/// file are copied out of it. A mapped value keeps the calling thread's epoch pinned, which delays
+/// unmapping files that a merge retired, so do not hoard values; `to_vec()` when you need to keep
+/// the bytes. (That pin is also why `Value` is not `Send`.)
+pub struct Value(Repr);
+
+enum Repr {
+    Mapped(MappedBytes),
+    Owned(Vec<u8>),
+}
+
+impl Value {
+    pub(crate) fn mapped(bytes: MappedBytes) -> Self {
+        Value(Repr::Mapped(bytes))
+    }
+
+    pub(crate) fn owned(bytes: Vec<u8>) -> Self {
+        Value(Repr::Owned(bytes))
+    }
+
+    /// Whether the bytes are borrowed from a memory map rather than copied.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.0, Repr::Mapped(_))
+    }
+}
+
+impl Deref for Value {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Mapped(bytes) => bytes.as_slice(),
+            Repr::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq<[u8]> for Value {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&[u8]> for Value {
+    fn eq(&self, other: &&[u8]) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("len", &self.len())
+            .field("zero_copy", &self.is_zero_copy())
+            .finish()
+    }
+}

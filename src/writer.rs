@@ -1,0 +1,159 @@
+//! The single writer: encodes records, appends them to the active file, and rotates it.
+//!
+//! Only one thread at a time holds the writer (behind the engine's mutex), so records, seqs and
+//! keydir updates happen in one order. A failed write or fsync poisons the writer: the file's
+//! tail is then unknown, so it refuses further writes until the store is reopened.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use crate::engine::Engine;
+use crate::error::{Error, IoContext, Result};
+use crate::format::FileId;
+use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
+use crate::format::record::{Record, RecordKind, encoded_len};
+use crate::io;
+use crate::io::mmap::map_sealed;
+use crate::keydir::{FileUsage, Location};
+use crate::options::SyncPolicy;
+use crate::segment::{Segment, Storage};
+use crate::sync::{Arc, Ordering};
+
+/// The writer's state: the active file and the next sequence number.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    file: Arc<File>,
+    file_id: FileId,
+    /// Bytes in the active file; the next record goes here.
+    len: u64,
+    next_seq: u64,
+    /// Reused encode buffer.
+    buf: Vec<u8>,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    pub(crate) fn new(file: Arc<File>, file_id: FileId, len: u64, next_seq: u64) -> Self {
+        Writer {
+            file,
+            file_id,
+            len,
+            next_seq,
+            buf: Vec::new(),
+            poisoned: None,
+        }
+    }
+
+    /// A read-side view of the active file for the file set.
+    pub(crate) fn segment(&self, engine: &Engine) -> Arc<Segment> {
+        Arc::new(Segment {
+            id: self.file_id,
+            path: engine.layout.data_path(self.file_id),
+            storage: Storage::Active(Arc::clone(&self.file)),
+        })
+    }
+
+    pub(crate) fn segment_id(&self) -> FileId {
+        self.file_id
+    }
+
+    /// Whether the active file holds no record yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len <= HEADER_LEN as u64
+    }
+
+    /// Appends one record and returns where it is. The caller updates the keydir while it still
+    /// holds the writer, so keydir order is seq order.
+    pub(crate) fn append(
+        &mut self,
+        engine: &Engine,
+        kind: RecordKind,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Location> {
+        self.check_poisoned()?;
+        let len = encoded_len(key.len(), value.len());
+        if !self.is_empty() && self.len + len > engine.config.data_file_limit {
+            self.rotate(engine)?;
+        }
+        let seq = self.next_seq;
+        self.buf.clear();
+        let record = Record {
+            seq,
+            kind,
+            key,
+            value,
+        };
+        record.encode_into(&mut self.buf);
+        let written = self.file.write_all_at(&self.buf, self.len);
+        self.poison_on_error(written, engine)?;
+        if engine.config.sync == SyncPolicy::Always {
+            let synced = self.file.sync_data();
+            self.poison_on_error(synced, engine)?;
+        }
+        let loc = Location {
+            file_id: self.file_id,
+            offset: self.len,
+            value_len: value.len() as u32,
+            seq,
+        };
+        self.next_seq += 1;
+        self.len += len;
+        Ok(loc)
+    }
+
+    /// Fsyncs the active file: every record appended before is durable when this returns.
+    pub(crate) fn sync(&mut self, engine: &Engine) -> Result<()> {
+        self.check_poisoned()?;
+        let synced = self.file.sync_data();
+        self.poison_on_error(synced, engine)
+    }
+
+    /// Seals the active file (fsynced and mapped) and starts a new one.
+    pub(crate) fn rotate(&mut self, engine: &Engine) -> Result<()> {
+        self.sync(engine)?;
+        let sealed_path = engine.layout.data_path(self.file_id);
+        let map = map_sealed(&self.file, &sealed_path)?;
+        let new_id = engine.next_file_id.fetch_add(1, Ordering::Relaxed);
+        let new_path = engine.layout.data_path(new_id);
+        let header = FileHeader {
+            kind: FileKind::Data,
+            file_id: new_id,
+        };
+        let file = io::create_data_file(engine.layout.dir(), &new_path, &header.encode())?;
+        engine
+            .keydir
+            .track_file(new_id, FileUsage::new(HEADER_LEN as u64));
+        let sealed = Arc::new(Segment {
+            id: self.file_id,
+            path: sealed_path,
+            storage: Storage::Sealed(map),
+        });
+        *self = Writer {
+            file: Arc::new(file),
+            file_id: new_id,
+            len: HEADER_LEN as u64,
+            next_seq: self.next_seq,
+            buf: std::mem::take(&mut self.buf),
+            poisoned: None,
+        };
+        let active = self.segment(engine);
+        // The new active file is published before any keydir entry can point into it.
+        engine.files.publish(|set| set.with([sealed, active]));
+        Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(Error::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison_on_error(&mut self, result: std::io::Result<()>, engine: &Engine) -> Result<()> {
+        let path = engine.layout.data_path(self.file_id);
+        result
+            .context("appending to", &path)
+            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+    }
+}
