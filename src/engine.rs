@@ -12,11 +12,11 @@ use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::io::layout::Layout;
 use crate::io::lock::DirLock;
 use crate::io::mmap::pinned_value;
-use crate::value::Value;
 use crate::keydir::Keydir;
 use crate::merge::MergeState;
 use crate::options::Config;
 use crate::sync::{AtomicBool, AtomicU32, Mutex, Ordering};
+use crate::value::Value;
 use crate::writer::Writer;
 
 /// One open store.

@@ -82,7 +82,9 @@ pub enum Error {
 
     /// An earlier write or fsync failed, so the writer can no longer promise what is on disk.
     /// Reads keep working; reopen the store to write again.
-    #[error("the store refuses writes after an earlier I/O failure ({0}); reopen it to write again")]
+    #[error(
+        "the store refuses writes after an earlier I/O failure ({0}); reopen it to write again"
+    )]
     Poisoned(String),
 
     /// A setting is out of range.

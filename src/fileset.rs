@@ -82,7 +82,9 @@ impl Files {
         let _serialised = self.publish_lock.lock();
         let guard = epoch::pin();
         let next = change(self.load(&guard));
-        let old = self.current.swap(Owned::new(next), Ordering::AcqRel, &guard);
+        let old = self
+            .current
+            .swap(Owned::new(next), Ordering::AcqRel, &guard);
         // SAFETY: `old` was unlinked by the swap above, so no thread can load it again; threads
         // that loaded it before are pinned, and the collector waits for them.
         unsafe { guard.defer_destroy(old) };
@@ -93,7 +95,9 @@ impl Files {
 impl Drop for Files {
     fn drop(&mut self) {
         let guard = epoch::pin();
-        let current = self.current.swap(epoch::Shared::null(), Ordering::AcqRel, &guard);
+        let current = self
+            .current
+            .swap(epoch::Shared::null(), Ordering::AcqRel, &guard);
         // SAFETY: `&mut self` proves no thread can load `current` any more. Values handed out by
         // `Database::get` may still borrow from its maps, but each holds a pinned guard, so the
         // deferred destruction waits for them.

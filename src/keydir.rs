@@ -176,7 +176,11 @@ impl Keydir {
             file.live_keys = 0;
         }
         for entry in self.map.iter() {
-            linked(&mut usage, entry.file_id, entry.record_len(entry.key().len()));
+            linked(
+                &mut usage,
+                entry.file_id,
+                entry.record_len(entry.key().len()),
+            );
         }
     }
 }

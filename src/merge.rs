@@ -110,7 +110,8 @@ fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<(), MergeError> {
         outputs: outputs.iter().map(|o| o.id).collect(),
     };
     let layout = &engine.layout;
-    let committed = io::write_file_atomically(layout.dir(), &layout.commit_path(), &commit.encode());
+    let committed =
+        io::write_file_atomically(layout.dir(), &layout.commit_path(), &commit.encode());
     if let Err(e) = committed {
         remove_outputs(layout, &commit.outputs);
         return Err(MergeError::BeforeCommit(e));
@@ -245,7 +246,9 @@ impl OutputWriter<'_> {
             unreachable!("an output was just started");
         };
         let path = tmp_data_path(&self.engine.layout, out.id);
-        out.file.write_all(raw).context("writing merged file", &path)?;
+        out.file
+            .write_all(raw)
+            .context("writing merged file", &path)?;
         out.hint.push(&HintEntry {
             seq: rec.seq,
             kind: rec.kind,

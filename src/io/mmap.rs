@@ -84,5 +84,7 @@ where
     };
     // SAFETY: `bytes` was borrowed for a lifetime tied to `&guard` (see above), and the guard
     // moves into the value together with the pointer.
-    Ok(Some(Value::mapped(unsafe { MappedBytes::new(guard, ptr, len) })))
+    Ok(Some(Value::mapped(unsafe {
+        MappedBytes::new(guard, ptr, len)
+    })))
 }

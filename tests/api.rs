@@ -1,0 +1,291 @@
+//! The public API's contract, one behaviour per test.
+
+mod common;
+
+use bitcask::{Config, Database, Error, MAX_KEY_LEN, Options};
+use common::{files_with_ext, open_small};
+
+#[test]
+fn write_read_remove_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"k", b"v1").unwrap();
+    db.write(b"k", b"v2").unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v2");
+    assert_eq!(db.read_cache(b"k").unwrap(), b"v2");
+    assert!(db.contains_key(b"k").unwrap());
+    db.remove(b"k").unwrap();
+    assert!(matches!(db.read(b"k"), Err(Error::KeyNotFound)));
+    assert!(db.get(b"k").unwrap().is_none());
+    assert!(!db.contains_key(b"k").unwrap());
+    db.remove(b"never-written").unwrap();
+}
+
+#[test]
+fn empty_key_and_empty_value_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"", b"empty key").unwrap();
+    db.write(b"empty value", b"").unwrap();
+    db.close().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.read(b"").unwrap(), b"empty key");
+    assert_eq!(db.read(b"empty value").unwrap(), b"");
+}
+
+#[test]
+fn oversized_key_is_a_clear_error_and_the_store_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let key = vec![7u8; MAX_KEY_LEN + 1];
+    let err = db.write(&key, b"v").unwrap_err();
+    assert!(
+        matches!(err, Error::KeyTooLarge { len, max } if len == MAX_KEY_LEN + 1 && max == MAX_KEY_LEN)
+    );
+    assert!(err.to_string().contains("65536"), "{err}");
+    let key = vec![7u8; MAX_KEY_LEN];
+    db.write(&key, b"v").unwrap();
+    assert_eq!(db.read(&key).unwrap(), b"v");
+}
+
+#[test]
+fn value_larger_than_the_file_limit_gets_a_file_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 1024);
+    db.write(b"small", b"x").unwrap();
+    let big = vec![0xAB; 10_000];
+    db.write(b"big", &big).unwrap();
+    db.write(b"after", b"y").unwrap();
+    let big_file = db
+        .stats()
+        .files
+        .into_iter()
+        .find(|f| f.live_keys == 1 && f.live_bytes > 10_000)
+        .expect("a file holding just the big value");
+    assert!(big_file.total_bytes < 10_100);
+    assert_eq!(db.read(b"big").unwrap(), big);
+    db.close().unwrap();
+    let db = open_small(dir.path(), 1024);
+    assert_eq!(db.read(b"big").unwrap(), big);
+    assert_eq!(db.read(b"after").unwrap(), b"y");
+}
+
+#[test]
+fn data_files_rotate_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 4096);
+    for i in 0..200u32 {
+        db.write(&i.to_le_bytes(), &[1u8; 100]).unwrap();
+    }
+    let stats = db.stats();
+    assert!(stats.num_data_files >= 5, "{stats:?}");
+    assert!(stats.files.iter().all(|f| f.total_bytes <= 4096));
+    assert_eq!(
+        files_with_ext(dir.path(), "data").len() as u64,
+        stats.num_data_files
+    );
+}
+
+#[test]
+fn get_is_zero_copy_for_sealed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 256);
+    db.write(b"old", b"sealed value").unwrap();
+    for i in 0..10u8 {
+        db.write(&[i], &[0; 100]).unwrap();
+    }
+    db.write(b"new", b"active value").unwrap();
+    let old = db.get(b"old").unwrap().unwrap();
+    assert!(old.is_zero_copy());
+    assert_eq!(&*old, b"sealed value");
+    let new = db.get(b"new").unwrap().unwrap();
+    assert!(!new.is_zero_copy());
+    assert_eq!(&*new, b"active value");
+}
+
+#[test]
+fn mapped_value_outlives_merge_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 256);
+    db.write(b"k", b"first").unwrap();
+    for i in 0..10u8 {
+        db.write(&[i], &[0; 100]).unwrap();
+    }
+    let value = db.get(b"k").unwrap().unwrap();
+    assert!(value.is_zero_copy());
+    db.write(b"k", b"second").unwrap();
+    db.merge().unwrap();
+    db.close().unwrap();
+    drop(db);
+    assert_eq!(&*value, b"first");
+}
+
+#[test]
+fn keys_lists_every_live_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 512);
+    for i in 0..100u32 {
+        db.write(format!("key{i}").as_bytes(), b"v").unwrap();
+    }
+    for i in 0..100u32 {
+        if i % 3 == 0 {
+            db.remove(format!("key{i}").as_bytes()).unwrap();
+        }
+    }
+    let mut keys: Vec<Vec<u8>> = db.keys().collect();
+    keys.sort();
+    let mut expected: Vec<Vec<u8>> = (0..100u32)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("key{i}").into_bytes())
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert_eq!(db.stats().num_keys, expected.len() as u64);
+}
+
+#[test]
+fn writing_while_iterating_keys_does_not_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for i in 0..50u32 {
+        db.write(&i.to_le_bytes(), b"v").unwrap();
+    }
+    for key in db.keys() {
+        db.write(&key, b"w").unwrap();
+    }
+    assert_eq!(db.read(&7u32.to_le_bytes()).unwrap(), b"w");
+}
+
+#[test]
+fn stats_account_live_and_dead_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"a", &[0; 1000]).unwrap();
+    let before = db.stats();
+    db.write(b"a", &[1; 1000]).unwrap();
+    let after = db.stats();
+    assert_eq!(after.live_bytes, before.live_bytes);
+    assert!(after.dead_bytes >= before.dead_bytes + 1000);
+    assert_eq!(after.total_bytes, after.live_bytes + after.dead_bytes);
+    let on_disk: u64 = files_with_ext(dir.path(), "data")
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    assert_eq!(after.total_bytes, on_disk);
+}
+
+#[test]
+fn second_open_of_the_same_directory_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Locked(_)));
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    db.write(b"still", b"usable").unwrap();
+}
+
+#[test]
+fn close_releases_the_directory_while_the_handle_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"k", b"v").unwrap();
+    db.close().unwrap();
+    let reopened = Database::open(dir.path()).unwrap();
+    assert_eq!(reopened.read(b"k").unwrap(), b"v");
+    assert!(matches!(db.read(b"k"), Err(Error::Closed)));
+    assert!(matches!(db.write(b"k", b"x"), Err(Error::Closed)));
+    assert!(matches!(db.close(), Err(Error::Closed)));
+    assert!(matches!(db.merge(), Err(Error::Closed)));
+    assert_eq!(db.keys().count(), 0);
+    assert_eq!(reopened.read(b"k").unwrap(), b"v");
+}
+
+#[test]
+fn dropping_the_last_handle_releases_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let clone = db.clone();
+    db.write(b"k", b"v").unwrap();
+    drop(db);
+    assert!(matches!(Database::open(dir.path()), Err(Error::Locked(_))));
+    drop(clone);
+    assert_eq!(
+        Database::open(dir.path()).unwrap().read(b"k").unwrap(),
+        b"v"
+    );
+}
+
+#[test]
+fn base_dir_that_is_a_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-dir");
+    std::fs::write(&path, b"hello").unwrap();
+    let err = Database::open(&path).unwrap_err();
+    assert!(matches!(err, Error::NotADirectory(_)), "{err}");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[test]
+fn missing_directories_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c");
+    let db = bitcask::new(Options {
+        base_dir: path.clone(),
+        data_file_limit: 1 << 20,
+    })
+    .unwrap();
+    db.write(b"k", b"v").unwrap();
+    assert!(path.is_dir());
+}
+
+#[test]
+fn zero_file_limit_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Config::new(dir.path())
+        .data_file_limit(0)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)));
+}
+
+#[test]
+fn unknown_files_in_the_directory_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    std::fs::write(dir.path().join("12.data"), b"not ours: wrong name shape").unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"k", b"v").unwrap();
+    db.merge().unwrap();
+    db.close().unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"mine"
+    );
+    assert!(dir.path().join("12.data").exists());
+}
+
+#[test]
+fn sequence_numbers_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 256);
+    for round in 0..5u8 {
+        db.write(b"k", &[round; 50]).unwrap();
+        db.write(&[round], &[0; 150]).unwrap();
+    }
+    db.close().unwrap();
+    // Newest seq must win on reopen regardless of which file holds which record.
+    let db = open_small(dir.path(), 256);
+    db.write(b"k", b"after reopen").unwrap();
+    db.close().unwrap();
+    let db = open_small(dir.path(), 256);
+    assert_eq!(db.read(b"k").unwrap(), b"after reopen");
+}
+
+#[test]
+fn handle_is_send_sync_and_clone() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    assert_traits::<Database>();
+}

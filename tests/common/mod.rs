@@ -1,0 +1,36 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use bitcask::{Config, Database};
+
+/// Opens `dir` with a small data file limit so tests rotate often.
+pub fn open_small(dir: &Path, limit: u64) -> Database {
+    Config::new(dir).data_file_limit(limit).open().unwrap()
+}
+
+/// Names of the files in `dir` with the given extension, sorted.
+pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Copies every file of `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The file id in a data or hint file's name.
+pub fn file_id(path: &Path) -> u32 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}

@@ -1,0 +1,118 @@
+//! Writers, readers and repeated merges on one shared handle: readers never see a value older
+//! than one already acknowledged, never a torn or foreign value.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bitcask::Config;
+
+const WRITERS: u64 = 3;
+const KEYS_PER_WRITER: u64 = 64;
+
+fn value(key: u64, version: u64) -> Vec<u8> {
+    let len = 16 + (key * 7 + version * 13) % 200;
+    let mut v = Vec::with_capacity(len as usize);
+    v.extend_from_slice(&key.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
+    v.extend((16..len).map(|i| (key ^ version ^ i) as u8));
+    v
+}
+
+/// Decodes and validates a value; `None` if it is not exactly what `value()` wrote.
+fn parse(bytes: &[u8], key: u64) -> Option<u64> {
+    let got_key = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let version = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    (got_key == key && value(key, version) == bytes).then_some(version)
+}
+
+#[test]
+fn readers_see_acknowledged_writes_during_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .data_file_limit(16 * 1024)
+        .open()
+        .unwrap();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..WRITERS * KEYS_PER_WRITER)
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut threads = Vec::new();
+
+    for w in 0..WRITERS {
+        let (db, acked, stop) = (db.clone(), acked.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut version = 1;
+            while !stop.load(Ordering::Relaxed) {
+                for k in w * KEYS_PER_WRITER..(w + 1) * KEYS_PER_WRITER {
+                    db.write(&k.to_le_bytes(), &value(k, version)).unwrap();
+                    acked[k as usize].store(version, Ordering::SeqCst);
+                }
+                version += 1;
+            }
+        }));
+    }
+    for r in 0..3u64 {
+        let (db, acked, stop) = (db.clone(), acked.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut k = r;
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                k = (k * 31 + 17) % (WRITERS * KEYS_PER_WRITER);
+                let floor = acked[k as usize].load(Ordering::SeqCst);
+                let (copied, mapped) = (db.read(&k.to_le_bytes()), db.get(&k.to_le_bytes()));
+                if floor == 0 {
+                    continue;
+                }
+                let copied = parse(&copied.unwrap(), k).expect("torn or foreign value (read)");
+                let mapped = parse(&mapped.unwrap().unwrap(), k).expect("torn value (get)");
+                assert!(
+                    copied >= floor,
+                    "key {k}: read version {copied} < acked {floor}"
+                );
+                assert!(mapped >= copied, "key {k}: get went back in time");
+                reads += 1;
+            }
+            assert!(reads > 100, "reader made too little progress: {reads}");
+        }));
+    }
+    {
+        let (db, stop) = (db.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut merges = 0;
+            while !stop.load(Ordering::Relaxed) {
+                db.merge().unwrap();
+                merges += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            assert!(merges > 3, "only {merges} merges ran");
+        }));
+    }
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // After everything, each key holds exactly its last acknowledged version, also after reopen.
+    let check = |db: &bitcask::Database| {
+        for k in 0..WRITERS * KEYS_PER_WRITER {
+            let want = acked[k as usize].load(Ordering::SeqCst);
+            assert_eq!(parse(&db.read(&k.to_le_bytes()).unwrap(), k), Some(want));
+        }
+    };
+    check(&db);
+    db.close().unwrap();
+    check(
+        &Config::new(dir.path())
+            .data_file_limit(16 * 1024)
+            .open()
+            .unwrap(),
+    );
+}

@@ -1,0 +1,157 @@
+//! Merge: space is reclaimed, values and removals survive it and a reopen, hint files are used.
+
+mod common;
+
+use bitcask::{Database, Error};
+use common::{files_with_ext, open_small};
+
+fn overwrite_heavy(db: &Database, keys: u32, rounds: u32) {
+    for round in 0..rounds {
+        for k in 0..keys {
+            db.write(&k.to_le_bytes(), &[round as u8; 64]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn full_merge_leaves_about_the_live_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 8192);
+    overwrite_heavy(&db, 200, 10);
+    for k in 0..50u32 {
+        db.remove(&k.to_le_bytes()).unwrap();
+    }
+    let before = db.stats();
+    assert!(before.dead_bytes > before.live_bytes * 5, "{before:?}");
+    db.merge().unwrap();
+    let after = db.stats();
+    assert_eq!(after.num_keys, 150);
+    assert_eq!(after.live_bytes, before.live_bytes);
+    let on_disk: u64 = files_with_ext(dir.path(), "data")
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    assert_eq!(on_disk, after.total_bytes);
+    assert!(
+        (on_disk as f64) < after.live_bytes as f64 * 1.1 + 2.0 * 20.0 * after.num_data_files as f64,
+        "{after:?}"
+    );
+    for k in 50..200u32 {
+        assert_eq!(db.read(&k.to_le_bytes()).unwrap(), [9u8; 64]);
+    }
+}
+
+#[test]
+fn removed_keys_stay_removed_after_merge_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 1024);
+    overwrite_heavy(&db, 30, 3);
+    for k in (0..30u32).step_by(2) {
+        db.remove(&k.to_le_bytes()).unwrap();
+    }
+    db.merge().unwrap();
+    db.close().unwrap();
+    let db = open_small(dir.path(), 1024);
+    for k in 0..30u32 {
+        let got = db.get(&k.to_le_bytes()).unwrap();
+        if k % 2 == 0 {
+            assert!(got.is_none(), "key {k} came back");
+        } else {
+            assert_eq!(&*got.unwrap(), &[2u8; 64]);
+        }
+    }
+}
+
+#[test]
+fn merging_a_put_with_its_tombstone_drops_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 1024);
+    db.write(b"k", b"old").unwrap();
+    db.remove(b"k").unwrap();
+    // Merge everything: the put and its tombstone both go, nothing can resurrect it.
+    db.merge().unwrap();
+    db.close().unwrap();
+    let db = open_small(dir.path(), 1024);
+    assert!(db.get(b"k").unwrap().is_none());
+    db.write(b"k", b"new").unwrap();
+    db.merge().unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"new");
+}
+
+#[test]
+fn merge_writes_hint_files_and_open_uses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 4096);
+    overwrite_heavy(&db, 100, 3);
+    db.merge().unwrap();
+    db.close().unwrap();
+    let hints = files_with_ext(dir.path(), "hint");
+    assert!(!hints.is_empty());
+    // Damage a value inside the first merged data file. With its hint, open does not scan the
+    // file, so it succeeds, and the damaged record is reported when read, never returned.
+    let data = hints[0].with_extension("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&data, &bytes).unwrap();
+    let db = open_small(dir.path(), 4096);
+    let mut corrupt = 0;
+    for k in 0..100u32 {
+        match db.read(&k.to_le_bytes()) {
+            Ok(v) => assert_eq!(v, [2u8; 64]),
+            Err(Error::Corruption { path, .. }) => {
+                assert_eq!(path, data);
+                corrupt += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(corrupt, 1);
+}
+
+#[test]
+fn damaged_hint_file_falls_back_to_scanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 4096);
+    overwrite_heavy(&db, 100, 3);
+    db.merge().unwrap();
+    db.close().unwrap();
+    for hint in files_with_ext(dir.path(), "hint") {
+        let mut bytes = std::fs::read(&hint).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&hint, &bytes).unwrap();
+    }
+    let db = open_small(dir.path(), 4096);
+    for k in 0..100u32 {
+        assert_eq!(db.read(&k.to_le_bytes()).unwrap(), [2u8; 64]);
+    }
+}
+
+#[test]
+fn merge_of_an_empty_store_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.merge().unwrap();
+    assert_eq!(db.stats().num_data_files, 1);
+}
+
+#[test]
+fn repeated_merges_keep_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 2048);
+    for round in 0..5u32 {
+        overwrite_heavy(&db, 40, 2);
+        db.write(format!("round{round}").as_bytes(), b"marker")
+            .unwrap();
+        db.merge().unwrap();
+    }
+    db.close().unwrap();
+    let db = open_small(dir.path(), 2048);
+    for round in 0..5u32 {
+        assert_eq!(
+            db.read(format!("round{round}").as_bytes()).unwrap(),
+            b"marker"
+        );
+    }
+    assert_eq!(db.stats().num_keys, 45);
+}

@@ -1,0 +1,252 @@
+//! Opening after a crash: torn tails are cut, corruption in sealed files is reported, and a merge
+//! interrupted at any step leaves the old set or the new set, never a mix.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bitcask::format::commit::MergeCommit;
+use bitcask::{CorruptionKind, Database, Error};
+use common::{copy_dir, file_id, files_with_ext, open_small};
+
+fn newest_data_file(dir: &Path) -> PathBuf {
+    files_with_ext(dir, "data").pop().unwrap()
+}
+
+#[test]
+fn torn_tail_of_the_active_file_is_cut_and_writing_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"a", b"1").unwrap();
+    db.write(b"b", b"2").unwrap();
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let full_len = active.metadata().unwrap().len();
+    // A record whose write was cut short: its header promises more bytes than exist.
+    let mut file = OpenOptions::new().append(true).open(&active).unwrap();
+    let mut partial = vec![0x11; 4];
+    partial.extend_from_slice(&9u64.to_le_bytes());
+    partial.extend_from_slice(&[0, 1, 0, 0, 0, 100, 0, 0, 0, b'c']);
+    file.write_all(&partial).unwrap();
+    drop(file);
+
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(active.metadata().unwrap().len(), full_len);
+    assert_eq!(db.read(b"a").unwrap(), b"1");
+    assert_eq!(db.read(b"b").unwrap(), b"2");
+    assert_eq!(db.keys().count(), 2);
+    db.write(b"c", b"3").unwrap();
+    db.close().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.read(b"c").unwrap(), b"3");
+}
+
+#[test]
+fn every_truncation_of_the_active_file_keeps_a_prefix_of_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for i in 0..5u8 {
+        db.write(&[i], &[i; 10]).unwrap();
+    }
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let bytes = std::fs::read(&active).unwrap();
+    for len in 20..bytes.len() {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        std::fs::write(copy.path().join(active.file_name().unwrap()), &bytes[..len]).unwrap();
+        let db = Database::open(copy.path()).unwrap();
+        let present: Vec<u8> = (0..5u8)
+            .filter(|i| db.contains_key(&[*i]).unwrap())
+            .collect();
+        let prefix: Vec<u8> = (0..present.len() as u8).collect();
+        assert_eq!(present, prefix, "len {len}");
+        for i in present {
+            assert_eq!(db.read(&[i]).unwrap(), [i; 10]);
+        }
+    }
+}
+
+#[test]
+fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 512);
+    for i in 0..20u8 {
+        db.write(&[i], &[i; 100]).unwrap();
+    }
+    db.close().unwrap();
+    let sealed = files_with_ext(dir.path(), "data").remove(0);
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    bytes[60] ^= 0x40;
+    std::fs::write(&sealed, &bytes).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    match &err {
+        Error::Corruption { path, kind, .. } => {
+            assert_eq!(path, &sealed);
+            assert!(matches!(kind, CorruptionKind::ChecksumMismatch { .. }));
+        }
+        other => panic!("expected corruption, got {other}"),
+    }
+    assert!(err.to_string().contains(&sealed.display().to_string()));
+}
+
+#[test]
+fn a_data_file_with_a_foreign_header_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    Database::open(dir.path()).unwrap().close().unwrap();
+    std::fs::write(
+        dir.path().join("0000000007.data"),
+        b"this is not a data file",
+    )
+    .unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Corruption {
+                kind: CorruptionKind::BadMagic,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A store before a merge (`before`) and the files one merge of it produced (`after`).
+struct MergeStates {
+    before: tempfile::TempDir,
+    after: tempfile::TempDir,
+    inputs: Vec<u32>,
+    outputs: Vec<u32>,
+}
+
+fn merge_states() -> MergeStates {
+    let before = tempfile::tempdir().unwrap();
+    let db = open_small(before.path(), 1024);
+    for round in 0..4u8 {
+        for k in 0..20u8 {
+            db.write(&[k], &[round; 40]).unwrap();
+        }
+    }
+    for k in 0..5u8 {
+        db.remove(&[k]).unwrap();
+    }
+    db.close().unwrap();
+    let after = tempfile::tempdir().unwrap();
+    copy_dir(before.path(), after.path());
+    let db = open_small(after.path(), 1024);
+    db.merge().unwrap();
+    db.close().unwrap();
+    let inputs = files_with_ext(before.path(), "data")
+        .iter()
+        .map(|p| file_id(p))
+        .collect();
+    let outputs = files_with_ext(after.path(), "hint")
+        .iter()
+        .map(|p| file_id(p))
+        .collect();
+    MergeStates {
+        before,
+        after,
+        inputs,
+        outputs,
+    }
+}
+
+fn assert_merged_content(dir: &Path) {
+    let db = open_small(dir, 1024);
+    for k in 0..20u8 {
+        match db.get(&[k]).unwrap() {
+            Some(v) => {
+                assert!(k >= 5, "removed key {k} came back");
+                assert_eq!(&*v, &[3u8; 40]);
+            }
+            None => assert!(k < 5, "key {k} lost"),
+        }
+    }
+    db.close().unwrap();
+    assert!(!dir.join("MERGE").exists());
+    assert!(
+        std::fs::read_dir(dir)
+            .unwrap()
+            .all(|e| { e.unwrap().path().extension().is_none_or(|ext| ext != "tmp") })
+    );
+}
+
+/// Builds the directory a crash would leave: the old files (minus `deleted` inputs), the merge
+/// outputs under temporary or final names, and optionally the commit record.
+fn crashed_dir(
+    states: &MergeStates,
+    renamed: bool,
+    committed: bool,
+    deleted: usize,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(states.before.path(), dir.path());
+    for id in &states.inputs[..deleted] {
+        std::fs::remove_file(dir.path().join(format!("{id:010}.data"))).unwrap();
+    }
+    for id in &states.outputs {
+        for ext in ["data", "hint"] {
+            let name = format!("{id:010}.{ext}");
+            let target = if renamed {
+                name.clone()
+            } else {
+                format!("{name}.tmp")
+            };
+            std::fs::copy(states.after.path().join(&name), dir.path().join(target)).unwrap();
+        }
+    }
+    if committed {
+        let commit = MergeCommit {
+            inputs: states.inputs.clone(),
+            outputs: states.outputs.clone(),
+        };
+        std::fs::write(dir.path().join("MERGE"), commit.encode()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn crash_before_the_commit_point_keeps_the_old_set() {
+    let states = merge_states();
+    let dir = crashed_dir(&states, false, false, 0);
+    assert_merged_content(dir.path());
+    for id in &states.inputs {
+        assert!(dir.path().join(format!("{id:010}.data")).exists());
+    }
+}
+
+#[test]
+fn crash_at_every_step_after_the_commit_point_yields_the_new_set() {
+    let states = merge_states();
+    for (renamed, deleted) in [
+        (false, 0),
+        (true, 0),
+        (true, 1),
+        (true, states.inputs.len()),
+    ] {
+        let dir = crashed_dir(&states, renamed, true, deleted);
+        assert_merged_content(dir.path());
+        for id in &states.inputs {
+            assert!(!dir.path().join(format!("{id:010}.data")).exists());
+        }
+        for id in &states.outputs {
+            assert!(dir.path().join(format!("{id:010}.hint")).exists());
+        }
+    }
+}
+
+#[test]
+fn damaged_commit_record_fails_open_instead_of_guessing() {
+    let states = merge_states();
+    let dir = crashed_dir(&states, false, true, 0);
+    let commit = dir.path().join("MERGE");
+    let mut bytes = std::fs::read(&commit).unwrap();
+    bytes[9] ^= 1;
+    std::fs::write(&commit, &bytes).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Corruption { .. }), "{err}");
+}
