@@ -1,10 +1,13 @@
 //! [`Database`]: the public handle. Cheap to clone, `Send + Sync`; every method takes `&self`.
 
 use std::path::Path;
+use std::time::SystemTime;
 
+use crate::background::Workers;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::options::{Config, Options};
+use crate::sync::Arc;
 use crate::value::Value;
 use crate::{merge, recovery};
 
@@ -17,11 +20,18 @@ pub fn new(options: Options) -> Result<Database> {
 /// [`close`](Database::close) is called or the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct Database {
-    engine: crate::sync::Arc<Engine>,
+    handle: Arc<Handle>,
+}
+
+/// What the clones of one `Database` share; closing happens when the last one goes.
+#[derive(Debug)]
+struct Handle {
+    engine: Arc<Engine>,
+    workers: Workers,
 }
 
 /// Figures about a store, from [`Database::stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Live keys.
@@ -37,6 +47,14 @@ pub struct Stats {
     pub total_bytes: u64,
     /// Per data file, by id.
     pub files: Vec<FileStats>,
+    /// Merges completed since open (by `merge()` or the background thread).
+    pub merges: u64,
+    /// Data file bytes those merges removed, net of what they wrote.
+    pub merge_reclaimed_bytes: u64,
+    /// When the last merge completed.
+    pub last_merge: Option<SystemTime>,
+    /// The error of the last merge that failed, if it failed after the last success.
+    pub last_merge_error: Option<String>,
 }
 
 /// Figures about one data file.
@@ -87,20 +105,30 @@ impl Database {
     }
 
     pub(crate) fn open_with(config: Config) -> Result<Database> {
+        let engine = Arc::new(recovery::open(config)?);
+        let workers = Workers::start(&engine).map_err(|source| Error::Io {
+            context: "starting background threads for",
+            path: engine.layout.dir().to_path_buf(),
+            source,
+        })?;
         Ok(Database {
-            engine: crate::sync::Arc::new(recovery::open(config)?),
+            handle: Arc::new(Handle { engine, workers }),
         })
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.handle.engine
     }
 
     /// Stores `value` under `key`. Once this returns, every thread's `read`/`get` sees it; it is
     /// durable as the [`crate::SyncPolicy`] says.
     pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.engine.write(key, value)
+        self.engine().write(key, value)
     }
 
     /// Reads a copy of the newest value of `key`; a missing key is [`Error::KeyNotFound`].
     pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
-        self.engine.read(key)?.ok_or(Error::KeyNotFound)
+        self.engine().read(key)?.ok_or(Error::KeyNotFound)
     }
 
     /// The original README's cached read. In this engine sealed files are memory-mapped, so the
@@ -112,37 +140,40 @@ impl Database {
 
     /// The newest value of `key`, or `None`. Zero-copy for values in sealed files.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        self.engine.get(key)
+        self.engine().get(key)
     }
 
     /// Whether `key` has a live value.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
-        self.engine.check_open()?;
-        Ok(self.engine.keydir.contains(key))
+        self.engine().check_open()?;
+        Ok(self.engine().keydir.contains(key))
     }
 
     /// Removes `key` (writes a tombstone). Removing a missing key does nothing and succeeds.
     pub fn remove(&self, key: &[u8]) -> Result<()> {
-        self.engine.remove(key)
+        self.engine().remove(key)
     }
 
     /// Makes every write that returned before this call durable (fdatasync of the active file;
     /// sealed files and new files' directory entries were synced when they were made).
+    /// Concurrent callers share one fsync.
     pub fn sync(&self) -> Result<()> {
-        self.engine.sync()
+        self.engine().sync()
     }
 
-    /// Syncs, waits for a running merge, releases the directory lock and unmaps the files once
-    /// no reader uses them. Afterwards every call on this handle and its clones returns
-    /// [`Error::Closed`], and the directory can be opened again at once.
+    /// Syncs, stops the background threads (a running merge is abandoned safely), releases the
+    /// directory lock and unmaps the files once no reader uses them. Afterwards every call on
+    /// this handle and its clones returns [`Error::Closed`], and the directory can be opened
+    /// again at once.
     pub fn close(&self) -> Result<()> {
-        self.engine.close()
+        self.handle.close()
     }
 
     /// Every live key; see [`Keys`]. Empty on a closed handle.
     pub fn keys(&self) -> Keys {
-        let keys = if self.engine.check_open().is_ok() {
-            self.engine.keydir.keys()
+        let engine = self.engine();
+        let keys = if engine.check_open().is_ok() {
+            engine.keydir.keys()
         } else {
             Vec::new()
         };
@@ -151,10 +182,10 @@ impl Database {
         }
     }
 
-    /// Key count, file count, and live/dead bytes overall and per file.
+    /// Key count, file count, live/dead bytes overall and per file, and merge figures.
     pub fn stats(&self) -> Stats {
-        let engine = &self.engine;
-        let active = engine.writer.lock().segment_id();
+        let engine = self.engine();
+        let active = engine.writer.lock().file_id();
         let mut files: Vec<FileStats> = engine
             .keydir
             .usage()
@@ -169,6 +200,7 @@ impl Database {
             })
             .collect();
         files.sort_by_key(|f| f.file_id);
+        let merges = engine.merge_counters.snapshot();
         Stats {
             num_keys: engine.keydir.len() as u64,
             num_data_files: files.len() as u64,
@@ -176,12 +208,42 @@ impl Database {
             dead_bytes: files.iter().map(|f| f.dead_bytes).sum(),
             total_bytes: files.iter().map(|f| f.total_bytes).sum(),
             files,
+            merges: merges.runs,
+            merge_reclaimed_bytes: merges.reclaimed_bytes,
+            last_merge: merges.last,
+            last_merge_error: merges.last_error,
         }
     }
 
     /// Merges now: seals the active file and rewrites the live records of every sealed file,
     /// blocking until done. Readers and writers keep working meanwhile.
     pub fn merge(&self) -> Result<()> {
-        merge::merge_all(&self.engine)
+        merge::merge_all(self.engine())
+    }
+
+    /// Whether the background merge policy would merge now (see [`crate::MergePolicy`]).
+    pub fn needs_merge(&self) -> bool {
+        merge::needs_merge(self.engine())
+    }
+}
+
+impl Handle {
+    fn close(&self) -> Result<()> {
+        self.engine.check_open()?;
+        self.engine
+            .closing
+            .store(true, crate::sync::Ordering::Release);
+        self.workers.stop(&self.engine);
+        self.engine.close()
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.engine.check_open().is_ok() {
+            // Nobody is left to hear about a failure; a failed sync here loses nothing that was
+            // promised durable (only `sync`, `close` and SyncPolicy::Always promise that).
+            let _ = self.close();
+        }
     }
 }

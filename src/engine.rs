@@ -1,21 +1,24 @@
 //! The state one open store shares between all its handles and threads, and the operations that
-//! sequence writer -> keydir and keydir -> file set.
+//! sequence writer -> keydir -> group commit, and keydir -> file set.
 
 use std::borrow::Cow;
 
 use crossbeam_epoch::{self as epoch, Guard};
 
+use crate::background::Signal;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fileset::{FileSet, Files};
 use crate::format::record::RecordKind;
 use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
+use crate::group_commit::GroupCommit;
 use crate::io::layout::Layout;
 use crate::io::lock::DirLock;
 use crate::io::mmap::pinned_value;
-use crate::keydir::Keydir;
-use crate::merge::MergeState;
-use crate::options::Config;
-use crate::sync::{AtomicBool, AtomicU32, Mutex, Ordering};
+use crate::io::vfs::Vfs;
+use crate::keydir::{Keydir, Location};
+use crate::merge::{MergeCounters, MergeState};
+use crate::options::{Config, SyncPolicy};
+use crate::sync::{AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering};
 use crate::value::Value;
 use crate::writer::Writer;
 
@@ -27,11 +30,16 @@ pub(crate) struct Engine {
     pub keydir: Keydir,
     pub files: Files,
     pub writer: Mutex<Writer>,
+    pub commits: GroupCommit,
     /// The next data file id; rotation and merge both take ids from it.
     pub next_file_id: AtomicU32,
+    /// Set first thing in `close`: a running merge abandons its work at the next record.
+    pub closing: AtomicBool,
     pub closed: AtomicBool,
     /// Serialises merges (and close against a running merge).
     pub merge: Mutex<MergeState>,
+    pub merge_counters: MergeCounters,
+    pub background: Signal,
     pub dir_lock: Mutex<Option<DirLock>>,
 }
 
@@ -39,6 +47,10 @@ pub(crate) struct Engine {
 const READ_RETRIES: usize = 64;
 
 impl Engine {
+    pub(crate) fn fs(&self) -> &dyn Vfs {
+        &*self.config.fs
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
@@ -55,31 +67,47 @@ impl Engine {
                 max: MAX_VALUE_LEN,
             });
         }
-        let mut writer = self.lock_writer()?;
-        let loc = writer.append(self, RecordKind::Put, key, value)?;
-        self.keydir.put(key, loc);
-        Ok(())
+        let loc = {
+            let mut writer = self.lock_writer()?;
+            let loc = writer.append(self, RecordKind::Put, key, value)?;
+            self.keydir.put(key, loc);
+            loc
+        };
+        self.commit(loc)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Result<()> {
         check_key(key)?;
-        let mut writer = self.lock_writer()?;
-        // Only the writer adds keys, so under its lock this answer cannot go stale.
-        if !self.keydir.contains(key) {
-            return Ok(());
+        let loc = {
+            let mut writer = self.lock_writer()?;
+            // Only the writer adds keys, so under its lock this answer cannot go stale.
+            if !self.keydir.contains(key) {
+                return Ok(());
+            }
+            let loc = writer.append(self, RecordKind::Tombstone, key, b"")?;
+            self.keydir.remove(key, loc);
+            loc
+        };
+        self.commit(loc)
+    }
+
+    /// Under `SyncPolicy::Always`, waits until the record at `loc` is durable.
+    fn commit(&self, loc: Location) -> Result<()> {
+        if self.config.sync == SyncPolicy::Always {
+            self.commits.wait_durable(self, loc.seq)
+        } else {
+            Ok(())
         }
-        let loc = writer.append(self, RecordKind::Tombstone, key, b"")?;
-        self.keydir.remove(key, loc);
-        Ok(())
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
-        self.lock_writer()?.sync(self)
+        let last = self.lock_writer()?.last_seq();
+        self.commits.wait_durable(self, last)
     }
 
     /// The writer, once the store is known to be open (checked under the writer's lock, so no
     /// write can slip in after `close`).
-    pub(crate) fn lock_writer(&self) -> Result<crate::sync::MutexGuard<'_, Writer>> {
+    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let writer = self.writer.lock();
         self.check_open()?;
         Ok(writer)
@@ -115,12 +143,25 @@ impl Engine {
         pinned_value(|guard| self.lookup(key, guard))
     }
 
-    /// Flushes, stops merging, unpublishes the files and releases the directory lock.
+    /// Flushes, waits for a running merge, unpublishes the files and releases the directory
+    /// lock. The caller stops the background workers first.
     pub(crate) fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
         let _no_merge = self.merge.lock();
         let synced = {
             let mut writer = self.lock_writer()?;
-            let synced = writer.sync(self);
+            let file = writer.file();
+            let synced = match writer.check_poisoned() {
+                Ok(()) => file.sync().map_err(|source| Error::Io {
+                    context: "syncing on close",
+                    path: self.layout.data_path(writer.file_id()),
+                    source,
+                }),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &synced {
+                writer.poison(e.to_string());
+            }
             self.closed.store(true, Ordering::Release);
             synced
         };
@@ -128,16 +169,6 @@ impl Engine {
         self.files.publish(|_| FileSet::default());
         self.dir_lock.lock().take();
         synced
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if !self.closed.load(Ordering::Acquire) {
-            // Nobody is left to hear about a failure; a failed sync here loses nothing that was
-            // promised durable (only `sync`, `close` and SyncPolicy::Always promise that).
-            let _ = self.close();
-        }
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct FileUsage {
     /// Bytes of records the keydir points at.
     pub live_bytes: u64,
     pub live_keys: u64,
+    /// Bytes of tombstones (always dead, but only reclaimable once older files are merged).
+    pub tombstone_bytes: u64,
     /// Smallest and largest seq of any record in the file (`u64::MAX`/0 when empty).
     pub min_seq: u64,
     pub max_seq: u64,
@@ -47,6 +49,7 @@ impl FileUsage {
             total_bytes,
             live_bytes: 0,
             live_keys: 0,
+            tombstone_bytes: 0,
             min_seq: u64::MAX,
             max_seq: 0,
         }
@@ -198,6 +201,8 @@ fn appended(
     if live {
         file.live_bytes += len;
         file.live_keys += 1;
+    } else {
+        file.tombstone_bytes += len;
     }
 }
 

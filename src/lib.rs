@@ -22,11 +22,13 @@
 //! `docs/design.md` describes the write and read paths, recovery, merge and the concurrency
 //! protocol; `docs/format.md` the bytes on disk.
 
+mod background;
 mod db;
 mod engine;
 mod error;
 mod fileset;
 pub mod format;
+mod group_commit;
 mod io;
 mod keydir;
 mod merge;
@@ -40,5 +42,11 @@ mod writer;
 pub use db::{Database, FileStats, Keys, Stats, new};
 pub use error::{CorruptionKind, Error, ErrorResult, Result};
 pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
-pub use options::{Config, DEFAULT_DATA_FILE_LIMIT, Options, SyncPolicy};
+pub use options::{Config, DEFAULT_DATA_FILE_LIMIT, MergePolicy, Options, SyncPolicy};
 pub use value::Value;
+
+/// The simulated file system for crash and fault-injection tests (cargo feature `sim`).
+#[cfg(any(test, feature = "sim"))]
+pub mod sim {
+    pub use crate::io::sim::{Fault, SimFs};
+}

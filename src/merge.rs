@@ -1,5 +1,6 @@
 //! Merge: copy the live records of sealed files into new files with hint files, commit the swap
-//! atomically, repoint the keydir, publish the new file set and delete the old files.
+//! atomically, repoint the keydir, publish the new file set and delete the old files. Also the
+//! policy that decides when the background thread merges and which files it takes.
 //!
 //! Commit protocol (crash-safe at every step; `docs/design.md` walks each crash point):
 //! 1. write outputs as `*.data.tmp` + `*.hint.tmp` and fsync them;
@@ -11,9 +12,9 @@
 //! Before the commit point recovery deletes the `.tmp` files (the old set stands); after it,
 //! recovery redoes steps 3 and 5 (the new set stands).
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
@@ -24,10 +25,11 @@ use crate::format::hint::{HintBuilder, HintEntry, HintFile};
 use crate::format::record::{self, Record, RecordKind};
 use crate::io;
 use crate::io::layout::Layout;
-use crate::io::mmap::map_sealed;
+use crate::io::vfs::{FileHandle, OpenMode, Vfs};
 use crate::keydir::{FileUsage, Location};
+use crate::options::MergePolicy;
 use crate::segment::{Segment, Storage};
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Mutex, Ordering};
 
 /// What merges have done, kept under the merge lock.
 #[derive(Debug, Default)]
@@ -37,56 +39,136 @@ pub(crate) struct MergeState {
     failed_after_commit: Option<String>,
 }
 
-/// One output file being written.
-struct Output {
-    id: FileId,
-    file: BufWriter<File>,
-    len: u64,
-    hint: HintBuilder,
-    usage: FileUsage,
-    /// For each hint entry, in order: where the record was copied from if the keydir pointed
-    /// there (`None` for tombstones).
-    sources: Vec<Option<Location>>,
+/// Merge figures for `stats()`, readable while a merge runs.
+#[derive(Debug, Default)]
+pub(crate) struct MergeCounters {
+    figures: Mutex<MergeFigures>,
 }
 
-/// An output file that is complete and synced.
-struct Finished {
-    id: FileId,
-    hint: Vec<u8>,
-    usage: FileUsage,
-    sources: Vec<Option<Location>>,
+#[derive(Debug, Default, Clone)]
+pub(crate) struct MergeFigures {
+    pub runs: u64,
+    pub reclaimed_bytes: u64,
+    pub last: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+impl MergeCounters {
+    pub(crate) fn snapshot(&self) -> MergeFigures {
+        self.figures.lock().clone()
+    }
+
+    fn record(&self, outcome: &Result<u64>) {
+        let mut figures = self.figures.lock();
+        match outcome {
+            Ok(reclaimed) => {
+                figures.runs += 1;
+                figures.reclaimed_bytes += reclaimed;
+                figures.last = Some(SystemTime::now());
+                figures.last_error = None;
+            }
+            Err(Error::Closed) => {}
+            Err(e) => figures.last_error = Some(e.to_string()),
+        }
+    }
 }
 
 /// Merges every sealed file (sealing the active file first if it holds records).
 pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
-    let mut state = engine.merge.lock();
-    if let Some(reason) = &state.failed_after_commit {
-        return Err(Error::Poisoned(reason.clone()));
-    }
-    engine.check_open()?;
+    let mut state = lock_for_merge(engine)?;
     {
         let mut writer = engine.lock_writer()?;
         if !writer.is_empty() {
             writer.rotate(engine)?;
         }
     }
-    let inputs: Vec<Arc<Segment>> = {
-        let guard = crossbeam_epoch::pin();
-        let set = engine.files.load(&guard);
-        set.segments()
-            .iter()
-            .filter(|s| s.is_sealed())
-            .cloned()
-            .collect()
+    let inputs = sealed_segments(engine, |_| true);
+    merge_files(engine, &mut state, &inputs)
+}
+
+/// Merges the files the merge policy picks, if any file triggers it.
+pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
+    let mut state = lock_for_merge(engine)?;
+    if !needs_merge(engine) {
+        return Ok(());
+    }
+    let policy = engine.config.merge_policy;
+    let usage = engine.keydir.usage();
+    let inputs = sealed_segments(engine, |id| {
+        usage.get(&id).is_some_and(|u| chosen(&policy, u))
+    });
+    merge_files(engine, &mut state, &inputs)
+}
+
+/// Whether any sealed file passes the policy's trigger.
+pub(crate) fn needs_merge(engine: &Engine) -> bool {
+    let policy = engine.config.merge_policy;
+    let usage = engine.keydir.usage();
+    !sealed_segments(engine, |id| {
+        usage.get(&id).is_some_and(|u| triggers(&policy, u))
+    })
+    .is_empty()
+}
+
+/// Dead record bytes and fragmentation of a file; tombstones count only if `with_tombstones`.
+fn reclaimable(usage: &FileUsage, with_tombstones: bool) -> (u64, f64) {
+    let records = usage.total_bytes.saturating_sub(HEADER_LEN as u64);
+    let mut dead = records.saturating_sub(usage.live_bytes);
+    if !with_tombstones {
+        dead = dead.saturating_sub(usage.tombstone_bytes);
+    }
+    let fragmentation = if records == 0 {
+        0.0
+    } else {
+        dead as f64 / records as f64
     };
+    (dead, fragmentation)
+}
+
+/// Tombstones are left out: a tombstone can only go once every older file went, so counting it
+/// could make a file of kept tombstones trigger merge after merge.
+fn triggers(policy: &MergePolicy, usage: &FileUsage) -> bool {
+    let (dead, fragmentation) = reclaimable(usage, false);
+    dead > 0 && (fragmentation >= policy.trigger_fragmentation || dead >= policy.trigger_dead_bytes)
+}
+
+fn chosen(policy: &MergePolicy, usage: &FileUsage) -> bool {
+    let (dead, fragmentation) = reclaimable(usage, true);
+    let fragmented = dead > 0
+        && (fragmentation >= policy.threshold_fragmentation || dead >= policy.threshold_dead_bytes);
+    fragmented || usage.total_bytes < policy.small_file_bytes
+}
+
+fn lock_for_merge(engine: &Engine) -> Result<crate::sync::MutexGuard<'_, MergeState>> {
+    let state = engine.merge.lock();
+    if let Some(reason) = &state.failed_after_commit {
+        return Err(Error::Poisoned(reason.clone()));
+    }
+    engine.check_open()?;
+    Ok(state)
+}
+
+fn sealed_segments(engine: &Engine, wanted: impl Fn(FileId) -> bool) -> Vec<Arc<Segment>> {
+    let guard = crossbeam_epoch::pin();
+    let set = engine.files.load(&guard);
+    set.segments()
+        .iter()
+        .filter(|s| s.is_sealed() && wanted(s.id))
+        .cloned()
+        .collect()
+}
+
+fn merge_files(engine: &Engine, state: &mut MergeState, inputs: &[Arc<Segment>]) -> Result<()> {
     if inputs.is_empty() {
         return Ok(());
     }
-    let result = run(engine, &inputs);
+    let result = run(engine, inputs);
     if let Err(MergeError::AfterCommit(e)) = &result {
         state.failed_after_commit = Some(e.to_string());
     }
-    result.map_err(MergeError::into_inner)
+    let result = result.map_err(MergeError::into_inner);
+    engine.merge_counters.record(&result);
+    result.map(drop)
 }
 
 enum MergeError {
@@ -102,33 +184,46 @@ impl MergeError {
     }
 }
 
-fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<(), MergeError> {
+/// Runs one merge; returns the bytes it reclaimed.
+fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<u64, MergeError> {
     let input_ids: Vec<FileId> = inputs.iter().map(|s| s.id).collect();
+    let usage = engine.keydir.usage();
+    let input_bytes: u64 = input_ids
+        .iter()
+        .filter_map(|id| usage.get(id))
+        .map(|u| u.total_bytes)
+        .sum();
     let outputs = copy_live(engine, inputs).map_err(MergeError::BeforeCommit)?;
+    let output_bytes: u64 = outputs.iter().map(|o| o.usage.total_bytes).sum();
     let commit = MergeCommit {
         inputs: input_ids.clone(),
         outputs: outputs.iter().map(|o| o.id).collect(),
     };
     let layout = &engine.layout;
+    let fs = engine.fs();
     let committed =
-        io::write_file_atomically(layout.dir(), &layout.commit_path(), &commit.encode());
+        io::write_file_atomically(fs, layout.dir(), &layout.commit_path(), &commit.encode());
     if let Err(e) = committed {
-        remove_outputs(layout, &commit.outputs);
+        remove_outputs(fs, layout, &commit.outputs);
         return Err(MergeError::BeforeCommit(e));
     }
-    install(engine, &input_ids, outputs).map_err(MergeError::AfterCommit)
+    install(engine, &input_ids, outputs).map_err(MergeError::AfterCommit)?;
+    Ok(input_bytes.saturating_sub(output_bytes))
 }
 
 /// Steps 3-5: everything after the commit point.
 fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Result<()> {
     let layout = &engine.layout;
+    let fs = engine.fs();
     let ids: Vec<FileId> = outputs.iter().map(|o| o.id).collect();
-    rename_outputs(layout, &ids)?;
+    rename_outputs(fs, layout, &ids)?;
     let mut segments = Vec::new();
     for output in &outputs {
         let path = layout.data_path(output.id);
-        let file = File::open(&path).context("opening merged file", &path)?;
-        let map = map_sealed(&file, &path)?;
+        let file = fs
+            .open(&path, OpenMode::Read)
+            .context("opening merged file", &path)?;
+        let map = file.map(&path)?;
         engine.keydir.track_file(output.id, output.usage);
         segments.push(Arc::new(Segment {
             id: output.id,
@@ -143,13 +238,13 @@ fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Res
     // No keydir entry points into the inputs any more: readers that still do retry.
     engine.files.publish(|set| set.without(input_ids));
     for &id in input_ids {
-        io::remove_if_exists(&layout.data_path(id))?;
-        io::remove_if_exists(&layout.hint_path(id))?;
+        io::remove_if_exists(fs, &layout.data_path(id))?;
+        io::remove_if_exists(fs, &layout.hint_path(id))?;
     }
-    io::sync_dir(layout.dir())?;
+    io::sync_dir(fs, layout.dir())?;
     engine.keydir.forget_files(input_ids);
-    io::remove_if_exists(&layout.commit_path())?;
-    io::sync_dir(layout.dir())
+    io::remove_if_exists(fs, &layout.commit_path())?;
+    io::sync_dir(fs, layout.dir())
 }
 
 fn repoint_keydir(engine: &Engine, output: &Finished) {
@@ -203,6 +298,9 @@ fn copy_inputs(
     for segment in inputs {
         let bytes = segment.mapped().unwrap_or_default();
         for (offset, decoded) in record::scan(bytes, HEADER_LEN) {
+            if engine.closing.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
             let rec = decoded.map_err(|kind| Error::corruption(&segment.path, offset, kind))?;
             let raw = &bytes[offset as usize..][..rec.encoded_len() as usize];
             match rec.kind {
@@ -222,6 +320,44 @@ fn copy_inputs(
         }
     }
     Ok(())
+}
+
+/// Appends to a file through the file system seam, for `BufWriter`.
+struct Appender {
+    file: FileHandle,
+    offset: u64,
+}
+
+impl Write for Appender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One output file being written.
+struct Output {
+    id: FileId,
+    file: BufWriter<Appender>,
+    len: u64,
+    hint: HintBuilder,
+    usage: FileUsage,
+    /// For each hint entry, in order: where the record was copied from if the keydir pointed
+    /// there (`None` for tombstones).
+    sources: Vec<Option<Location>>,
+}
+
+/// An output file that is complete and synced.
+struct Finished {
+    id: FileId,
+    hint: Vec<u8>,
+    usage: FileUsage,
+    sources: Vec<Option<Location>>,
 }
 
 struct OutputWriter<'a> {
@@ -258,6 +394,9 @@ impl OutputWriter<'_> {
         });
         out.sources.push(source);
         out.usage.total_bytes += raw.len() as u64;
+        if rec.kind == RecordKind::Tombstone {
+            out.usage.tombstone_bytes += raw.len() as u64;
+        }
         out.usage.saw_seq(rec.seq);
         out.len += raw.len() as u64;
         Ok(())
@@ -266,8 +405,12 @@ impl OutputWriter<'_> {
     fn start(&self) -> Result<Output> {
         let id = self.engine.next_file_id.fetch_add(1, Ordering::Relaxed);
         let path = tmp_data_path(&self.engine.layout, id);
-        let file = File::create(&path).context("creating merged file", &path)?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
+        let file = self
+            .engine
+            .fs()
+            .open(&path, OpenMode::CreateTruncate)
+            .context("creating merged file", &path)?;
+        let mut file = BufWriter::with_capacity(1 << 20, Appender { file, offset: 0 });
         let header = FileHeader {
             kind: FileKind::Merged,
             file_id: id,
@@ -290,15 +433,16 @@ impl OutputWriter<'_> {
             return Ok(());
         };
         let layout = &self.engine.layout;
+        let fs = self.engine.fs();
         let path = tmp_data_path(layout, out.id);
-        let file = out
+        let appender = out
             .file
             .into_inner()
             .map_err(|e| e.into_error())
             .context("flushing merged file", &path)?;
-        file.sync_all().context("syncing merged file", &path)?;
+        appender.file.sync().context("syncing merged file", &path)?;
         let hint = out.hint.finish(out.len);
-        io::write_synced(&io::tmp_path(&layout.hint_path(out.id)), &hint)?;
+        io::write_synced(fs, &io::tmp_path(&layout.hint_path(out.id)), &hint)?;
         self.finished.push(Finished {
             id: out.id,
             hint,
@@ -310,7 +454,7 @@ impl OutputWriter<'_> {
 
     fn finish(&mut self) -> Result<Vec<Finished>> {
         self.seal_current()?;
-        io::sync_dir(self.engine.layout.dir())?;
+        io::sync_dir(self.engine.fs(), self.engine.layout.dir())?;
         Ok(std::mem::take(&mut self.finished))
     }
 
@@ -318,7 +462,7 @@ impl OutputWriter<'_> {
     fn abandon(&mut self) {
         let mut ids: Vec<FileId> = self.finished.iter().map(|f| f.id).collect();
         ids.extend(self.current.take().map(|o| o.id));
-        remove_outputs(&self.engine.layout, &ids);
+        remove_outputs(self.engine.fs(), &self.engine.layout, &ids);
     }
 }
 
@@ -326,28 +470,28 @@ fn tmp_data_path(layout: &Layout, id: FileId) -> PathBuf {
     io::tmp_path(&layout.data_path(id))
 }
 
-fn remove_outputs(layout: &Layout, ids: &[FileId]) {
+fn remove_outputs(fs: &dyn Vfs, layout: &Layout, ids: &[FileId]) {
     for &id in ids {
-        let _ = io::remove_if_exists(&tmp_data_path(layout, id));
-        let _ = io::remove_if_exists(&io::tmp_path(&layout.hint_path(id)));
+        let _ = io::remove_if_exists(fs, &tmp_data_path(layout, id));
+        let _ = io::remove_if_exists(fs, &io::tmp_path(&layout.hint_path(id)));
     }
 }
 
 /// Renames committed outputs into place (skipping any a previous attempt already renamed).
-fn rename_outputs(layout: &Layout, ids: &[FileId]) -> Result<()> {
+fn rename_outputs(fs: &dyn Vfs, layout: &Layout, ids: &[FileId]) -> Result<()> {
     for &id in ids {
         for path in [layout.data_path(id), layout.hint_path(id)] {
-            rename_if_pending(&path)?;
+            rename_if_pending(fs, &path)?;
         }
     }
-    io::sync_dir(layout.dir())
+    io::sync_dir(fs, layout.dir())
 }
 
-fn rename_if_pending(path: &Path) -> Result<()> {
+fn rename_if_pending(fs: &dyn Vfs, path: &Path) -> Result<()> {
     let tmp = io::tmp_path(path);
-    if tmp.exists() {
-        io::rename(&tmp, path)
-    } else if path.exists() {
+    if io::exists(fs, &tmp)? {
+        io::rename(fs, &tmp, path)
+    } else if io::exists(fs, path)? {
         Ok(())
     } else {
         Err(Error::corruption(path, 0, CorruptionKind::Truncated))
@@ -356,20 +500,20 @@ fn rename_if_pending(path: &Path) -> Result<()> {
 
 /// Recovery: finishes a merge that crashed after its commit point (steps 3 and 5). Without a
 /// `MERGE` record there is nothing to do; leftover `.tmp` files are removed by the caller.
-pub(crate) fn finish_interrupted(layout: &Layout) -> Result<()> {
+pub(crate) fn finish_interrupted(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let path = layout.commit_path();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fs.read_all(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).context("reading merge record", &path),
     };
     let commit = MergeCommit::decode(&bytes).map_err(|kind| Error::corruption(&path, 0, kind))?;
-    rename_outputs(layout, &commit.outputs)?;
+    rename_outputs(fs, layout, &commit.outputs)?;
     for &id in &commit.inputs {
-        io::remove_if_exists(&layout.data_path(id))?;
-        io::remove_if_exists(&layout.hint_path(id))?;
+        io::remove_if_exists(fs, &layout.data_path(id))?;
+        io::remove_if_exists(fs, &layout.hint_path(id))?;
     }
-    io::sync_dir(layout.dir())?;
-    io::remove_if_exists(&path)?;
-    io::sync_dir(layout.dir())
+    io::sync_dir(fs, layout.dir())?;
+    io::remove_if_exists(fs, &path)?;
+    io::sync_dir(fs, layout.dir())
 }

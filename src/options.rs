@@ -2,7 +2,10 @@
 //! everything else.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::io::vfs::{StdFs, Vfs};
+use crate::sync::Arc;
 use crate::{Database, Result};
 
 /// Default size at which the active data file is sealed and a new one started.
@@ -17,18 +20,58 @@ pub struct Options {
     pub data_file_limit: u64,
 }
 
-/// When writes reach stable storage.
+/// When writes reach stable storage. Under every policy a write that returned survives a crash
+/// of the process (it is in the OS page cache); the policies differ in what survives a power
+/// loss or kernel crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SyncPolicy {
-    /// The OS writes data back when it chooses. A write that returned survives a crash of the
-    /// process (it is in the page cache), but not a power loss unless [`Database::sync`] or
-    /// [`Database::close`] returned after it.
+    /// The OS writes data back when it chooses: after a power loss, only writes that returned
+    /// before a [`Database::sync`] or [`Database::close`] that returned are guaranteed.
     #[default]
     Never,
-    /// Every write and remove is fsynced (fdatasync) before it returns: it survives a process
-    /// crash and a power loss.
+    /// Every write and remove is fsynced (fdatasync) before it returns, so it survives a power
+    /// loss as soon as it returns. Concurrent writers share fsyncs (group commit). Another
+    /// thread may read a value a moment before its write returns, that is before it is durable.
     Always,
+    /// A background thread calls [`Database::sync`] at this interval: after a power loss, writes
+    /// that returned more than one interval (plus the duration of one fsync) earlier survive.
+    Interval(Duration),
+}
+
+/// When the background merge thread merges, and which files it takes.
+///
+/// A file's *fragmentation* is the share of its record bytes that no key points at any more,
+/// tombstones excluded for the trigger (they can only go once older files are merged too) and
+/// included for the threshold. The defaults are Bitcask's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct MergePolicy {
+    /// Merge once any sealed file is at least this fragmented (0.0..=1.0). Default 0.6.
+    pub trigger_fragmentation: f64,
+    /// ... or once any sealed file holds this many dead bytes. Default 512 MiB.
+    pub trigger_dead_bytes: u64,
+    /// When merging, take every sealed file at least this fragmented. Default 0.4.
+    pub threshold_fragmentation: f64,
+    /// ... or holding this many dead bytes. Default 128 MiB.
+    pub threshold_dead_bytes: u64,
+    /// ... and every sealed file smaller than this, to consolidate small files. Default 10 MiB.
+    pub small_file_bytes: u64,
+    /// How often the merge thread checks even when no file was sealed. Default 10 s.
+    pub check_interval: Duration,
+}
+
+impl Default for MergePolicy {
+    fn default() -> Self {
+        MergePolicy {
+            trigger_fragmentation: 0.6,
+            trigger_dead_bytes: 512 << 20,
+            threshold_fragmentation: 0.4,
+            threshold_dead_bytes: 128 << 20,
+            small_file_bytes: 10 << 20,
+            check_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Settings for opening a store; `Config::new(dir).open()` or [`Database::open`].
@@ -37,15 +80,22 @@ pub struct Config {
     pub(crate) dir: PathBuf,
     pub(crate) data_file_limit: u64,
     pub(crate) sync: SyncPolicy,
+    pub(crate) background_merge: bool,
+    pub(crate) merge_policy: MergePolicy,
+    pub(crate) fs: Arc<dyn Vfs>,
 }
 
 impl Config {
-    /// Defaults: 256 MiB data files, [`SyncPolicy::Never`].
+    /// Defaults: 256 MiB data files, [`SyncPolicy::Never`], background merge on with the
+    /// default [`MergePolicy`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Config {
             dir: dir.into(),
             data_file_limit: DEFAULT_DATA_FILE_LIMIT,
             sync: SyncPolicy::default(),
+            background_merge: true,
+            merge_policy: MergePolicy::default(),
+            fs: Arc::new(StdFs),
         }
     }
 
@@ -62,16 +112,44 @@ impl Config {
         self
     }
 
+    /// Whether a background thread merges files as `merge_policy` says (default on). With it
+    /// off, space is reclaimed only by [`Database::merge`].
+    pub fn background_merge(mut self, enabled: bool) -> Self {
+        self.background_merge = enabled;
+        self
+    }
+
+    /// When the background merge thread merges; see [`MergePolicy`].
+    pub fn merge_policy(mut self, policy: MergePolicy) -> Self {
+        self.merge_policy = policy;
+        self
+    }
+
+    /// Runs the store on a simulated file system (crash and fault-injection tests).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn file_system(mut self, fs: crate::sim::SimFs) -> Self {
+        self.fs = Arc::new(fs);
+        self
+    }
+
     /// Opens (or creates) the store.
     pub fn open(self) -> Result<Database> {
         Database::open_with(self)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        let invalid = |why: &str| Err(crate::Error::InvalidConfig(why.into()));
+        let policy = &self.merge_policy;
         if self.data_file_limit == 0 {
-            return Err(crate::Error::InvalidConfig(
-                "data_file_limit must be at least 1 byte".into(),
-            ));
+            return invalid("data_file_limit must be at least 1 byte");
+        }
+        if !(0.0..=1.0).contains(&policy.trigger_fragmentation)
+            || !(0.0..=1.0).contains(&policy.threshold_fragmentation)
+        {
+            return invalid("merge fragmentation trigger and threshold must be within 0.0..=1.0");
+        }
+        if self.sync == SyncPolicy::Interval(Duration::ZERO) {
+            return invalid("SyncPolicy::Interval needs a non-zero interval");
         }
         Ok(())
     }

@@ -3,10 +3,9 @@
 //! writer file, and rebuild the keydir so that the newest seq wins whatever the file order.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::background::Signal;
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fileset::{FileSet, Files};
@@ -14,9 +13,10 @@ use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::hint::HintFile;
 use crate::format::record::{self, RecordKind, encoded_len};
+use crate::group_commit::GroupCommit;
 use crate::io::layout::Layout;
 use crate::io::lock::DirLock;
-use crate::io::mmap::map_sealed;
+use crate::io::vfs::{EntryKind, FileHandle, OpenMode, Vfs};
 use crate::keydir::{FileUsage, Keydir, Location};
 use crate::options::Config;
 use crate::segment::{Segment, Storage};
@@ -29,7 +29,7 @@ struct FoundFile {
     id: FileId,
     path: PathBuf,
     kind: FileKind,
-    file: File,
+    file: FileHandle,
     len: u64,
 }
 
@@ -44,18 +44,19 @@ struct Loaded {
 /// Opens the store described by `config`.
 pub(crate) fn open(config: Config) -> Result<Engine> {
     config.validate()?;
+    let fs = &*config.fs;
     let layout = Layout::new(config.dir.clone());
-    prepare_dir(layout.dir())?;
-    let dir_lock = DirLock::acquire(layout.dir(), &layout.lock_path())?;
-    merge::finish_interrupted(&layout)?;
-    let listing = layout.list()?;
+    prepare_dir(fs, layout.dir())?;
+    let dir_lock = DirLock::acquire(fs, layout.dir(), &layout.lock_path())?;
+    merge::finish_interrupted(fs, &layout)?;
+    let listing = layout.list(fs)?;
     for tmp in &listing.tmps {
-        io::remove_if_exists(tmp)?;
+        io::remove_if_exists(fs, tmp)?;
     }
     let found = listing
         .data
         .iter()
-        .map(|&id| open_data_file(&layout, id))
+        .map(|&id| open_data_file(fs, &layout, id))
         .collect::<Result<Vec<_>>>()?;
     let next_id = listing
         .data
@@ -83,7 +84,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
             }
             segments.push(seal(tail)?);
         } else {
-            segments.push(recover_sealed(&layout, file, &keydir, &mut loaded)?);
+            segments.push(recover_sealed(fs, &layout, file, &keydir, &mut loaded)?);
         }
     }
     for (key, seq) in &loaded.tombstones {
@@ -94,23 +95,22 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     let next_file_id = AtomicU32::new(next_id);
     let active = match reusable_tail {
         Some(tail) => tail,
-        None => create_active(&layout, &next_file_id, &keydir)?,
+        None => create_active(fs, &layout, &next_file_id, &keydir)?,
     };
-    let writer = Writer::new(
-        Arc::new(active.file),
-        active.id,
-        active.len,
-        loaded.max_seq + 1,
-    );
+    let writer = Writer::new(active.file, active.id, active.len, loaded.max_seq + 1);
     let engine = Engine {
         layout,
         config,
         keydir,
         files: Files::new(FileSet::default()),
         writer: Mutex::new(writer),
+        commits: GroupCommit::default(),
         next_file_id,
+        closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         merge: Mutex::new(merge::MergeState::default()),
+        merge_counters: merge::MergeCounters::default(),
+        background: Signal::default(),
         dir_lock: Mutex::new(Some(dir_lock)),
     };
     segments.push(engine.writer.lock().segment(&engine));
@@ -118,31 +118,29 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     Ok(engine)
 }
 
-fn prepare_dir(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => Err(Error::NotADirectory(dir.to_path_buf())),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).context("creating store directory", dir)?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                io::sync_dir(parent)?;
+fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
+    match fs.entry(dir).context("inspecting store directory", dir)? {
+        Some(EntryKind::Dir) => Ok(()),
+        Some(EntryKind::File) => Err(Error::NotADirectory(dir.to_path_buf())),
+        None => {
+            fs.create_dir_all(dir)
+                .context("creating store directory", dir)?;
+            match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => io::sync_dir(fs, parent),
+                None => Ok(()),
             }
-            Ok(())
         }
-        Err(e) => Err(e).context("inspecting store directory", dir),
     }
 }
 
-fn open_data_file(layout: &Layout, id: FileId) -> Result<FoundFile> {
+fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId) -> Result<FoundFile> {
     let path = layout.data_path(id);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
+    let file = fs
+        .open(&path, OpenMode::ReadWrite)
         .context("opening data file", &path)?;
-    let len = file.metadata().context("inspecting", &path)?.len();
+    let len = file.len().context("inspecting", &path)?;
     let mut header = [0; HEADER_LEN];
-    let read = file.read_exact_at(&mut header, 0);
+    let read = file.read_at(&mut header, 0);
     let header = read
         .map_err(|_| CorruptionKind::Truncated)
         .and_then(|()| FileHeader::decode(&header))
@@ -162,14 +160,15 @@ fn open_data_file(layout: &Layout, id: FileId) -> Result<FoundFile> {
 /// Loads a sealed file from its hint file if a valid one exists, else by scanning; a record that
 /// fails validation is corruption (sealed files were synced before they were sealed).
 fn recover_sealed(
+    fs: &dyn Vfs,
     layout: &Layout,
     file: FoundFile,
     keydir: &Keydir,
     loaded: &mut Loaded,
 ) -> Result<Arc<Segment>> {
-    let map = map_sealed(&file.file, &file.path)?;
+    let map = file.file.map(&file.path)?;
     let mut usage = FileUsage::new(file.len);
-    if !load_hint(layout, &file, keydir, loaded, &mut usage) {
+    if !load_hint(fs, layout, &file, keydir, loaded, &mut usage) {
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
             let rec = decoded.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
             let loc = location(file.id, offset, rec.value.len(), rec.seq);
@@ -187,13 +186,14 @@ fn recover_sealed(
 /// Applies a valid hint file; returns false (having applied nothing) if there is none or it is
 /// stale or damaged, so the caller scans instead.
 fn load_hint(
+    fs: &dyn Vfs,
     layout: &Layout,
     file: &FoundFile,
     keydir: &Keydir,
     loaded: &mut Loaded,
     usage: &mut FileUsage,
 ) -> bool {
-    let Ok(bytes) = std::fs::read(layout.hint_path(file.id)) else {
+    let Ok(bytes) = fs.read_all(&layout.hint_path(file.id)) else {
         return false;
     };
     let Ok(hint) = HintFile::decode(&bytes) else {
@@ -223,7 +223,7 @@ fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result
     let mut usage = FileUsage::new(0);
     let mut valid_end = file.len;
     {
-        let map = map_sealed(&file.file, &file.path)?;
+        let map = file.file.map(&file.path)?;
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
             match decoded {
                 Ok(rec) => {
@@ -237,9 +237,11 @@ fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result
     if valid_end < file.len {
         file.file
             .set_len(valid_end)
-            .and_then(|()| file.file.sync_all())
             .context("cutting the torn tail off", &file.path)?;
     }
+    // What the previous process appended may still be only in the page cache; from here on
+    // everything found on open counts as durable.
+    file.file.sync().context("syncing", &file.path)?;
     usage.total_bytes = valid_end;
     keydir.track_file(file.id, usage);
     Ok(FoundFile {
@@ -249,7 +251,7 @@ fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result
 }
 
 fn seal(file: FoundFile) -> Result<Arc<Segment>> {
-    let map = map_sealed(&file.file, &file.path)?;
+    let map = file.file.map(&file.path)?;
     Ok(Arc::new(Segment {
         id: file.id,
         path: file.path,
@@ -257,14 +259,19 @@ fn seal(file: FoundFile) -> Result<Arc<Segment>> {
     }))
 }
 
-fn create_active(layout: &Layout, ids: &AtomicU32, keydir: &Keydir) -> Result<FoundFile> {
+fn create_active(
+    fs: &dyn Vfs,
+    layout: &Layout,
+    ids: &AtomicU32,
+    keydir: &Keydir,
+) -> Result<FoundFile> {
     let id = ids.fetch_add(1, crate::sync::Ordering::Relaxed);
     let path = layout.data_path(id);
     let header = FileHeader {
         kind: FileKind::Data,
         file_id: id,
     };
-    let file = io::create_data_file(layout.dir(), &path, &header.encode())?;
+    let file = io::create_data_file(fs, layout.dir(), &path, &header.encode())?;
     keydir.track_file(id, FileUsage::new(HEADER_LEN as u64));
     Ok(FoundFile {
         id,
@@ -298,6 +305,7 @@ fn apply(
     match kind {
         RecordKind::Put => keydir.recover_put(key, loc),
         RecordKind::Tombstone => {
+            usage.tombstone_bytes += loc.record_len(key.len());
             let newest = loaded.tombstones.entry(key.to_vec()).or_insert(0);
             *newest = (*newest).max(loc.seq);
         }

@@ -2,25 +2,22 @@
 //! active file through positional reads. Every read re-validates the record's checksum and key.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-
-use memmap2::Mmap;
 
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::format::FileId;
 use crate::format::record::{Record, RecordKind};
+use crate::io::mmap::Mapping;
+use crate::io::vfs::FileHandle;
 use crate::keydir::Location;
-use crate::sync::Arc;
 
 /// How a segment's bytes are reached.
 #[derive(Debug)]
 pub(crate) enum Storage {
     /// Immutable: mapped once, read zero-copy.
-    Sealed(Mmap),
+    Sealed(Mapping),
     /// Being appended to by the writer (which shares the handle); read with `pread`.
-    Active(Arc<File>),
+    Active(FileHandle),
 }
 
 /// A data file in the published file set.
@@ -59,7 +56,7 @@ impl Segment {
             }
             Storage::Active(file) => {
                 let mut bytes = vec![0; len];
-                file.read_exact_at(&mut bytes, loc.offset)
+                file.read_at(&mut bytes, loc.offset)
                     .context("reading active file", &self.path)?;
                 let value_start = len - loc.value_len as usize;
                 self.check(key, loc, &bytes)?;

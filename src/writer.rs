@@ -1,11 +1,9 @@
 //! The single writer: encodes records, appends them to the active file, and rotates it.
 //!
 //! Only one thread at a time holds the writer (behind the engine's mutex), so records, seqs and
-//! keydir updates happen in one order. A failed write or fsync poisons the writer: the file's
-//! tail is then unknown, so it refuses further writes until the store is reopened.
-
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+//! keydir updates happen in one order. Syncing is not done here but by `group_commit`, outside
+//! the writer's lock. A failed write or fsync poisons the writer: the file's tail is then
+//! unknown, so it refuses further writes until the store is reopened.
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
@@ -13,16 +11,15 @@ use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::io;
-use crate::io::mmap::map_sealed;
+use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
-use crate::options::SyncPolicy;
 use crate::segment::{Segment, Storage};
 use crate::sync::{Arc, Ordering};
 
 /// The writer's state: the active file and the next sequence number.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    file: Arc<File>,
+    file: FileHandle,
     file_id: FileId,
     /// Bytes in the active file; the next record goes here.
     len: u64,
@@ -33,7 +30,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(file: Arc<File>, file_id: FileId, len: u64, next_seq: u64) -> Self {
+    pub(crate) fn new(file: FileHandle, file_id: FileId, len: u64, next_seq: u64) -> Self {
         Writer {
             file,
             file_id,
@@ -53,8 +50,18 @@ impl Writer {
         })
     }
 
-    pub(crate) fn segment_id(&self) -> FileId {
+    pub(crate) fn file_id(&self) -> FileId {
         self.file_id
+    }
+
+    /// The active file, for syncing it outside the writer's lock.
+    pub(crate) fn file(&self) -> FileHandle {
+        Arc::clone(&self.file)
+    }
+
+    /// The seq of the last record appended (0 if none ever was).
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// Whether the active file holds no record yet.
@@ -85,12 +92,8 @@ impl Writer {
             value,
         };
         record.encode_into(&mut self.buf);
-        let written = self.file.write_all_at(&self.buf, self.len);
-        self.poison_on_error(written, engine)?;
-        if engine.config.sync == SyncPolicy::Always {
-            let synced = self.file.sync_data();
-            self.poison_on_error(synced, engine)?;
-        }
+        let written = self.file.write_at(&self.buf, self.len);
+        self.poison_on_error(written, "appending to", engine)?;
         let loc = Location {
             file_id: self.file_id,
             offset: self.len,
@@ -102,25 +105,21 @@ impl Writer {
         Ok(loc)
     }
 
-    /// Fsyncs the active file: every record appended before is durable when this returns.
-    pub(crate) fn sync(&mut self, engine: &Engine) -> Result<()> {
-        self.check_poisoned()?;
-        let synced = self.file.sync_data();
-        self.poison_on_error(synced, engine)
-    }
-
     /// Seals the active file (fsynced and mapped) and starts a new one.
     pub(crate) fn rotate(&mut self, engine: &Engine) -> Result<()> {
-        self.sync(engine)?;
+        self.check_poisoned()?;
+        let synced = self.file.sync();
+        self.poison_on_error(synced, "syncing", engine)?;
+        let fs = engine.fs();
         let sealed_path = engine.layout.data_path(self.file_id);
-        let map = map_sealed(&self.file, &sealed_path)?;
+        let map = self.file.map(&sealed_path)?;
         let new_id = engine.next_file_id.fetch_add(1, Ordering::Relaxed);
         let new_path = engine.layout.data_path(new_id);
         let header = FileHeader {
             kind: FileKind::Data,
             file_id: new_id,
         };
-        let file = io::create_data_file(engine.layout.dir(), &new_path, &header.encode())?;
+        let file = io::create_data_file(fs, engine.layout.dir(), &new_path, &header.encode())?;
         engine
             .keydir
             .track_file(new_id, FileUsage::new(HEADER_LEN as u64));
@@ -129,31 +128,36 @@ impl Writer {
             path: sealed_path,
             storage: Storage::Sealed(map),
         });
-        *self = Writer {
-            file: Arc::new(file),
-            file_id: new_id,
-            len: HEADER_LEN as u64,
-            next_seq: self.next_seq,
-            buf: std::mem::take(&mut self.buf),
-            poisoned: None,
-        };
+        self.file = file;
+        self.file_id = new_id;
+        self.len = HEADER_LEN as u64;
         let active = self.segment(engine);
         // The new active file is published before any keydir entry can point into it.
         engine.files.publish(|set| set.with([sealed, active]));
+        engine.background.poke();
         Ok(())
     }
 
-    fn check_poisoned(&self) -> Result<()> {
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
         match &self.poisoned {
             Some(reason) => Err(Error::Poisoned(reason.clone())),
             None => Ok(()),
         }
     }
 
-    fn poison_on_error(&mut self, result: std::io::Result<()>, engine: &Engine) -> Result<()> {
+    pub(crate) fn poison(&mut self, reason: String) {
+        self.poisoned.get_or_insert(reason);
+    }
+
+    fn poison_on_error(
+        &mut self,
+        result: std::io::Result<()>,
+        context: &'static str,
+        engine: &Engine,
+    ) -> Result<()> {
         let path = engine.layout.data_path(self.file_id);
         result
-            .context("appending to", &path)
-            .inspect_err(|e| self.poisoned = Some(e.to_string()))
+            .context(context, &path)
+            .inspect_err(|e| self.poison(e.to_string()))
     }
 }

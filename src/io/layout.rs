@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 use crate::format::FileId;
+use crate::io::vfs::Vfs;
 
 const DATA_EXT: &str = "data";
 const HINT_EXT: &str = "hint";
@@ -54,11 +55,9 @@ impl Layout {
     }
 
     /// Lists the engine's files; names it does not know are left alone.
-    pub(crate) fn list(&self) -> Result<Listing> {
+    pub(crate) fn list(&self, fs: &dyn Vfs) -> Result<Listing> {
         let mut listing = Listing::default();
-        let entries = std::fs::read_dir(&self.dir).context("listing", &self.dir)?;
-        for entry in entries {
-            let path = entry.context("listing", &self.dir)?.path();
+        for path in fs.list(&self.dir).context("listing", &self.dir)? {
             let (Some(stem), Some(ext)) = (path.file_stem(), path.extension()) else {
                 continue;
             };

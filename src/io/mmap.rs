@@ -20,19 +20,41 @@
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::ops::Deref;
 use std::path::Path;
 
 use crossbeam_epoch::Guard;
 use memmap2::Mmap;
 
 use crate::error::{IoContext, Result};
+use crate::sync::Arc;
 use crate::value::Value;
 
+/// The bytes of a sealed file: a memory map, or (simulated file system) a copy in memory.
+#[derive(Debug)]
+pub(crate) enum Mapping {
+    File(Mmap),
+    #[cfg_attr(not(any(test, feature = "sim")), allow(dead_code))]
+    Memory(Arc<[u8]>),
+}
+
+impl Deref for Mapping {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Mapping::File(map) => map,
+            Mapping::Memory(bytes) => bytes,
+        }
+    }
+}
+
 /// Maps a sealed file read-only.
-pub(crate) fn map_sealed(file: &File, path: &Path) -> Result<Mmap> {
+pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     // SAFETY: the file is sealed: no one writes, truncates or rewrites it while it is mapped
     // (invariants 1-3 of this module).
-    unsafe { Mmap::map(file) }.context("mapping", path)
+    let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
+    Ok(Mapping::File(map))
 }
 
 /// A value borrowed from a mapping, kept alive by the epoch pin it carries.

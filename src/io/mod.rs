@@ -1,21 +1,22 @@
-//! Everything that touches the file system: file names, atomic file creation, directory syncs,
-//! the directory lock, and the memory maps (the crate's only `unsafe`, in [`mmap`]).
+//! Everything that touches the file system: the [`vfs::Vfs`] seam and its real implementation,
+//! file names, atomic file creation, directory syncs, the directory lock, and the memory maps
+//! (with `fileset`, the crate's only `unsafe`, in [`mmap`]).
 
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mmap;
+#[cfg(any(test, feature = "sim"))]
+pub(crate) mod sim;
+pub(crate) mod vfs;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use vfs::{FileHandle, OpenMode, Vfs};
 
 /// Fsyncs a directory so that creations, renames and deletions in it survive a power cut.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context("syncing directory", dir)
+pub(crate) fn sync_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).context("syncing directory", dir)
 }
 
 /// The temporary name a file is written under before it is renamed into place.
@@ -27,46 +28,56 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to `path` so that the file is either absent or complete after any crash:
 /// write a temporary file, fsync it, rename it into place, fsync the directory.
-pub(crate) fn write_file_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_file_atomically(
+    fs: &dyn Vfs,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
     let tmp = tmp_path(path);
-    write_synced(&tmp, bytes)?;
-    rename(&tmp, path)?;
-    sync_dir(dir)
+    write_synced(fs, &tmp, bytes)?;
+    rename(fs, &tmp, path)?;
+    sync_dir(fs, dir)
 }
 
 /// Creates `path` (replacing a stale file of that name), writes `bytes` and fsyncs it.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(path).context("creating", path)?;
-    file.write_all(bytes).context("writing", path)?;
-    file.sync_all().context("syncing", path)
+pub(crate) fn write_synced(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<FileHandle> {
+    let file = fs
+        .open(path, OpenMode::CreateTruncate)
+        .context("creating", path)?;
+    file.write_at(bytes, 0).context("writing", path)?;
+    file.sync().context("syncing", path)?;
+    Ok(file)
 }
 
 /// Creates a data file holding `header`, atomically as [`write_file_atomically`] does, and
 /// returns a handle open for appending and positional reads.
-pub(crate) fn create_data_file(dir: &Path, path: &Path, header: &[u8]) -> Result<File> {
+pub(crate) fn create_data_file(
+    fs: &dyn Vfs,
+    dir: &Path,
+    path: &Path,
+    header: &[u8],
+) -> Result<FileHandle> {
     let tmp = tmp_path(path);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .context("creating data file", &tmp)?;
-    file.write_all(header).context("writing header of", &tmp)?;
-    file.sync_all().context("syncing", &tmp)?;
-    rename(&tmp, path)?;
-    sync_dir(dir)?;
+    let file = write_synced(fs, &tmp, header)?;
+    rename(fs, &tmp, path)?;
+    sync_dir(fs, dir)?;
     Ok(file)
 }
 
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).context("renaming", from)
+pub(crate) fn rename(fs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
+    fs.rename(from, to).context("renaming", from)
 }
 
 /// Removes a file; a file that is already gone is not an error (recovery repeats deletions).
-pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+pub(crate) fn remove_if_exists(fs: &dyn Vfs, path: &Path) -> Result<()> {
+    match fs.remove(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other.context("removing", path),
     }
+}
+
+/// Whether `path` exists (errors other than "not found" are errors).
+pub(crate) fn exists(fs: &dyn Vfs, path: &Path) -> Result<bool> {
+    Ok(fs.entry(path).context("inspecting", path)?.is_some())
 }

@@ -5,9 +5,14 @@ use std::path::Path;
 
 use bitcask::{Config, Database};
 
-/// Opens `dir` with a small data file limit so tests rotate often.
+/// Opens `dir` with a small data file limit so tests rotate often, and without background
+/// merging so that what a test sees on disk is what its own calls did.
 pub fn open_small(dir: &Path, limit: u64) -> Database {
-    Config::new(dir).data_file_limit(limit).open().unwrap()
+    Config::new(dir)
+        .data_file_limit(limit)
+        .background_merge(false)
+        .open()
+        .unwrap()
 }
 
 /// Names of the files in `dir` with the given extension, sorted.

@@ -1,0 +1,116 @@
+//! The background workers of one open store: the merge thread (checks fragmentation when woken
+//! by a rotation or by its timer, and merges the files that qualify) and, under
+//! `SyncPolicy::Interval`, the flush thread. Both stop when the store closes.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::merge;
+use crate::options::SyncPolicy;
+use crate::sync::{Arc, Condvar, Mutex};
+
+/// Wakes the workers: `poke` asks the merge thread to look now, `stop` ends both.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    stopped: bool,
+    poked: bool,
+}
+
+impl Signal {
+    pub(crate) fn poke(&self) {
+        self.state.lock().poked = true;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn stop(&self) {
+        self.state.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for a poke; returns false once stopped.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut state = self.state.lock();
+        if !state.stopped && !state.poked {
+            self.changed.wait_for(&mut state, timeout);
+        }
+        state.poked = false;
+        !state.stopped
+    }
+
+    /// Waits for `timeout` ignoring pokes; returns false once stopped.
+    fn wait_timer(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !state.stopped && std::time::Instant::now() < deadline {
+            self.changed.wait_until(&mut state, deadline);
+        }
+        !state.stopped
+    }
+}
+
+/// The threads started for one store.
+#[derive(Debug, Default)]
+pub(crate) struct Workers {
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Workers {
+    /// Starts the workers the configuration asks for.
+    pub(crate) fn start(engine: &Arc<Engine>) -> std::io::Result<Workers> {
+        let mut threads = Vec::new();
+        if engine.config.background_merge {
+            let engine = Arc::clone(engine);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("bitcask-merge".into())
+                    .spawn(move || merge_loop(&engine))?,
+            );
+        }
+        if let SyncPolicy::Interval(every) = engine.config.sync {
+            let engine = Arc::clone(engine);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("bitcask-flush".into())
+                    .spawn(move || flush_loop(&engine, every))?,
+            );
+        }
+        Ok(Workers {
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Stops the workers and waits for them (a running merge abandons its work safely).
+    pub(crate) fn stop(&self, engine: &Engine) {
+        engine.background.stop();
+        for thread in self.threads.lock().drain(..) {
+            // A worker that panicked has nothing left to clean up; its panic was printed.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn merge_loop(engine: &Engine) {
+    while engine
+        .background
+        .wait(engine.config.merge_policy.check_interval)
+    {
+        if merge::needs_merge(engine) {
+            // The outcome (including errors) is recorded in the merge figures of `stats()`.
+            let _ = merge::merge_by_policy(engine);
+        }
+    }
+}
+
+fn flush_loop(engine: &Engine, every: Duration) {
+    while engine.background.wait_timer(every) {
+        // A failed sync poisons the writer, and every later write reports it.
+        let _ = engine.sync();
+    }
+}

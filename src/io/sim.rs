@@ -1,0 +1,337 @@
+//! A simulated file system for crash and fault-injection tests (cargo feature `sim`).
+//!
+//! It keeps two versions of everything: what the running program sees, and what would survive a
+//! power cut (file contents as of their last `sync`, directory entries as of their directory's
+//! last `sync_dir`). [`SimFs::fail_at`] makes the N-th mutating operation (create, write, sync,
+//! truncate, rename, remove, directory sync) cut the power, fail with an error, or write short;
+//! [`SimFs::crash_image`] is what a machine rebooted after the cut would find.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Error, ErrorKind};
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::io::mmap::Mapping;
+use crate::io::vfs::{EntryKind, FileHandle, LockGuard, OpenMode, Vfs, VfsFile};
+use crate::sync::{Arc, Mutex};
+
+/// What goes wrong at the chosen operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The power fails: this and every later mutating operation fails with EIO, and only what
+    /// was synced is in [`SimFs::crash_image`].
+    PowerCut,
+    /// This one operation fails with an error of this kind (say `StorageFull` for ENOSPC);
+    /// later operations work.
+    Error(ErrorKind),
+    /// A write stores only the first half of its bytes, then fails with EIO; any other
+    /// operation just fails with EIO. Later operations work.
+    ShortWrite,
+}
+
+/// An in-memory file system with power cuts; clones share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    inodes: Vec<Inode>,
+    names: BTreeMap<PathBuf, usize>,
+    durable_names: BTreeMap<PathBuf, usize>,
+    dirs: BTreeSet<PathBuf>,
+    ops: u64,
+    fault: Option<(u64, Fault)>,
+    powered_off: bool,
+    locks: BTreeSet<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+fn eio(what: &str) -> Error {
+    Error::other(format!("simulated I/O error: {what}"))
+}
+
+impl State {
+    /// Counts one mutating operation and applies the planned fault if this is its turn.
+    fn step(&mut self) -> std::io::Result<Option<Fault>> {
+        if self.powered_off {
+            return Err(eio("the power is off"));
+        }
+        self.ops += 1;
+        match self.fault {
+            Some((at, fault)) if at == self.ops => {
+                self.fault = None;
+                match fault {
+                    Fault::PowerCut => {
+                        self.powered_off = true;
+                        Err(eio("power cut"))
+                    }
+                    Fault::Error(kind) => Err(Error::new(kind, "simulated fault")),
+                    Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A step for an operation that cannot be short: a short-write fault is a plain error.
+    fn plain_step(&mut self) -> std::io::Result<()> {
+        match self.step()? {
+            Some(_) => Err(eio("fault")),
+            None => Ok(()),
+        }
+    }
+
+    fn inode_of(&self, path: &Path) -> std::io::Result<usize> {
+        self.names
+            .get(path)
+            .copied()
+            .ok_or_else(|| ErrorKind::NotFound.into())
+    }
+}
+
+impl SimFs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        SimFs::default()
+    }
+
+    /// Makes mutating operation number `op` (counting from the first one this file system ever
+    /// saw, see [`ops`](SimFs::ops)) suffer `fault`.
+    pub fn fail_at(&self, op: u64, fault: Fault) {
+        self.state.lock().fault = Some((op, fault));
+    }
+
+    /// Mutating operations so far.
+    pub fn ops(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// Whether a [`Fault::PowerCut`] has happened.
+    pub fn is_powered_off(&self) -> bool {
+        self.state.lock().powered_off
+    }
+
+    /// What a machine rebooted now would find: synced contents under durable names.
+    pub fn crash_image(&self) -> SimFs {
+        let state = self.state.lock();
+        let inodes = state
+            .inodes
+            .iter()
+            .map(|inode| Inode {
+                data: inode.durable.clone(),
+                durable: inode.durable.clone(),
+            })
+            .collect();
+        let image = State {
+            inodes,
+            names: state.durable_names.clone(),
+            durable_names: state.durable_names.clone(),
+            dirs: state.dirs.clone(),
+            ..State::default()
+        };
+        SimFs {
+            state: Arc::new(Mutex::new(image)),
+        }
+    }
+
+    /// Names and current contents of the files in `dir`.
+    pub fn files(&self, dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let state = self.state.lock();
+        state
+            .names
+            .iter()
+            .filter(|(path, _)| path.parent() == Some(dir))
+            .map(|(path, &inode)| (path.clone(), state.inodes[inode].data.clone()))
+            .collect()
+    }
+}
+
+impl Vfs for SimFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<FileHandle> {
+        let mut state = self.state.lock();
+        let inode = if mode == OpenMode::CreateTruncate {
+            state.plain_step()?;
+            match state.names.get(path) {
+                Some(&inode) => {
+                    state.inodes[inode].data.clear();
+                    inode
+                }
+                None => {
+                    state.inodes.push(Inode::default());
+                    let inode = state.inodes.len() - 1;
+                    state.names.insert(path.to_path_buf(), inode);
+                    inode
+                }
+            }
+        } else {
+            state.inode_of(path)?
+        };
+        Ok(Arc::new(SimFile {
+            fs: self.clone(),
+            inode,
+        }))
+    }
+
+    fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let state = self.state.lock();
+        Ok(state.inodes[state.inode_of(path)?].data.clone())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        let inode = state.inode_of(from)?;
+        state.plain_step()?;
+        state.names.remove(from);
+        state.names.insert(to.to_path_buf(), inode);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        state.inode_of(path)?;
+        state.plain_step()?;
+        state.names.remove(path);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        state.plain_step()?;
+        let in_dir = |path: &PathBuf| path.parent() == Some(dir);
+        state.durable_names.retain(|path, _| !in_dir(path));
+        let current: Vec<_> = state
+            .names
+            .iter()
+            .filter(|(path, _)| in_dir(path))
+            .map(|(path, &inode)| (path.clone(), inode))
+            .collect();
+        state.durable_names.extend(current);
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let state = self.state.lock();
+        if !state.dirs.contains(dir) {
+            return Err(ErrorKind::NotFound.into());
+        }
+        Ok(state
+            .names
+            .keys()
+            .filter(|path| path.parent() == Some(dir))
+            .cloned()
+            .collect())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        state.plain_step()?;
+        // Simplification: directories are durable as soon as they exist.
+        for ancestor in dir.ancestors() {
+            state.dirs.insert(ancestor.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn entry(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
+        let state = self.state.lock();
+        Ok(if state.dirs.contains(path) {
+            Some(EntryKind::Dir)
+        } else if state.names.contains_key(path) {
+            Some(EntryKind::File)
+        } else {
+            None
+        })
+    }
+
+    fn lock(&self, path: &Path) -> std::io::Result<LockGuard> {
+        let mut state = self.state.lock();
+        if !state.locks.insert(path.to_path_buf()) {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        Ok(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.fs.state.lock().locks.remove(&self.path);
+    }
+}
+
+#[derive(Debug)]
+struct SimFile {
+    fs: SimFs,
+    inode: usize,
+}
+
+impl VfsFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let state = self.fs.state.lock();
+        let data = &state.inodes[self.inode].data;
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|start| data.get(start..start.checked_add(buf.len())?))
+            .ok_or(ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let mut state = self.fs.state.lock();
+        let short = state.step()? == Some(Fault::ShortWrite);
+        let written = if short { &buf[..buf.len() / 2] } else { buf };
+        let data = &mut state.inodes[self.inode].data;
+        let start = offset as usize;
+        if data.len() < start + written.len() {
+            data.resize(start + written.len(), 0);
+        }
+        data[start..start + written.len()].copy_from_slice(written);
+        if short {
+            Err(eio("short write"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        let mut state = self.fs.state.lock();
+        state.plain_step()?;
+        let inode = &mut state.inodes[self.inode];
+        inode.durable = inode.data.clone();
+        Ok(())
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.fs.state.lock().inodes[self.inode].data.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let mut state = self.fs.state.lock();
+        state.plain_step()?;
+        state.inodes[self.inode].data.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn map(&self, _path: &Path) -> Result<Mapping> {
+        let state = self.fs.state.lock();
+        Ok(Mapping::Memory(Arc::from(
+            state.inodes[self.inode].data.as_slice(),
+        )))
+    }
+}

@@ -1,0 +1,164 @@
+//! The seam between the engine and the operating system: every file operation the engine makes
+//! goes through [`Vfs`] and [`VfsFile`]. [`StdFs`] is the real file system; the simulated one
+//! (`io::sim`, for tests) can cut the power or fail at any single operation.
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::io::mmap::{Mapping, map_file};
+use crate::sync::Arc;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    Read,
+    ReadWrite,
+    /// Read-write, created if missing, truncated if present.
+    CreateTruncate,
+}
+
+/// What a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    File,
+    Dir,
+}
+
+/// An open file.
+pub(crate) type FileHandle = Arc<dyn VfsFile>;
+
+/// A held directory lock; dropping it releases the lock.
+pub(crate) type LockGuard = Box<dyn fmt::Debug + Send + Sync>;
+
+/// File system operations.
+pub(crate) trait Vfs: fmt::Debug + Send + Sync {
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<FileHandle>;
+    fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    fn remove(&self, path: &Path) -> std::io::Result<()>;
+    /// Makes creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
+    /// Paths of the entries of `dir`.
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>>;
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()>;
+    /// What `path` is, or `None` if nothing is there.
+    fn entry(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
+    /// Takes an exclusive lock on `path` without waiting; `ErrorKind::WouldBlock` if held.
+    fn lock(&self, path: &Path) -> std::io::Result<LockGuard>;
+}
+
+/// Operations on one open file. Reads and writes are positional, so handles can be shared.
+pub(crate) trait VfsFile: fmt::Debug + Send + Sync {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()>;
+    /// Makes the file's data and length durable (fdatasync).
+    fn sync(&self) -> std::io::Result<()>;
+    fn len(&self) -> std::io::Result<u64>;
+    fn set_len(&self, len: u64) -> std::io::Result<()>;
+    /// Maps the whole file read-only. Only for sealed files (see `io::mmap`).
+    fn map(&self, path: &Path) -> Result<Mapping>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StdFs;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl Vfs for StdFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<FileHandle> {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        match mode {
+            OpenMode::Read => {}
+            OpenMode::ReadWrite => {
+                options.write(true);
+            }
+            OpenMode::CreateTruncate => {
+                options.write(true).create(true).truncate(true);
+            }
+        }
+        Ok(Arc::new(StdFile(options.open(path)?)))
+    }
+
+    fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect()
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn entry(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(_) => Ok(Some(EntryKind::File)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lock(&self, path: &Path) -> std::io::Result<LockGuard> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // flock locks belong to the open file description, so a second open in this same
+        // process conflicts too.
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+impl VfsFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn map(&self, path: &Path) -> Result<Mapping> {
+        map_file(&self.0, path)
+    }
+}
