@@ -199,16 +199,26 @@ fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<u64, MergeError> {
         inputs: input_ids.clone(),
         outputs: outputs.iter().map(|o| o.id).collect(),
     };
-    let layout = &engine.layout;
-    let fs = engine.fs();
-    let committed =
-        io::write_file_atomically(fs, layout.dir(), &layout.commit_path(), &commit.encode());
-    if let Err(e) = committed {
-        remove_outputs(fs, layout, &commit.outputs);
-        return Err(MergeError::BeforeCommit(e));
-    }
+    commit_record(engine, &commit)?;
     install(engine, &input_ids, outputs).map_err(MergeError::AfterCommit)?;
     Ok(input_bytes.saturating_sub(output_bytes))
+}
+
+/// Step 2: writes the `MERGE` record. Its rename into place is the commit point: once the
+/// rename returned, the record may be durable, so a later failure (of the directory fsync) is
+/// after the commit and the outputs must stay for recovery to install.
+fn commit_record(engine: &Engine, commit: &MergeCommit) -> Result<(), MergeError> {
+    let (fs, layout) = (engine.fs(), &engine.layout);
+    let path = layout.commit_path();
+    let tmp = io::tmp_path(&path);
+    let renamed =
+        io::write_synced(fs, &tmp, &commit.encode()).and_then(|_| io::rename(fs, &tmp, &path));
+    if let Err(e) = renamed {
+        remove_outputs(fs, layout, &commit.outputs);
+        let _ = io::remove_if_exists(fs, &tmp);
+        return Err(MergeError::BeforeCommit(e));
+    }
+    io::sync_dir(fs, layout.dir()).map_err(MergeError::AfterCommit)
 }
 
 /// Steps 3-5: everything after the commit point.

@@ -72,7 +72,7 @@ impl State {
                         self.powered_off = true;
                         Err(eio("power cut"))
                     }
-                    Fault::Error(kind) => Err(Error::new(kind, "simulated fault")),
+                    Fault::Error(kind) => Err(Error::new(kind, format!("simulated fault: {kind}"))),
                     Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
                 }
             }
