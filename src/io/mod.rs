@@ -26,20 +26,6 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes `bytes` to `path` so that the file is either absent or complete after any crash:
-/// write a temporary file, fsync it, rename it into place, fsync the directory.
-pub(crate) fn write_file_atomically(
-    fs: &dyn Vfs,
-    dir: &Path,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<()> {
-    let tmp = tmp_path(path);
-    write_synced(fs, &tmp, bytes)?;
-    rename(fs, &tmp, path)?;
-    sync_dir(fs, dir)
-}
-
 /// Creates `path` (replacing a stale file of that name), writes `bytes` and fsyncs it.
 pub(crate) fn write_synced(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<FileHandle> {
     let file = fs
@@ -50,8 +36,9 @@ pub(crate) fn write_synced(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<Fi
     Ok(file)
 }
 
-/// Creates a data file holding `header`, atomically as [`write_file_atomically`] does, and
-/// returns a handle open for appending and positional reads.
+/// Creates a data file holding `header` so that it is either absent or complete after any
+/// crash (temporary name, fsync, rename, directory fsync), and returns a handle open for
+/// appending and positional reads.
 pub(crate) fn create_data_file(
     fs: &dyn Vfs,
     dir: &Path,
