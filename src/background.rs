@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::Engine;
 use crate::merge;
 use crate::options::SyncPolicy;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, Ordering};
 
 /// Wakes the workers: `poke` asks the merge thread to look now, `stop` ends both.
 #[derive(Debug, Default)]
@@ -96,14 +96,22 @@ impl Workers {
     }
 }
 
+/// Merges in a row allowed before waiting again: writes that land during a merge can leave new
+/// fragmentation without sealing a file (no poke), so the thread looks again right away; the cap
+/// keeps a merge that cannot reduce fragmentation from spinning.
+const MERGES_PER_WAKEUP: usize = 8;
+
 fn merge_loop(engine: &Engine) {
-    while engine
-        .background
-        .wait(engine.config.merge_policy.check_interval)
-    {
-        if merge::needs_merge(engine) {
+    let check_interval = engine.config.merge_policy.check_interval;
+    while engine.background.wait(check_interval) {
+        for _ in 0..MERGES_PER_WAKEUP {
+            if engine.closing.load(Ordering::Relaxed) || !merge::needs_merge(engine) {
+                break;
+            }
             // The outcome (including errors) is recorded in the merge figures of `stats()`.
-            let _ = merge::merge_by_policy(engine);
+            if merge::merge_by_policy(engine).is_err() {
+                break;
+            }
         }
     }
 }

@@ -57,7 +57,8 @@ pub struct MergePolicy {
     pub threshold_dead_bytes: u64,
     /// ... and every sealed file smaller than this, to consolidate small files. Default 10 MiB.
     pub small_file_bytes: u64,
-    /// How often the merge thread checks even when no file was sealed. Default 10 s.
+    /// How often the merge thread checks the trigger. It also checks whenever a data file is
+    /// sealed; overwrites alone make sealed files fragmented without sealing one. Default 1 s.
     pub check_interval: Duration,
 }
 
@@ -69,7 +70,7 @@ impl Default for MergePolicy {
             threshold_fragmentation: 0.4,
             threshold_dead_bytes: 128 << 20,
             small_file_bytes: 10 << 20,
-            check_interval: Duration::from_secs(10),
+            check_interval: Duration::from_secs(1),
         }
     }
 }
