@@ -1,0 +1,351 @@
+//! `check`: verifies a store without opening it through the library, so it works on a store that
+//! fails to open and modifies nothing.
+//!
+//! It verifies every data file's header and every record's CRC (walking past damage to report
+//! each bad range), every hint file against its data file (it decodes, names the data file's id
+//! and length, and each entry's seq, kind, key and value length equal the record at its offset),
+//! and an interrupted merge's `MERGE` record. A bad range that ends the newest writer file is a
+//! torn tail that open cuts off: a warning, not damage. The store's lock is taken for the
+//! duration (a store open elsewhere is refused), and no file is created or changed.
+
+use std::path::{Path, PathBuf};
+
+use bitcask::format::commit::MergeCommit;
+use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
+use bitcask::format::hint::{HintEntry, HintFile};
+use bitcask::format::record::Record;
+
+use crate::error::{CliError, CliResult};
+use crate::files::{self, StoreFiles};
+use crate::output::{counted, escape, human_bytes, write_stdout};
+use crate::progress::Progress;
+use crate::salvage::{BadRange, Item, walk};
+use crate::store;
+
+/// Hint entries that do not match reported per hint file before the rest is summarised.
+const MAX_ENTRY_REPORTS: usize = 10;
+
+/// Checks the store in `dir`, prints the report to stdout, and fails with
+/// [`CliError::Damaged`] if anything is damaged.
+pub fn run(dir: &Path, quiet: bool) -> CliResult {
+    store::require_dir(dir)?;
+    let _lock = files::lock_store(dir)?;
+    let store_files = StoreFiles::list(dir)?;
+    let tail = store_files.tail_id()?;
+    let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
+    let mut report = Report::default();
+    for (&id, path) in &store_files.data {
+        let data = files::read(path)?;
+        check_data_file(id, path, &data, tail == Some(id), &mut report);
+        progress.inc(data.len() as u64);
+        if let Some(hint_path) = store_files.hints.get(&id) {
+            let hint = files::read(hint_path)?;
+            check_hint(id, hint_path, &hint, &data, &mut report);
+            progress.inc(hint.len() as u64);
+        }
+    }
+    check_orphan_hints(&store_files, &mut report);
+    check_merge_record(dir, &store_files, &mut report)?;
+    note_tmps(&store_files, &mut report);
+    progress.finish();
+    report.print(dir)?;
+    report.verdict(dir)
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Severity {
+    /// Bytes the library cannot use: exit code 1.
+    Damage,
+    /// Expected after a crash; the next open deals with it.
+    Warning,
+    /// Worth knowing, harmless.
+    Note,
+}
+
+#[derive(Debug)]
+struct Finding {
+    severity: Severity,
+    path: PathBuf,
+    offset: Option<u64>,
+    message: String,
+}
+
+/// What the check found, in the order it found it.
+#[derive(Debug, Default)]
+struct Report {
+    findings: Vec<Finding>,
+    data_files: u64,
+    hint_files: u64,
+    records: u64,
+    bytes: u64,
+}
+
+impl Report {
+    fn add(&mut self, severity: Severity, path: &Path, offset: Option<u64>, message: String) {
+        self.findings.push(Finding {
+            severity,
+            path: path.to_path_buf(),
+            offset,
+            message,
+        });
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    fn print(&self, dir: &Path) -> CliResult {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "checked {}: {} ({}, {}), {}\n",
+            dir.display(),
+            counted(self.data_files, "data file"),
+            human_bytes(self.bytes),
+            counted(self.records, "record"),
+            counted(self.hint_files, "hint file")
+        ));
+        for f in &self.findings {
+            let label = match f.severity {
+                Severity::Damage => "DAMAGE ",
+                Severity::Warning => "warning",
+                Severity::Note => "note   ",
+            };
+            let at = f.offset.map(|o| format!(" @ {o}")).unwrap_or_default();
+            out.push_str(&format!(
+                "{label} {}{at}: {}\n",
+                f.path.display(),
+                f.message
+            ));
+        }
+        let (damage, warnings) = (self.count(Severity::Damage), self.count(Severity::Warning));
+        let verdict = if damage == 0 { "OK" } else { "DAMAGED" };
+        out.push_str(&format!(
+            "result: {verdict} ({} damaged, {})\n",
+            damage,
+            counted(warnings as u64, "warning")
+        ));
+        write_stdout(out.as_bytes())
+    }
+
+    fn verdict(&self, dir: &Path) -> CliResult {
+        match self.count(Severity::Damage) {
+            0 => Ok(()),
+            n => Err(CliError::Damaged(format!(
+                "check found {} in {} (listed on stdout); `bitcask repair` copies every valid \
+                 record into a new store",
+                counted(n as u64, "damaged place"),
+                dir.display()
+            ))),
+        }
+    }
+}
+
+fn check_data_file(id: u32, path: &Path, bytes: &[u8], is_tail: bool, report: &mut Report) {
+    report.data_files += 1;
+    report.bytes += bytes.len() as u64;
+    check_header(id, path, bytes, report);
+    let len = bytes.len() as u64;
+    for item in walk(bytes) {
+        match item {
+            Item::Record { .. } => report.records += 1,
+            Item::Bad(bad) if bad.is_torn_tail(len, is_tail) => report.add(
+                Severity::Warning,
+                path,
+                Some(bad.start),
+                format!(
+                    "torn tail: the last {} bytes do not form a record ({}); an interrupted \
+                     write, the next open cuts it off",
+                    bad.len(),
+                    bad.kind
+                ),
+            ),
+            Item::Bad(bad) => report.add(
+                Severity::Damage,
+                path,
+                Some(bad.start),
+                describe(&bad, len, is_tail),
+            ),
+        }
+    }
+}
+
+fn check_header(id: u32, path: &Path, bytes: &[u8], report: &mut Report) {
+    let problem = match FileHeader::decode(bytes) {
+        Err(kind) => format!("file header: {kind}; open refuses this file"),
+        Ok(h) if h.kind == FileKind::Hint => "file header says it is a hint file".to_string(),
+        Ok(h) if h.file_id != id => format!(
+            "file header names file id {}, not {id}; open refuses this file",
+            h.file_id
+        ),
+        Ok(_) => return,
+    };
+    report.add(Severity::Damage, path, Some(0), problem);
+}
+
+fn describe(bad: &BadRange, file_len: u64, is_tail: bool) -> String {
+    let resume = if bad.reaches_end(file_len) {
+        "up to the end of the file".to_string()
+    } else {
+        format!("valid records resume at offset {}", bad.end)
+    };
+    let cut = if is_tail {
+        "; this is the newest data file, so the next open cuts it off here, dropping the valid \
+         records after it"
+    } else {
+        ""
+    };
+    format!(
+        "bad record: {}; {} bytes unreadable, {resume}{cut}",
+        bad.kind,
+        bad.len()
+    )
+}
+
+fn check_hint(id: u32, path: &Path, bytes: &[u8], data: &[u8], report: &mut Report) {
+    report.hint_files += 1;
+    let mut damage = |message: String| report.add(Severity::Damage, path, None, message);
+    let hint = match HintFile::decode(bytes) {
+        Ok(hint) => hint,
+        Err(kind) => {
+            return damage(format!(
+                "hint file does not decode: {kind} (open ignores it and scans the data file)"
+            ));
+        }
+    };
+    if hint.file_id != id {
+        return damage(format!(
+            "hint file belongs to data file {}, not {id}",
+            hint.file_id
+        ));
+    }
+    if hint.data_len != data.len() as u64 {
+        return damage(format!(
+            "hint file describes a data file of {} bytes, but the data file has {} bytes \
+             (stale; open ignores it and scans the data file)",
+            hint.data_len,
+            data.len()
+        ));
+    }
+    let mismatches: Vec<String> = hint
+        .entries()
+        .enumerate()
+        .filter_map(|(index, entry)| entry_mismatch(&entry, data).map(|why| (index, entry, why)))
+        .map(|(index, entry, why)| {
+            format!(
+                "hint entry {index} (key \"{}\", data offset {}) does not match the data file: {why}",
+                escape(entry.key, true),
+                entry.offset
+            )
+        })
+        .collect();
+    let extra = mismatches.len().saturating_sub(MAX_ENTRY_REPORTS);
+    for message in mismatches.into_iter().take(MAX_ENTRY_REPORTS) {
+        damage(message);
+    }
+    if extra > 0 {
+        damage(format!("and {extra} more hint entries that do not match"));
+    }
+}
+
+/// Why `entry` disagrees with the record at its offset in `data`, if it does.
+fn entry_mismatch(entry: &HintEntry, data: &[u8]) -> Option<String> {
+    let record_bytes = usize::try_from(entry.offset)
+        .ok()
+        .filter(|&offset| offset >= HEADER_LEN)
+        .and_then(|offset| data.get(offset..));
+    let Some(record_bytes) = record_bytes else {
+        return Some("the offset is outside the data file's records".into());
+    };
+    let record = match Record::decode(record_bytes) {
+        Ok(record) => record,
+        Err(kind) => return Some(format!("no valid record there: {kind}")),
+    };
+    if record.seq != entry.seq {
+        Some(format!(
+            "seq {} in the hint, {} in the data",
+            entry.seq, record.seq
+        ))
+    } else if record.kind != entry.kind {
+        Some(format!(
+            "{:?} in the hint, {:?} in the data",
+            entry.kind, record.kind
+        ))
+    } else if record.key != entry.key {
+        Some(format!(
+            "the record holds key \"{}\"",
+            escape(record.key, true)
+        ))
+    } else if record.value.len() != entry.value_len as usize {
+        Some(format!(
+            "value length {} in the hint, {} in the data",
+            entry.value_len,
+            record.value.len()
+        ))
+    } else {
+        None
+    }
+}
+
+fn check_orphan_hints(store_files: &StoreFiles, report: &mut Report) {
+    for (id, path) in &store_files.hints {
+        if !store_files.data.contains_key(id) {
+            report.add(
+                Severity::Warning,
+                path,
+                None,
+                "hint file without its data file; open ignores it".into(),
+            );
+        }
+    }
+}
+
+fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report) -> CliResult {
+    let Some(path) = &store_files.merge_record else {
+        return Ok(());
+    };
+    let commit = match MergeCommit::decode(&files::read(path)?) {
+        Ok(commit) => commit,
+        Err(kind) => {
+            let message = format!("merge commit record does not decode: {kind}; open will fail");
+            report.add(Severity::Damage, path, Some(0), message);
+            return Ok(());
+        }
+    };
+    report.add(
+        Severity::Note,
+        path,
+        None,
+        format!(
+            "an interrupted merge of files {:?} into {:?} is committed; the next open finishes it",
+            commit.inputs, commit.outputs
+        ),
+    );
+    for id in &commit.outputs {
+        for name in [format!("{id:010}.data"), format!("{id:010}.hint")] {
+            let path = dir.join(&name);
+            let pending = dir.join(format!("{name}.tmp"));
+            if !path.exists() && !pending.exists() {
+                let message = "output of the interrupted merge is missing; open will fail".into();
+                report.add(Severity::Damage, &path, None, message);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn note_tmps(store_files: &StoreFiles, report: &mut Report) {
+    for path in &store_files.tmps {
+        report.add(
+            Severity::Note,
+            path,
+            None,
+            "temporary file; the next open renames it into place (a committed merge's output) \
+             or removes it"
+                .into(),
+        );
+    }
+}

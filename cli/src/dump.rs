@@ -1,0 +1,205 @@
+//! `dump FILE`: the contents of one data file, hint file or `MERGE` record, one line per record,
+//! for debugging. Damaged bytes are shown in place (with the offset where records resume) and
+//! make the command exit with code 1. The file is only read.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use bitcask::CorruptionKind;
+use bitcask::format::commit::MergeCommit;
+use bitcask::format::header::{FileHeader, FileKind};
+use bitcask::format::hint::HintFile;
+use bitcask::format::record::{Record, RecordKind};
+
+use crate::error::{CliError, CliResult};
+use crate::files;
+use crate::output::{counted, quoted, show_key, write_stdout};
+use crate::salvage::{Item, walk};
+
+/// Bytes of a value shown before it is cut off with `...`.
+const VALUE_PREVIEW: usize = 32;
+
+/// Dumps `file` (resolved against `dir` when it does not exist as given) to stdout.
+pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
+    let path = resolve(file, dir);
+    let bytes = files::read(&path)?;
+    let mut out = format!(
+        "file    {}\nlength  {} bytes\n",
+        path.display(),
+        bytes.len()
+    );
+    let damaged = match FileHeader::decode(&bytes) {
+        Ok(header) if header.kind == FileKind::Hint => dump_hint(&bytes, hex, &mut out),
+        Ok(header) => dump_data(Some(header), &bytes, hex, &mut out),
+        Err(CorruptionKind::BadMagic) if MergeCommit::decode(&bytes).is_ok() => {
+            dump_commit(&bytes, &mut out)
+        }
+        Err(_) if path.extension().is_some_and(|ext| ext == "hint") => {
+            dump_hint(&bytes, hex, &mut out)
+        }
+        Err(kind) => {
+            let _ = writeln!(
+                out,
+                "header  DAMAGED: {kind}; records follow as far as they decode"
+            );
+            dump_data(None, &bytes, hex, &mut out);
+            true
+        }
+    };
+    write_stdout(out.as_bytes())?;
+    if damaged {
+        return Err(CliError::Damaged(format!(
+            "{} holds bytes that do not decode (marked DAMAGED above)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `file` as given if it exists, else relative to the store directory (so `--dir DB dump
+/// 0000000001.data` works from anywhere).
+fn resolve(file: &Path, dir: Option<&Path>) -> PathBuf {
+    match dir {
+        Some(dir) if !file.exists() && file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
+/// Prints a data file's records; returns whether anything was damaged.
+fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut String) -> bool {
+    if let Some(header) = header {
+        let kind = match header.kind {
+            FileKind::Merged => "merged data (written by a merge)",
+            _ => "data (appended by the writer)",
+        };
+        let _ = writeln!(out, "header  {kind}, file id {}", header.file_id);
+    }
+    let _ = writeln!(
+        out,
+        "{:>10}  {:>8}  {:<9}  KEY = VALUE",
+        "OFFSET", "SEQ", "KIND"
+    );
+    let (mut records, mut bad_ranges) = (0u64, 0u64);
+    let len = bytes.len() as u64;
+    for item in walk(bytes) {
+        match item {
+            Item::Record { offset, record } => {
+                records += 1;
+                let _ = writeln!(out, "{}", record_line(offset, &record, hex));
+            }
+            Item::Bad(bad) => {
+                bad_ranges += 1;
+                let resume = if bad.reaches_end(len) {
+                    "to the end of the file".to_string()
+                } else {
+                    format!("next record at offset {}", bad.end)
+                };
+                let _ = writeln!(
+                    out,
+                    "{:>10}  DAMAGED: {}; {} skipped, {resume}",
+                    bad.start,
+                    bad.kind,
+                    counted(bad.len(), "byte")
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "total   {}, {}",
+        counted(records, "record"),
+        counted(bad_ranges, "damaged range")
+    );
+    bad_ranges > 0
+}
+
+fn record_line(offset: u64, record: &Record, hex: bool) -> String {
+    let key = key_text(record.key, hex);
+    match record.kind {
+        RecordKind::Put => format!(
+            "{offset:>10}  {:>8}  {:<9}  {key} = {}",
+            record.seq,
+            "put",
+            preview(record.value)
+        ),
+        RecordKind::Tombstone => {
+            format!("{offset:>10}  {:>8}  {:<9}  {key}", record.seq, "tombstone")
+        }
+    }
+}
+
+fn key_text(key: &[u8], hex: bool) -> String {
+    if hex {
+        show_key(key, true)
+    } else {
+        quoted(key)
+    }
+}
+
+/// The value's length and its first bytes, quoted and escaped.
+fn preview(value: &[u8]) -> String {
+    let shown = &value[..value.len().min(VALUE_PREVIEW)];
+    let more = if shown.len() < value.len() { "..." } else { "" };
+    format!(
+        "({}) {}{more}",
+        counted(value.len() as u64, "byte"),
+        quoted(shown)
+    )
+}
+
+/// Prints a hint file's entries; returns whether it was damaged.
+fn dump_hint(bytes: &[u8], hex: bool, out: &mut String) -> bool {
+    let hint = match HintFile::decode(bytes) {
+        Ok(hint) => hint,
+        Err(kind) => {
+            let _ = writeln!(
+                out,
+                "header  hint file\nDAMAGED: the hint file does not decode: {kind}"
+            );
+            return true;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "header  hint for data file {}, which had {} bytes when the hint was written",
+        hint.file_id, hint.data_len
+    );
+    let _ = writeln!(
+        out,
+        "{:>10}  {:>8}  {:<9}  {:>9}  KEY",
+        "OFFSET", "SEQ", "KIND", "VALUE LEN"
+    );
+    let mut entries = 0u64;
+    for entry in hint.entries() {
+        entries += 1;
+        let kind = match entry.kind {
+            RecordKind::Put => "put",
+            RecordKind::Tombstone => "tombstone",
+        };
+        let _ = writeln!(
+            out,
+            "{:>10}  {:>8}  {kind:<9}  {:>9}  {}",
+            entry.offset,
+            entry.seq,
+            entry.value_len,
+            key_text(entry.key, hex)
+        );
+    }
+    let noun = if entries == 1 { "entry" } else { "entries" };
+    let _ = writeln!(out, "total   {entries} {noun}");
+    false
+}
+
+/// Prints a merge commit record; it decoded, so nothing is damaged.
+fn dump_commit(bytes: &[u8], out: &mut String) -> bool {
+    if let Ok(commit) = MergeCommit::decode(bytes) {
+        let _ = writeln!(out, "header  merge commit record (an interrupted merge)");
+        let _ = writeln!(
+            out,
+            "inputs  {:?} (deleted when the merge is finished)",
+            commit.inputs
+        );
+        let _ = writeln!(out, "outputs {:?}", commit.outputs);
+    }
+    false
+}

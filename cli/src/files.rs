@@ -1,0 +1,136 @@
+//! Direct, read-only access to a store directory's files, for the commands that must work on a
+//! store the library refuses to open (`check`, `repair`): listing, reading, headers, and the
+//! store's lock.
+//!
+//! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
+//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record) and `*.tmp` (files
+//! not yet renamed into place). Other names are not the store's and are left alone.
+
+use std::collections::BTreeMap;
+use std::fs::{File, TryLockError};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use bitcask::CorruptionKind;
+use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
+
+use crate::error::{CliError, CliResult};
+
+/// The engine's files found in a store directory.
+#[derive(Debug, Default)]
+pub struct StoreFiles {
+    /// Data files by id.
+    pub data: BTreeMap<u32, PathBuf>,
+    /// Hint files by id.
+    pub hints: BTreeMap<u32, PathBuf>,
+    /// The `MERGE` commit record, if present.
+    pub merge_record: Option<PathBuf>,
+    /// Leftover temporary files.
+    pub tmps: Vec<PathBuf>,
+}
+
+impl StoreFiles {
+    /// Lists the store files in `dir`.
+    pub fn list(dir: &Path) -> CliResult<Self> {
+        let mut found = StoreFiles::default();
+        let entries = std::fs::read_dir(dir).map_err(CliError::io("listing", dir))?;
+        for entry in entries {
+            let path = entry.map_err(CliError::io("listing", dir))?.path();
+            found.add(path);
+        }
+        found.tmps.sort();
+        Ok(found)
+    }
+
+    fn add(&mut self, path: PathBuf) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        if name == "MERGE" {
+            self.merge_record = Some(path);
+        } else if name.ends_with(".tmp") {
+            self.tmps.push(path);
+        } else if let Some(id) = parse_id(name, ".data") {
+            self.data.insert(id, path);
+        } else if let Some(id) = parse_id(name, ".hint") {
+            self.hints.insert(id, path);
+        }
+    }
+
+    /// Total length of the data and hint files, for progress bars.
+    pub fn total_bytes(&self) -> u64 {
+        self.data
+            .values()
+            .chain(self.hints.values())
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// The id of the newest data file the writer appended to (header kind `Data`): the only file
+    /// that may legitimately end in a torn record. Files whose header does not decode are skipped.
+    pub fn tail_id(&self) -> CliResult<Option<u32>> {
+        for (&id, path) in self.data.iter().rev() {
+            if let Ok(header) = read_header(path)?
+                && header.kind == FileKind::Data
+            {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse_id(name: &str, ext: &str) -> Option<u32> {
+    let stem = name.strip_suffix(ext)?;
+    if stem.len() == 10 && stem.bytes().all(|b| b.is_ascii_digit()) {
+        stem.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Reads a whole file.
+pub fn read(path: &Path) -> CliResult<Vec<u8>> {
+    std::fs::read(path).map_err(CliError::io("reading", path))
+}
+
+/// Decodes the header of the file at `path`; the inner error says what is wrong with it.
+pub fn read_header(path: &Path) -> CliResult<Result<FileHeader, CorruptionKind>> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    File::open(path)
+        .and_then(|f| f.take(HEADER_LEN as u64).read_to_end(&mut bytes))
+        .map_err(CliError::io("reading", path))?;
+    Ok(FileHeader::decode(&bytes))
+}
+
+/// Held while a command reads a store's files directly; see [`lock_store`].
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: Option<File>,
+}
+
+/// Takes the store's lock (an exclusive flock on `LOCK`, as the library does) so the files stand
+/// still and no one opens the store while we read it; fails with [`CliError::Busy`] if it is
+/// held. A store without a `LOCK` file is not open, and no `LOCK` file is created (reading
+/// commands modify nothing).
+pub fn lock_store(dir: &Path) -> CliResult<StoreLock> {
+    let path = dir.join("LOCK");
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoreLock { _file: None }),
+        Err(e) => return Err(CliError::io("opening", &path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(StoreLock { _file: Some(file) }),
+        Err(TryLockError::WouldBlock) => Err(CliError::Busy(dir.to_path_buf())),
+        Err(TryLockError::Error(e)) => Err(CliError::io("locking", &path)(e)),
+    }
+}
+
+/// Fsyncs a directory so that renames in it survive a power cut.
+pub fn sync_dir(dir: &Path) -> CliResult {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(CliError::io("syncing directory", dir))
+}

@@ -1,0 +1,40 @@
+//! Opening a store through the library, with the checks and messages the commands share.
+
+use std::path::Path;
+
+use bitcask::Database;
+
+use crate::error::{CliError, CliResult};
+
+/// Fails unless `dir` exists and is a directory, so that reading commands never create a store
+/// in a mistyped path (the library creates missing directories on open).
+pub fn require_dir(dir: &Path) -> CliResult {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(CliError::Refused(format!(
+            "{} is not a directory; --dir must name a store directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::Refused(format!(
+            "no store at {}: the directory does not exist (check --dir or BITCASK_DIR)",
+            dir.display()
+        ))),
+        Err(e) => Err(CliError::io("inspecting", dir)(e)),
+    }
+}
+
+/// Opens the store in `dir`, which must exist.
+pub fn open_existing(dir: &Path) -> CliResult<Database> {
+    require_dir(dir)?;
+    open_or_create(dir)
+}
+
+/// Opens the store in `dir`, creating the directory and an empty store if missing.
+pub fn open_or_create(dir: &Path) -> CliResult<Database> {
+    Database::open(dir).map_err(CliError::store("opening the store"))
+}
+
+/// Closes `db`, which syncs every write made through it.
+pub fn close(db: &Database) -> CliResult {
+    db.close().map_err(CliError::store("closing the store"))
+}

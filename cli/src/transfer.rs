@@ -1,0 +1,187 @@
+//! `export` and `import`: every live pair to or from an export stream (format in [`crate::stream`]).
+//!
+//! Import validates the whole stream (magic, every length, the end record's count and CRC)
+//! before it opens the store, spooling standard input to an unlinked temporary file first; so a
+//! malformed, truncated or corrupted stream changes nothing. Only then are the pairs written,
+//! followed by one sync. If writing fails midway (disk full, I/O error), the pairs written so far
+//! stay: each is a complete record, so the store opens and reads as usual, and running the same
+//! import again finishes the job (puts overwrite).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use bitcask::Database;
+
+use crate::error::{CliError, CliResult};
+use crate::output::{counted, write_stdout};
+use crate::progress::Progress;
+use crate::store;
+use crate::stream::{StreamError, StreamReader, StreamWriter};
+
+/// Exports every live pair of `dir`, in key order, to `output` (stdout when `None` or `-`).
+/// Refuses to write the binary stream to a terminal.
+pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
+    let to_stdout = output.is_none_or(|p| p == Path::new("-"));
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(CliError::Usage(
+            "the export stream is binary and stdout is a terminal; redirect it or use -o FILE"
+                .into(),
+        ));
+    }
+    let db = store::open_existing(dir)?;
+    let mut keys: Vec<Vec<u8>> = db.keys().collect();
+    keys.sort_unstable();
+    let progress = Progress::items(keys.len() as u64, "exporting", quiet);
+    let written = match output.filter(|p| *p != Path::new("-")) {
+        None => export_to_stdout(&db, &keys, &progress).map(|_| None),
+        Some(path) => export_to_file(&db, &keys, path, &progress).map(Some),
+    };
+    progress.finish();
+    if let Some(count) = written? {
+        let path = output.unwrap_or(Path::new("-"));
+        let line = format!(
+            "exported {} to {}\n",
+            counted(count, "pair"),
+            path.display()
+        );
+        write_stdout(line.as_bytes())?;
+    }
+    store::close(&db)
+}
+
+fn export_to_stdout(db: &Database, keys: &[Vec<u8>], progress: &Progress) -> CliResult<u64> {
+    let stdout = BufWriter::new(std::io::stdout().lock());
+    let (mut stdout, count) = write_stream(db, keys, stdout, "standard output", progress)?;
+    stdout.flush().map_err(CliError::stdout)?;
+    Ok(count)
+}
+
+/// Writes the stream to `path` and fsyncs it. A failure leaves a file without a valid end
+/// record, which `import` rejects.
+fn export_to_file(
+    db: &Database,
+    keys: &[Vec<u8>],
+    path: &Path,
+    progress: &Progress,
+) -> CliResult<u64> {
+    let file = File::create(path).map_err(CliError::io("creating", path))?;
+    let label = path.display().to_string();
+    let (file, count) = write_stream(db, keys, BufWriter::new(file), &label, progress)?;
+    file.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(CliError::io("writing", path))?;
+    Ok(count)
+}
+
+/// Writes the stream of `keys` to `sink`; returns the sink and the number of pairs written.
+fn write_stream<W: Write>(
+    db: &Database,
+    keys: &[Vec<u8>],
+    sink: W,
+    label: &str,
+    progress: &Progress,
+) -> CliResult<(W, u64)> {
+    let io_error = |source| CliError::Io {
+        doing: "writing the export stream to".into(),
+        target: label.to_string(),
+        source,
+    };
+    let mut writer = StreamWriter::new(sink).map_err(io_error)?;
+    let mut count = 0;
+    for key in keys {
+        let value = db.get(key).map_err(CliError::store("reading a value"))?;
+        if let Some(value) = value {
+            writer.pair(key, &value).map_err(io_error)?;
+            count += 1;
+        }
+        progress.inc(1);
+    }
+    Ok((writer.finish().map_err(io_error)?, count))
+}
+
+/// Imports the stream from `input` (stdin when `None` or `-`) into `dir`, creating the store if
+/// needed; see the module docs for what a failure leaves behind.
+pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
+    let (mut file, label) = match input.filter(|p| *p != Path::new("-")) {
+        None => (spool_stdin(quiet)?, "standard input".to_string()),
+        Some(path) => (
+            File::open(path).map_err(CliError::io("opening", path))?,
+            path.display().to_string(),
+        ),
+    };
+    let count = validate(&file, &label, quiet)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| stream_io(&label, source))?;
+    let db = store::open_or_create(dir)?;
+    let progress = Progress::items(count, "importing", quiet);
+    let mut reader = StreamReader::new(BufReader::new(&file)).map_err(|e| bad_stream(&label, e))?;
+    while let Some((key, value)) = reader.next_pair().map_err(|e| bad_stream(&label, e))? {
+        db.write(key, value)
+            .map_err(CliError::store("writing an imported pair"))?;
+        progress.inc(1);
+    }
+    db.sync().map_err(CliError::store("syncing the store"))?;
+    progress.finish();
+    store::close(&db)?;
+    let line = format!(
+        "imported {} into {}\n",
+        counted(count, "pair"),
+        dir.display()
+    );
+    write_stdout(line.as_bytes())
+}
+
+/// Copies stdin into an unlinked temporary file so the stream can be read twice.
+fn spool_stdin(quiet: bool) -> CliResult<File> {
+    let spinner = Progress::spinner("reading the stream from standard input".into(), quiet);
+    let mut spool = tempfile::tempfile().map_err(|source| CliError::Io {
+        doing: "creating a temporary file for".into(),
+        target: "standard input".into(),
+        source,
+    })?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+        .map_err(|source| stream_io("standard input", source))?;
+    spinner.finish();
+    Ok(spool)
+}
+
+/// Reads the whole stream once, storing nothing; returns the number of pairs.
+fn validate(file: &File, label: &str, quiet: bool) -> CliResult<u64> {
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = Progress::bytes(total, "validating", quiet);
+    let mut source = BufReader::new(file);
+    source
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| stream_io(label, e))?;
+    let rejected = |e| match bad_stream(label, e) {
+        CliError::BadInput(msg) => CliError::BadInput(format!("{msg}; nothing was imported")),
+        other => other,
+    };
+    let mut reader = StreamReader::new(source.by_ref()).map_err(rejected)?;
+    let mut count = 0;
+    while reader.next_pair().map_err(rejected)?.is_some() {
+        count += 1;
+        progress.set_position(reader.offset());
+    }
+    progress.finish();
+    Ok(count)
+}
+
+fn stream_io(label: &str, source: std::io::Error) -> CliError {
+    CliError::Io {
+        doing: "reading the import stream from".into(),
+        target: label.to_string(),
+        source,
+    }
+}
+
+fn bad_stream(label: &str, error: StreamError) -> CliError {
+    match error {
+        StreamError::Io(source) => stream_io(label, source),
+        StreamError::Invalid { offset, problem } => CliError::BadInput(format!(
+            "{label} is not a valid bitcask export stream: at byte {offset}, {problem}"
+        )),
+    }
+}

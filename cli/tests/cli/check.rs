@@ -1,0 +1,135 @@
+//! `check` on clean, damaged, torn, inconsistent and busy stores.
+
+use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
+
+use crate::support::{
+    TestStore, append, build_multi_file_store, data_files, fails_to_open, files_with_ext,
+    flip_byte, locate, snapshot,
+};
+
+#[test]
+fn a_clean_store_with_hint_files_passes() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    store.with_db(|db| db.merge().expect("merge"));
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(out.contains("1 hint file"), "{out}");
+    assert!(
+        out.ends_with("result: OK (0 damaged, 0 warnings)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_damaged_record_is_reported_with_its_file_and_offset() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let (path, offset) = locate(&store.dir, b"k3");
+    flip_byte(&path, offset + 25);
+    let run = store.run(&["check"]).expect(1);
+    let line = format!(
+        "DAMAGE  {} @ {offset}: bad record: checksum mismatch",
+        path.display()
+    );
+    assert!(run.out().contains(&line), "{}", run.out());
+    assert!(
+        run.out().contains("result: DAMAGED (1 damaged"),
+        "{}",
+        run.out()
+    );
+    assert!(run.stderr.contains("bitcask repair"), "{}", run.stderr);
+}
+
+#[test]
+fn every_damaged_record_is_reported() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let (path1, offset1) = locate(&store.dir, b"k1");
+    let (path3, offset3) = locate(&store.dir, b"k3");
+    flip_byte(&path1, offset1 + 25);
+    flip_byte(&path3, offset3 + 25);
+    let out = store.run(&["check"]).expect(1).out();
+    assert!(out.contains(&format!("@ {offset1}: bad record")), "{out}");
+    assert!(out.contains(&format!("@ {offset3}: bad record")), "{out}");
+    assert_eq!(out.matches("DAMAGE ").count(), 2, "{out}");
+}
+
+#[test]
+fn a_torn_tail_is_only_a_warning() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let tail = data_files(&store.dir).pop().expect("a data file");
+    append(&tail, &[0x01, 0x02, 0x03, 0x04, 0x05]);
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(
+        out.contains(&format!("warning {} @ ", tail.display())),
+        "{out}"
+    );
+    assert!(out.contains("torn tail"), "{out}");
+    assert!(
+        out.ends_with("result: OK (0 damaged, 1 warning)\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    store.with_db(|db| db.merge().expect("merge"));
+    let hint_path = files_with_ext(&store.dir, "hint")
+        .pop()
+        .expect("a hint file");
+    let bytes = std::fs::read(&hint_path).expect("read hint");
+    let hint = HintFile::decode(&bytes).expect("a valid hint");
+    let mut forged = HintBuilder::new(hint.file_id);
+    for (index, entry) in hint.entries().enumerate() {
+        let seq = if index == 0 {
+            entry.seq + 1000
+        } else {
+            entry.seq
+        };
+        forged.push(&HintEntry { seq, ..entry });
+    }
+    std::fs::write(&hint_path, forged.finish(hint.data_len)).expect("write hint");
+    let out = store.run(&["check"]).expect(1).out();
+    let line = format!("DAMAGE  {}: hint entry 0 (key", hint_path.display());
+    assert!(out.contains(&line), "{out}");
+    assert!(out.contains("in the hint,"), "{out}");
+}
+
+#[test]
+fn check_changes_no_file() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let tail = data_files(&store.dir).pop().expect("a data file");
+    append(&tail, &[0xAA; 9]);
+    let before = snapshot(&store.dir);
+    store.run(&["check"]).expect(0);
+    assert_eq!(snapshot(&store.dir), before);
+}
+
+#[test]
+fn a_store_open_elsewhere_is_refused() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let _held = store.hold();
+    let run = store.run(&["check"]).expect(3);
+    assert!(
+        run.stderr.contains("open in another process"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_store_the_library_cannot_open_is_still_checked() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let first = data_files(&store.dir).remove(0);
+    flip_byte(&first, 3);
+    assert!(fails_to_open(&store.dir), "the store must not open");
+    let out = store.run(&["check"]).expect(1).out();
+    let line = format!("DAMAGE  {} @ 0: file header: ", first.display());
+    assert!(out.contains(&line), "{out}");
+}

@@ -1,0 +1,114 @@
+//! `stats`, `merge` and `dump`.
+
+use std::ffi::OsStr;
+
+use serde_json::Value;
+
+use crate::support::{
+    TestStore, build_multi_file_store, expected_pairs, files_with_ext, flip_byte, locate,
+};
+
+fn stats_json(store: &TestStore) -> Value {
+    let run = store.run(&["stats", "--json"]).expect(0);
+    serde_json::from_slice(&run.stdout).expect("stats --json prints JSON")
+}
+
+#[test]
+fn stats_prints_a_table_with_the_key_count() {
+    let store = TestStore::new();
+    store.fill(&[(b"a", b"1"), (b"b", b"2"), (b"a", b"3")]);
+    let out = store.run(&["stats"]).expect(0).out();
+    let keys_line = out
+        .lines()
+        .find(|l| l.starts_with("keys"))
+        .expect("a keys row");
+    assert_eq!(keys_line.split_whitespace().nth(1), Some("2"), "{out}");
+    assert!(out.contains("data files"), "{out}");
+    assert!(out.contains("0000000001"), "a row per data file: {out}");
+}
+
+#[test]
+fn stats_json_reports_the_library_figures() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let expected = store.with_db(|db| db.stats());
+    let json = stats_json(&store);
+    assert_eq!(json["num_keys"], expected.num_keys);
+    assert_eq!(json["num_data_files"], expected.num_data_files);
+    assert_eq!(json["dead_bytes"], expected.dead_bytes);
+    assert_eq!(
+        json["files"].as_array().map(Vec::len),
+        Some(expected.files.len())
+    );
+}
+
+#[test]
+fn merge_reclaims_dead_bytes_and_keeps_every_value() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let dead_before = stats_json(&store)["dead_bytes"].as_u64().expect("a number");
+    let run = store.run(&["merge"]).expect(0);
+    assert!(run.out().starts_with("merged: "), "{}", run.out());
+    let dead_after = stats_json(&store)["dead_bytes"].as_u64().expect("a number");
+    assert!(dead_after < dead_before, "{dead_before} -> {dead_after}");
+    assert_eq!(store.pairs(), expected_pairs(&[]));
+}
+
+#[test]
+fn dump_lists_the_records_of_a_data_file_by_offset() {
+    let store = TestStore::new();
+    store.fill(&[(b"alpha", b"one")]);
+    store.with_db(|db| db.remove(b"alpha").expect("remove"));
+    let run = store.run(&["dump", "0000000001.data"]).expect(0);
+    let lines: Vec<String> = run
+        .out()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        lines.contains(&"20 1 put \"alpha\" = (3 bytes) \"one\"".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&"49 2 tombstone \"alpha\"".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&"total 2 records, 0 damaged ranges".to_string()),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn dump_lists_the_entries_of_a_hint_file() {
+    let store = TestStore::new();
+    store.fill(&[(b"alpha", b"one"), (b"beta", b"two")]);
+    store.with_db(|db| db.merge().expect("merge"));
+    let hint = files_with_ext(&store.dir, "hint")
+        .pop()
+        .expect("merge writes a hint file");
+    let run = store.run(&[OsStr::new("dump"), hint.as_os_str()]).expect(0);
+    let out = run.out();
+    assert!(out.contains("hint for data file"), "{out}");
+    assert!(
+        out.contains("\"alpha\"") && out.contains("\"beta\""),
+        "{out}"
+    );
+    assert!(out.contains("total   2 entries"), "{out}");
+}
+
+#[test]
+fn dump_marks_damaged_bytes_with_their_offset_and_exits_1() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let (path, offset) = locate(&store.dir, b"k3");
+    flip_byte(&path, offset + 25);
+    let run = store.run(&[OsStr::new("dump"), path.as_os_str()]).expect(1);
+    let damaged = format!("{offset:>10}  DAMAGED: checksum mismatch");
+    assert!(run.out().contains(&damaged), "{}", run.out());
+    assert!(
+        run.out().contains("\"k4\""),
+        "records after the damage are listed"
+    );
+    assert!(run.stderr.contains("do not decode"), "{}", run.stderr);
+}

@@ -1,0 +1,9 @@
+//! Integration tests that run the real `bitcask` binary, one behaviour per test.
+
+mod check;
+mod inspect;
+mod kv;
+mod repair;
+mod support;
+mod transfer;
+mod usage;

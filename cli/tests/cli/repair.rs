@@ -1,0 +1,95 @@
+//! `repair` of a store with a damaged record in a sealed data file.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+
+use crate::support::{
+    TestStore, build_multi_file_store, expected_pairs, flip_byte, locate, pairs_of, snapshot,
+};
+
+/// A multi-file store whose record of `k3` is damaged; returns the damaged file and offset.
+fn damaged_store(store: &TestStore) -> (PathBuf, u64) {
+    build_multi_file_store(&store.dir);
+    let (path, offset) = locate(&store.dir, b"k3");
+    flip_byte(&path, offset + 25);
+    (path, offset)
+}
+
+fn repaired_dir(store: &TestStore) -> PathBuf {
+    store.parent().join("db.repaired")
+}
+
+#[test]
+fn repair_copies_every_valid_record_into_a_store_beside_the_original() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    store.run(&["repair"]).expect(0);
+    assert_eq!(pairs_of(&repaired_dir(&store)), expected_pairs(&["k3"]));
+}
+
+#[test]
+fn repair_reports_the_dropped_byte_range() {
+    let store = TestStore::new();
+    let (path, offset) = damaged_store(&store);
+    let out = store.run(&["repair"]).expect(0).out();
+    let record_len = 21 + 2 + 7; // header, "k3", "value-3"
+    let range = format!("{} bytes {offset}..{}", path.display(), offset + record_len);
+    assert!(out.contains("damaged   1 range, 30 B unreadable"), "{out}");
+    assert!(out.contains(&range), "{out}");
+    assert!(out.contains("kept      8 live keys"), "{out}");
+}
+
+#[test]
+fn repair_leaves_the_original_untouched() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let before = snapshot(&store.dir);
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(snapshot(&store.dir), before);
+    assert!(out.contains("original  left untouched"), "{out}");
+}
+
+#[test]
+fn repair_in_place_swaps_the_copy_in_and_keeps_the_original_aside() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let original = snapshot(&store.dir);
+    store.run(&["repair", "--in-place"]).expect(0);
+    assert_eq!(pairs_of(&store.dir), expected_pairs(&["k3"]));
+    let aside: Vec<PathBuf> = std::fs::read_dir(store.parent())
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().contains("db.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let moved: Vec<_> = snapshot(&aside[0])
+        .into_iter()
+        .map(|(_, bytes)| bytes)
+        .collect();
+    let kept: Vec<_> = original.into_iter().map(|(_, bytes)| bytes).collect();
+    assert_eq!(moved, kept, "the original's files are kept as they were");
+    assert!(!repaired_dir(&store).exists());
+}
+
+#[test]
+fn repair_out_writes_the_copy_where_asked() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let out = store.parent().join("elsewhere");
+    store
+        .run(&[OsStr::new("repair"), OsStr::new("--out"), out.as_os_str()])
+        .expect(0);
+    assert_eq!(pairs_of(&out), expected_pairs(&["k3"]));
+}
+
+#[test]
+fn repair_refuses_an_existing_output_directory() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let taken = repaired_dir(&store);
+    std::fs::create_dir(&taken).expect("mkdir");
+    std::fs::write(taken.join("keep-me"), b"x").expect("write");
+    let run = store.run(&["repair"]).expect(3);
+    assert!(run.stderr.contains("already exists"), "{}", run.stderr);
+    assert_eq!(snapshot(&taken).len(), 1, "nothing written into it");
+}

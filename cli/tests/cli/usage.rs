@@ -1,0 +1,137 @@
+//! Arguments, the store directory, exit codes for usage and store errors, and progress output.
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use crate::support::{TestStore, bitcask, run};
+
+#[test]
+fn long_help_documents_the_exit_codes() {
+    let mut command = bitcask();
+    command.arg("--help");
+    let out = run(command, b"").expect(0).out();
+    assert!(out.contains("Exit codes:"), "{out}");
+    for line in [
+        "  0  success",
+        "  1  not found or damaged",
+        "  2  usage error",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+    assert!(out.contains("  3  store error") && out.contains("  4  bad input"));
+}
+
+#[test]
+fn a_missing_store_directory_is_a_usage_error() {
+    let mut command = bitcask();
+    command.args(["get", "k"]);
+    let run = run(command, b"").expect(2);
+    assert!(
+        run.stderr.contains("--dir DIR or set BITCASK_DIR"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let store = TestStore::new();
+    store.run(&["frobnicate"]).expect(2);
+}
+
+#[test]
+fn malformed_hex_is_a_usage_error() {
+    let store = TestStore::new();
+    let run = store.run(&["put", "0xabc", "v"]).expect(2);
+    assert!(run.stderr.contains("not valid hex"), "{}", run.stderr);
+    assert!(!store.dir.exists(), "nothing may be created");
+}
+
+#[test]
+fn the_directory_can_come_from_bitcask_dir() {
+    let store = TestStore::new();
+    store.fill(&[(b"k", b"from env")]);
+    let mut command = bitcask();
+    command.env("BITCASK_DIR", &store.dir).args(["get", "k"]);
+    assert_eq!(run(command, b"").expect(0).stdout, b"from env");
+}
+
+#[test]
+fn reading_a_store_that_does_not_exist_exits_3_and_creates_nothing() {
+    let store = TestStore::new();
+    let run = store.run(&["keys"]).expect(3);
+    assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(!store.dir.exists());
+}
+
+#[test]
+fn a_store_open_elsewhere_is_a_store_error_on_one_line() {
+    let store = TestStore::new();
+    store.fill(&[(b"k", b"v")]);
+    let _held = store.hold();
+    let run = store.run(&["get", "k"]).expect(3);
+    assert!(
+        run.stderr
+            .starts_with("bitcask: opening the store failed: ")
+    );
+    assert!(run.stderr.contains("already open"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn no_progress_is_drawn_when_stderr_is_not_a_terminal() {
+    let store = TestStore::new();
+    store.fill(&[(b"a", b"1"), (b"b", b"2")]);
+    let out = store.parent().join("export.bin");
+    let args = [
+        OsStr::new("export"),
+        OsStr::new("--output"),
+        out.as_os_str(),
+    ];
+    let run = store.run(&args).expect(0);
+    assert_eq!(run.stderr, "");
+    assert_eq!(
+        run.out(),
+        format!("exported 2 pairs to {}\n", out.display())
+    );
+}
+
+/// Runs `bitcask --dir DIR ARGS` on a pseudo-terminal through util-linux `script`, returning
+/// what the terminal showed; `None` when `script` is not installed.
+fn on_a_terminal(store: &TestStore, args: &str) -> Option<String> {
+    // Looked up without spawning anything: every fork must go through `run` (see `support`).
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("script").is_file()));
+    if !installed {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return None;
+    }
+    let line = format!(
+        "{} --dir '{}' {args}",
+        env!("CARGO_BIN_EXE_bitcask"),
+        store.dir.display()
+    );
+    let mut command = Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]);
+    Some(run(command, b"").expect(0).out())
+}
+
+#[test]
+fn a_progress_bar_is_drawn_when_stderr_is_a_terminal() {
+    let store = TestStore::new();
+    store.fill(&[(b"a", b"1")]);
+    if let Some(screen) = on_a_terminal(&store, "check") {
+        assert!(screen.contains("checking"), "{screen}");
+        assert!(screen.contains("result: OK"), "{screen}");
+    }
+}
+
+#[test]
+fn quiet_hides_the_progress_bar_on_a_terminal() {
+    let store = TestStore::new();
+    store.fill(&[(b"a", b"1")]);
+    if let Some(screen) = on_a_terminal(&store, "--quiet check") {
+        assert!(!screen.contains("checking"), "{screen}");
+        assert!(screen.contains("result: OK"), "{screen}");
+    }
+}
