@@ -53,10 +53,12 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     for tmp in &listing.tmps {
         io::remove_if_exists(fs, tmp)?;
     }
-    let found = listing
+    // Headers first, one file open at a time (a store may hold more files than the process
+    // may open; sealed files need no descriptor once mapped).
+    let kinds = listing
         .data
         .iter()
-        .map(|&id| open_data_file(fs, &layout, id))
+        .map(|&id| open_data_file(fs, &layout, id).map(|file| (id, file.kind)))
         .collect::<Result<Vec<_>>>()?;
     let next_id = listing
         .data
@@ -65,18 +67,19 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         .max()
         .map_or(1, |max| max + 1);
     // Only the newest file the writer appended to can end in a torn record.
-    let tail_id = found
+    let tail_id = kinds
         .iter()
-        .filter(|f| f.kind == FileKind::Data)
-        .map(|f| f.id)
+        .filter(|(_, kind)| *kind == FileKind::Data)
+        .map(|(id, _)| *id)
         .max();
 
     let keydir = Keydir::default();
     let mut loaded = Loaded::default();
     let mut segments = Vec::new();
     let mut reusable_tail = None;
-    for file in found {
-        if Some(file.id) == tail_id {
+    for &(id, _) in &kinds {
+        let file = open_data_file(fs, &layout, id)?;
+        if Some(id) == tail_id {
             let tail = recover_tail(file, &keydir, &mut loaded)?;
             if tail.len < config.data_file_limit {
                 reusable_tail = Some(tail);
