@@ -36,7 +36,7 @@ enum Op {
 fn op(i: u64) -> Op {
     let r = mix(i);
     let key = format!("key-{}", r % 48).into_bytes();
-    if r % 5 == 0 {
+    if r.is_multiple_of(5) {
         Op::Remove(key)
     } else {
         let len = (r >> 8) % 300;
