@@ -240,7 +240,11 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.engine.check_open().is_ok() {
+        // While a thread unwinds from a panic, skip the orderly close: it takes locks that the
+        // panic may have left in any state. Nothing acknowledged is lost (writes are in the
+        // page cache, synced ones on disk), and the directory lock is released as the engine
+        // drops.
+        if self.engine.check_open().is_ok() && !std::thread::panicking() {
             // Nobody is left to hear about a failure; a failed sync here loses nothing that was
             // promised durable (only `sync`, `close` and SyncPolicy::Always promise that).
             let _ = self.close();

@@ -9,7 +9,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::sync::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex, MutexGuard, ProtocolBreak, broken};
 
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
@@ -39,11 +39,14 @@ impl GroupCommit {
                 return Err(Error::Poisoned(reason.clone()));
             }
             if state.leader_active {
+                if broken(ProtocolBreak::FollowerSkipsWait) {
+                    return Ok(());
+                }
                 self.synced.wait(&mut state);
                 continue;
             }
             state.leader_active = true;
-            let synced = crate::sync::MutexGuard::unlocked(&mut state, || sync_active(engine));
+            let synced = MutexGuard::unlocked(&mut state, || sync_active(engine));
             state.leader_active = false;
             match &synced {
                 Ok(upto) => state.durable_seq = state.durable_seq.max(*upto),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::format::FileId;
 use crate::format::record::encoded_len;
-use crate::sync::{DashMap, Mutex};
+use crate::sync::{KeyMap, Mutex, ProtocolBreak, broken};
 
 /// Where a key's newest record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,14 +68,14 @@ impl FileUsage {
 /// The concurrent index from key to location.
 #[derive(Debug, Default)]
 pub(crate) struct Keydir {
-    map: DashMap<Box<[u8]>, Location>,
+    map: KeyMap<Location>,
     /// Lock order: a map shard first, then `usage`; never the other way round.
     usage: Mutex<HashMap<FileId, FileUsage>>,
 }
 
 impl Keydir {
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
-        self.map.get(key).map(|entry| *entry)
+        self.map.get(key)
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
@@ -88,7 +88,9 @@ impl Keydir {
 
     /// A copy of every live key, taken shard by shard.
     pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
-        self.map.iter().map(|entry| entry.key().to_vec()).collect()
+        let mut keys = Vec::with_capacity(self.map.len());
+        self.map.for_each(|key, _| keys.push(key.to_vec()));
+        keys
     }
 
     /// Starts accounting for a new or recovered file of `total_bytes`.
@@ -111,14 +113,15 @@ impl Keydir {
     /// The writer appended a put for `key` at `loc`; it is now the key's newest record.
     pub(crate) fn put(&self, key: &[u8], loc: Location) {
         let len = loc.record_len(key.len());
-        if let Some(mut entry) = self.map.get_mut(key) {
-            let old = std::mem::replace(&mut *entry, loc);
+        let replaced = self.map.update(key, |entry| {
+            let old = std::mem::replace(entry, loc);
             let mut usage = self.usage.lock();
             appended(&mut usage, loc.file_id, len, loc.seq, true);
             unlinked(&mut usage, old.file_id, old.record_len(key.len()));
-        } else {
+        });
+        if replaced.is_none() {
             // Only the writer inserts, so no one can insert `key` between the miss and here.
-            self.map.insert(key.into(), loc);
+            self.map.insert(key, loc);
             appended(&mut self.usage.lock(), loc.file_id, len, loc.seq, true);
         }
     }
@@ -129,7 +132,7 @@ impl Keydir {
         let removed = self.map.remove(key);
         let mut usage = self.usage.lock();
         appended(&mut usage, loc.file_id, len, loc.seq, false);
-        if let Some((_, old)) = removed {
+        if let Some(old) = removed {
             unlinked(&mut usage, old.file_id, old.record_len(key.len()));
         }
     }
@@ -137,38 +140,35 @@ impl Keydir {
     /// Points `key` at `new` only if it still points at `expected` (merge's copy of a record);
     /// a concurrent write or remove of the key always wins.
     pub(crate) fn replace_if(&self, key: &[u8], expected: Location, new: Location) -> bool {
-        let Some(mut entry) = self.map.get_mut(key) else {
-            return false;
-        };
-        if *entry != expected {
-            return false;
-        }
-        *entry = new;
-        let len = new.record_len(key.len());
-        let mut usage = self.usage.lock();
-        unlinked(&mut usage, expected.file_id, len);
-        linked(&mut usage, new.file_id, len);
-        true
+        let replaced = self.map.update(key, |entry| {
+            if *entry != expected && !broken(ProtocolBreak::UnconditionalRepoint) {
+                return false;
+            }
+            let old = std::mem::replace(entry, new);
+            let mut usage = self.usage.lock();
+            unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+            linked(&mut usage, new.file_id, new.record_len(key.len()));
+            true
+        });
+        replaced == Some(true)
     }
 
     /// Recovery: makes `loc` the key's entry unless a newer record is already known.
     /// Ties (the same record found twice) go to the higher file id so the result is deterministic.
     pub(crate) fn recover_put(&self, key: &[u8], loc: Location) {
-        match self.map.get_mut(key) {
-            Some(mut entry) => {
-                if (loc.seq, loc.file_id) > (entry.seq, entry.file_id) {
-                    *entry = loc;
-                }
+        let seen = self.map.update(key, |entry| {
+            if (loc.seq, loc.file_id) > (entry.seq, entry.file_id) {
+                *entry = loc;
             }
-            None => {
-                self.map.insert(key.into(), loc);
-            }
+        });
+        if seen.is_none() {
+            self.map.insert(key, loc);
         }
     }
 
     /// Recovery: drops the key's entry if it is older than a tombstone of seq `seq`.
     pub(crate) fn recover_tombstone(&self, key: &[u8], seq: u64) {
-        self.map.remove_if(key, |_, loc| loc.seq < seq);
+        self.map.remove_if(key, |loc| loc.seq < seq);
     }
 
     /// Recovery: recomputes every file's live bytes and keys from the entries.
@@ -178,13 +178,9 @@ impl Keydir {
             file.live_bytes = 0;
             file.live_keys = 0;
         }
-        for entry in self.map.iter() {
-            linked(
-                &mut usage,
-                entry.file_id,
-                entry.record_len(entry.key().len()),
-            );
-        }
+        self.map.for_each(|key, loc| {
+            linked(&mut usage, loc.file_id, loc.record_len(key.len()));
+        });
     }
 }
 

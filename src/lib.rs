@@ -45,6 +45,12 @@ pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use options::{Config, DEFAULT_DATA_FILE_LIMIT, MergePolicy, Options, SyncPolicy};
 pub use value::Value;
 
+/// Switches for the loom models' broken twins (`--cfg loom` builds only).
+#[cfg(loom)]
+pub mod loom {
+    pub use crate::sync::{ProtocolBreak, set_protocol_break};
+}
+
 /// The simulated file system for crash and fault-injection tests (cargo feature `sim`).
 #[cfg(any(test, feature = "sim"))]
 pub mod sim {

@@ -29,7 +29,7 @@ use crate::io::vfs::{FileHandle, OpenMode, Vfs};
 use crate::keydir::{FileUsage, Location};
 use crate::options::MergePolicy;
 use crate::segment::{Segment, Storage};
-use crate::sync::{Arc, Mutex, Ordering};
+use crate::sync::{Arc, Mutex, Ordering, ProtocolBreak, broken};
 
 /// What merges have done, kept under the merge lock.
 #[derive(Debug, Default)]
@@ -241,12 +241,7 @@ fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Res
             storage: Storage::Sealed(map),
         }));
     }
-    engine.files.publish(|set| set.with(segments));
-    for output in &outputs {
-        repoint_keydir(engine, output);
-    }
-    // No keydir entry points into the inputs any more: readers that still do retry.
-    engine.files.publish(|set| set.without(input_ids));
+    swap_files(engine, input_ids, &outputs, segments);
     for &id in input_ids {
         io::remove_if_exists(fs, &layout.data_path(id))?;
         io::remove_if_exists(fs, &layout.hint_path(id))?;
@@ -255,6 +250,33 @@ fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Res
     engine.keydir.forget_files(input_ids);
     io::remove_if_exists(fs, &layout.commit_path())?;
     io::sync_dir(fs, layout.dir())
+}
+
+/// Step 4 and the first half of 5, in the order readers rely on: publish outputs, repoint the
+/// keydir, unpublish inputs. (Under loom, a broken twin may swap one pair of steps.)
+fn swap_files(
+    engine: &Engine,
+    input_ids: &[FileId],
+    outputs: &[Finished],
+    segments: Vec<Arc<Segment>>,
+) {
+    let publish_outputs = || engine.files.publish(|set| set.with(segments));
+    let repoint = || outputs.iter().for_each(|o| repoint_keydir(engine, o));
+    let retire_inputs = || engine.files.publish(|set| set.without(input_ids));
+    if broken(ProtocolBreak::PointBeforePublish) {
+        repoint();
+        publish_outputs();
+        retire_inputs();
+    } else if broken(ProtocolBreak::RetireBeforeRepoint) {
+        publish_outputs();
+        retire_inputs();
+        repoint();
+    } else {
+        publish_outputs();
+        repoint();
+        // No keydir entry points into the inputs any more: readers that still do, retry.
+        retire_inputs();
+    }
 }
 
 fn repoint_keydir(engine: &Engine, output: &Finished) {

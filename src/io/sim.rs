@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::io::mmap::Mapping;
 use crate::io::vfs::{EntryKind, FileHandle, LockGuard, OpenMode, Vfs, VfsFile};
-use crate::sync::{Arc, Mutex};
+use crate::sync::Arc;
+// Not `crate::sync::Mutex`: the simulated disk is not part of the protocol the loom models check,
+// and no lock of it is held across an instrumented operation.
+use parking_lot::Mutex;
 
 /// What goes wrong at the chosen operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +142,13 @@ impl SimFs {
         SimFs {
             state: Arc::new(Mutex::new(image)),
         }
+    }
+
+    /// The synced contents of the file now named `path`, if there is one.
+    pub fn synced_contents(&self, path: &Path) -> Option<Vec<u8>> {
+        let state = self.state.lock();
+        let inode = *state.names.get(path)?;
+        Some(state.inodes[inode].durable.clone())
     }
 
     /// Names and current contents of the files in `dir`.

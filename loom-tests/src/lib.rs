@@ -1,0 +1,1 @@
+//! The models are in `tests/models.rs`; this crate exists to build the engine with `--cfg loom`.

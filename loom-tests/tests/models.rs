@@ -1,0 +1,186 @@
+//! loom models of the engine's concurrency protocol. Each runs the engine's real code (with
+//! loom's instrumented locks, atomics and crossbeam-epoch) on the simulated file system, and
+//! each has a broken twin: the same model with one ordering of the protocol removed, which loom
+//! must catch, so we know the model can fail.
+//!
+//! A failing loom model cannot unwind cleanly (crossbeam-epoch's thread-local handle is torn
+//! down outside the model and aborts the process), so each twin runs in a child process: the
+//! twin test re-runs this binary on the ignored `twin_*` test and expects it to fail at one of
+//! the model's assertions.
+#![cfg(loom)]
+
+use std::path::Path;
+use std::process::Command;
+
+use bitcask::loom::{ProtocolBreak, set_protocol_break};
+use bitcask::sim::SimFs;
+use bitcask::{Config, Database, SyncPolicy};
+
+const DIR: &str = "/loom";
+
+fn open(fs: &SimFs, data_file_limit: u64, policy: SyncPolicy) -> Database {
+    Config::new(DIR)
+        .file_system(fs.clone())
+        .data_file_limit(data_file_limit)
+        .sync_policy(policy)
+        .background_merge(false)
+        .open()
+        .unwrap()
+}
+
+/// Runs `model` under loom with `protocol_break` switched on (in this process: a twin test's
+/// child, or a correct model).
+fn run_model(protocol_break: ProtocolBreak, model: fn()) {
+    set_protocol_break(protocol_break);
+    loom::model(model);
+}
+
+/// Runs the ignored test `twin` in a child process; true if loom failed it at an assertion of
+/// a model in this file.
+fn twin_fails(twin: &str) -> bool {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            twin,
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let at_model_assertion = stderr
+        .lines()
+        .any(|line| line.contains("panicked at tests/models.rs"));
+    if !at_model_assertion {
+        eprintln!("{twin} did not fail at a model assertion; its stderr:\n{stderr}");
+    }
+    !output.status.success() && at_model_assertion
+}
+
+macro_rules! model_and_twin {
+    ($model_test:ident, $twin_test:ident, $twin:ident, $model:ident, $break:ident) => {
+        #[test]
+        fn $model_test() {
+            run_model(ProtocolBreak::None, $model);
+        }
+
+        #[test]
+        #[ignore = "runs in a child process of its `_is_caught` test"]
+        fn $twin() {
+            run_model(ProtocolBreak::$break, $model);
+        }
+
+        #[test]
+        fn $twin_test() {
+            assert!(
+                twin_fails(stringify!($twin)),
+                "loom did not catch {:?}",
+                ProtocolBreak::$break
+            );
+        }
+    };
+}
+
+// 1. A reader against file rotation and a merge that swaps the file set and retires files: the
+//    reader always gets the latest acknowledged value (and so never needs a retired file).
+fn reader_vs_rotation_and_merge() {
+    let fs = SimFs::new();
+    let db = open(&fs, 64, SyncPolicy::Never);
+    db.write(b"k", b"v1").unwrap();
+    let other = db.clone();
+    let merger = loom::thread::spawn(move || {
+        // 24 + 44 bytes: the first file is full, so this write rotates it.
+        other.write(b"filler", &[7; 38]).unwrap();
+        other.merge().unwrap();
+    });
+    assert_eq!(db.read(b"k").unwrap(), b"v1");
+    merger.join().unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v1");
+}
+
+model_and_twin!(
+    model_1_reader_vs_rotation_and_merge,
+    model_1_broken_twin_retire_before_repoint_is_caught,
+    twin_1_retire_before_repoint,
+    reader_vs_rotation_and_merge,
+    RetireBeforeRepoint
+);
+
+// 2. Publish before point: a reader that sees a keydir entry can always read its bytes, also
+//    while merge moves the entry to a new file.
+fn reader_sees_only_published_files() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Never);
+    db.write(b"k", b"v1").unwrap();
+    let other = db.clone();
+    let merger = loom::thread::spawn(move || other.merge().unwrap());
+    let value = db.get(b"k").unwrap().expect("the key is live");
+    assert_eq!(&*value, b"v1");
+    drop(value);
+    merger.join().unwrap();
+}
+
+model_and_twin!(
+    model_2_publish_before_point,
+    model_2_broken_twin_point_before_publish_is_caught,
+    twin_2_point_before_publish,
+    reader_sees_only_published_files,
+    PointBeforePublish
+);
+
+// 3. Merge's conditional keydir update against a concurrent write of the same key: the write
+//    wins.
+fn write_wins_over_merge() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Never);
+    db.write(b"k", b"v1").unwrap();
+    let other = db.clone();
+    let merger = loom::thread::spawn(move || other.merge().unwrap());
+    db.write(b"k", b"v2").unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v2");
+    merger.join().unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v2");
+}
+
+model_and_twin!(
+    model_3_write_wins_over_merge,
+    model_3_broken_twin_unconditional_repoint_is_caught,
+    twin_3_unconditional_repoint,
+    write_wins_over_merge,
+    UnconditionalRepoint
+);
+
+// 4. Group commit: every writer's record is durable when its call returns, and no writer waits
+//    forever (loom reports a deadlock if one does).
+fn durable(fs: &SimFs, value: &[u8]) -> bool {
+    let synced = fs
+        .synced_contents(&Path::new(DIR).join("0000000001.data"))
+        .unwrap_or_default();
+    synced.windows(value.len()).any(|w| w == value)
+}
+
+fn group_commit() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Always);
+    let (other, other_fs) = (db.clone(), fs.clone());
+    let writer = loom::thread::spawn(move || {
+        other.write(b"a", b"value-a").unwrap();
+        assert!(
+            durable(&other_fs, b"value-a"),
+            "a returned before it was durable"
+        );
+    });
+    db.write(b"b", b"value-b").unwrap();
+    assert!(durable(&fs, b"value-b"), "b returned before it was durable");
+    writer.join().unwrap();
+}
+
+model_and_twin!(
+    model_4_group_commit,
+    model_4_broken_twin_follower_skips_wait_is_caught,
+    twin_4_follower_skips_wait,
+    group_commit,
+    FollowerSkipsWait
+);
