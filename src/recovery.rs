@@ -80,7 +80,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     for &(id, _) in &kinds {
         let file = open_data_file(fs, &layout, id)?;
         if Some(id) == tail_id {
-            let tail = recover_tail(file, &keydir, &mut loaded)?;
+            let tail = recover_tail(fs, &layout, file, &keydir, &mut loaded)?;
             if tail.len < config.data_file_limit {
                 reusable_tail = Some(tail);
                 continue;
@@ -222,9 +222,21 @@ fn load_hint(
 
 /// Scans the newest writer file, cutting off everything from its first invalid record on (a
 /// write the crash interrupted). The file is not mapped while it is truncated.
-fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result<FoundFile> {
+///
+/// A torn append leaves nothing valid behind it. If valid records do follow the damage (media
+/// damage, or out-of-order write-back of unsynced pages before a power cut), they were never
+/// reached by the scan, so the cut bytes are first saved beside the file as
+/// `NNNNNNNNNN.data.cut-OFFSET` for `bitcask repair` or a human to salvage.
+fn recover_tail(
+    fs: &dyn Vfs,
+    layout: &Layout,
+    file: FoundFile,
+    keydir: &Keydir,
+    loaded: &mut Loaded,
+) -> Result<FoundFile> {
     let mut usage = FileUsage::new(0);
     let mut valid_end = file.len;
+    let mut cut = None;
     {
         let map = file.file.map(&file.path)?;
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
@@ -236,6 +248,15 @@ fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result
                 Err(_) => valid_end = offset,
             }
         }
+        let tail = &map[valid_end as usize..];
+        if has_valid_record_after_damage(tail) {
+            cut = Some(tail.to_vec());
+        }
+    }
+    if let Some(bytes) = cut {
+        let saved = PathBuf::from(format!("{}.cut-{valid_end}", file.path.display()));
+        io::write_synced(fs, &saved, &bytes)?;
+        io::sync_dir(fs, layout.dir())?;
     }
     if valid_end < file.len {
         file.file
@@ -251,6 +272,15 @@ fn recover_tail(file: FoundFile, keydir: &Keydir, loaded: &mut Loaded) -> Result
         len: valid_end,
         ..file
     })
+}
+
+/// How far past the damage to look for a valid record (bounds the search on a huge tail).
+const RESYNC_WINDOW: usize = 64 << 10;
+
+/// Whether a record decodes anywhere after the first byte of `tail` (which starts at the first
+/// invalid record).
+fn has_valid_record_after_damage(tail: &[u8]) -> bool {
+    (1..tail.len().min(RESYNC_WINDOW)).any(|at| record::Record::decode(&tail[at..]).is_ok())
 }
 
 fn seal(file: FoundFile) -> Result<Arc<Segment>> {

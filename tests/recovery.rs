@@ -250,3 +250,61 @@ fn damaged_commit_record_fails_open_instead_of_guessing() {
     let err = Database::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
 }
+
+#[test]
+fn damage_with_valid_records_behind_it_is_cut_but_saved_beside_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for i in 0..4u8 {
+        db.write(&[i], &[i; 10]).unwrap();
+    }
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    // Damage the second record (each is 21 + 1 + 10 bytes after the 20-byte header).
+    let second = 20 + 32;
+    bytes[second + 25] ^= 0xFF;
+    std::fs::write(&active, &bytes).unwrap();
+
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.read(&[0]).unwrap(), [0; 10]);
+    for i in 1..4u8 {
+        assert!(
+            db.get(&[i]).unwrap().is_none(),
+            "record {i} is behind the damage"
+        );
+    }
+    let saved = dir.path().join(format!(
+        "{}.cut-{second}",
+        active.file_name().unwrap().to_str().unwrap()
+    ));
+    assert_eq!(std::fs::read(&saved).unwrap(), &bytes[second..]);
+    // The saved file is not mistaken for a data file on the next open.
+    db.close().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.stats().num_keys, 1);
+}
+
+#[test]
+fn a_torn_append_leaves_no_saved_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"a", b"1").unwrap();
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let mut file = OpenOptions::new().append(true).open(&active).unwrap();
+    file.write_all(&[0x42; 7]).unwrap();
+    drop(file);
+    Database::open(dir.path()).unwrap();
+    let saved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".cut-")
+        })
+        .collect();
+    assert!(saved.is_empty());
+}
