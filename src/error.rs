@@ -87,6 +87,14 @@ pub enum Error {
     )]
     Poisoned(String),
 
+    /// The store has used every sequence number (2^64 - 2 records): it can be read, not
+    /// written. Copy its live pairs into a new store (`bitcask export` / `import`).
+    #[error(
+        "the store has used all 2^64 - 2 sequence numbers; it stays readable, but writing needs a \
+         new store (copy the live pairs over, e.g. with `bitcask export` and `import`)"
+    )]
+    SequenceExhausted,
+
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -56,7 +56,9 @@ impl FileUsage {
     }
 
     pub(crate) fn dead_bytes(&self) -> u64 {
-        self.total_bytes - self.live_bytes
+        // Saturating: live bytes come from records the keydir trusts, and must never turn an
+        // accounting slip into a panic in `stats()`.
+        self.total_bytes.saturating_sub(self.live_bytes)
     }
 
     pub(crate) fn saw_seq(&mut self, seq: u64) {

@@ -202,14 +202,8 @@ fn load_hint(
     let Ok(hint) = HintFile::decode(&bytes) else {
         return false;
     };
-    let fits = |offset: u64, len: u64| {
-        offset >= HEADER_LEN as u64 && offset.checked_add(len).is_some_and(|end| end <= file.len)
-    };
-    let consistent = hint.file_id == file.id
-        && hint.data_len == file.len
-        && hint
-            .entries()
-            .all(|e| fits(e.offset, encoded_len(e.key.len(), e.value_len as usize)));
+    let consistent =
+        hint.file_id == file.id && hint.data_len == file.len && entries_fit(&hint, file.len);
     if !consistent {
         return false;
     }
@@ -218,6 +212,22 @@ fn load_hint(
         apply(keydir, loaded, usage, entry.kind, entry.key, loc);
     }
     true
+}
+
+/// Whether every hint entry lies inside the data file, in file order, without overlapping
+/// another: what the merge that wrote it produced. Anything else cannot be trusted as an index.
+fn entries_fit(hint: &HintFile, file_len: u64) -> bool {
+    let mut next_free = HEADER_LEN as u64;
+    hint.entries().all(|entry| {
+        let len = encoded_len(entry.key.len(), entry.value_len as usize);
+        match entry.offset.checked_add(len) {
+            Some(end) if entry.offset >= next_free && end <= file_len => {
+                next_free = end;
+                true
+            }
+            _ => false,
+        }
+    })
 }
 
 /// Scans the newest writer file, cutting off everything from its first invalid record on (a

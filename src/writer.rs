@@ -7,7 +7,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::format::FileId;
+use crate::format::{FileId, MAX_SEQ};
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::io;
@@ -84,6 +84,9 @@ impl Writer {
             self.rotate(engine)?;
         }
         let seq = self.next_seq;
+        if seq > MAX_SEQ {
+            return Err(Error::SequenceExhausted);
+        }
         self.buf.clear();
         let record = Record {
             seq,

@@ -9,7 +9,7 @@
 
 use super::header::{FileHeader, FileKind, HEADER_LEN};
 use super::record::RecordKind;
-use super::{DecodeResult, FileId, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, verify_crc};
+use super::{DecodeResult, FileId, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, valid_seq, verify_crc};
 use crate::error::CorruptionKind;
 
 /// Length of an entry's fixed part.
@@ -138,8 +138,8 @@ fn decode_entry<'a>(r: &mut Reader<'a>) -> DecodeResult<HintEntry<'a>> {
         1 if value_len == 0 => RecordKind::Tombstone,
         other => return Err(CorruptionKind::UnknownValue(other.into())),
     };
-    if seq == 0 {
-        return Err(CorruptionKind::UnknownValue(0));
+    if !valid_seq(seq) {
+        return Err(CorruptionKind::UnknownValue(seq));
     }
     Ok(HintEntry {
         seq,

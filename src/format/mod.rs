@@ -18,6 +18,15 @@ pub const MAX_KEY_LEN: usize = 64 * 1024;
 /// The longest value the engine accepts, in bytes (1 GiB).
 pub const MAX_VALUE_LEN: usize = 1024 * 1024 * 1024;
 
+/// The largest sequence number a record may carry. `u64::MAX` is never written, so that the
+/// next seq after any valid record is representable.
+pub const MAX_SEQ: u64 = u64::MAX - 1;
+
+/// Whether `seq` may appear in a record: 1 ..= [`MAX_SEQ`] (0 would let zeroed bytes decode).
+pub(crate) fn valid_seq(seq: u64) -> bool {
+    (1..=MAX_SEQ).contains(&seq)
+}
+
 /// Result of a decoder: the error carries no location yet.
 pub type DecodeResult<T> = std::result::Result<T, CorruptionKind>;
 

@@ -2,9 +2,10 @@
 //!
 //! Format (21-byte header, little-endian):
 //! `{ crc32 u32 | seq u64 | flags u8 | key_len u32 | value_len u32 | key | value }`
-//! The CRC covers every byte after itself. `seq` is never 0, so an all-zero region never decodes.
+//! The CRC covers every byte after itself. `seq` is in 1..=`MAX_SEQ`: never 0, so an all-zero
+//! region never decodes, and never `u64::MAX`, so the next seq always exists.
 
-use super::{DecodeResult, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, verify_crc};
+use super::{DecodeResult, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, valid_seq, verify_crc};
 use crate::error::CorruptionKind;
 
 /// Length of a record's fixed header.
@@ -48,10 +49,10 @@ impl Record<'_> {
         encoded_len(self.key.len(), self.value.len())
     }
 
-    /// Appends the encoded record to `out`. Lengths must already be within the limits.
+    /// Appends the encoded record to `out`. It encodes whatever it is given, so tests and tools
+    /// can build damaged records; a record with a seq outside 1..=`MAX_SEQ` or a length over
+    /// the limits will not decode. The writer checks all three before it encodes.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        debug_assert!(self.key.len() <= MAX_KEY_LEN && self.value.len() <= MAX_VALUE_LEN);
-        debug_assert!(self.seq != 0);
         let start = out.len();
         let flags = match self.kind {
             RecordKind::Put => 0,
@@ -85,8 +86,8 @@ impl Record<'_> {
         let key = r.take(key_len)?;
         let value = r.take(value_len)?;
         verify_crc(crc, &bytes[4..r.position()])?;
-        if seq == 0 {
-            return Err(CorruptionKind::UnknownValue(0));
+        if !valid_seq(seq) {
+            return Err(CorruptionKind::UnknownValue(seq));
         }
         if flags & !KNOWN_FLAGS != 0 {
             return Err(CorruptionKind::UnknownValue(flags.into()));
@@ -148,7 +149,7 @@ mod tests {
                 value: b"",
             },
             Record {
-                seq: u64::MAX,
+                seq: super::MAX_SEQ,
                 kind: RecordKind::Put,
                 key: b"key",
                 value: b"some value bytes",
