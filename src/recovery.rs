@@ -53,6 +53,9 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     for tmp in &listing.tmps {
         io::remove_if_exists(fs, tmp)?;
     }
+    // A previous handle may have created a file whose directory fsync then failed; whatever
+    // is adopted below must have a durable name before anything is acknowledged into it.
+    io::sync_dir(fs, layout.dir())?;
     // Headers first, one file open at a time (a store may hold more files than the process
     // may open; sealed files need no descriptor once mapped).
     let kinds = listing

@@ -23,10 +23,10 @@ use bitcask::format::commit::MergeCommit;
 use bitcask::format::header::{FileHeader, FileKind};
 use bitcask::format::hint::{HintBuilder, HintEntry};
 use bitcask::format::record::{Record, RecordKind};
-use bitcask_fuzz::seed::{encode_image, encode_ops};
+use bitcask_fuzz::seed::{encode_faults, encode_image, encode_ops};
 use bitcask_fuzz::{
-    Bytes, Contents, Damage, FileSpec, HintEntrySpec, Image, KEYS, NameKind, Op, OpsInput,
-    RecordSpec, Seq, ValueSpec, key, open_store, scratch_dir,
+    Bytes, Contents, Damage, FaultKind, FaultOp, FaultsInput, FileSpec, HintEntrySpec, Image, KEYS,
+    NameKind, Op, OpsInput, Policy, RecordSpec, Seq, ValueSpec, key, open_store, scratch_dir,
 };
 
 type Seeds = Vec<(String, Vec<u8>)>;
@@ -48,7 +48,7 @@ fn main() {
         }
     }
     let scenarios = engine_scenarios();
-    let targets: [Target; 4] = [
+    let targets: [Target; 5] = [
         (
             "record",
             record_seeds(&scenarios),
@@ -57,6 +57,7 @@ fn main() {
         ("hint", hint_seeds(&scenarios), bitcask_fuzz::check_hint),
         ("recover", recover_seeds(&scenarios), check_recover_bytes),
         ("ops", ops_seeds(), check_ops_bytes),
+        ("ops_faults", ops_faults_seeds(), check_ops_faults_bytes),
     ];
     let mut failed = Vec::new();
     for (target, seeds, check) in targets {
@@ -123,6 +124,12 @@ fn check_ops_bytes(bytes: &[u8]) {
     use arbitrary::{Arbitrary, Unstructured};
     let input = OpsInput::arbitrary_take_rest(Unstructured::new(bytes)).expect("parsing a seed");
     bitcask_fuzz::check_ops(&input);
+}
+
+fn check_ops_faults_bytes(bytes: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+    let input = FaultsInput::arbitrary_take_rest(Unstructured::new(bytes)).expect("parsing a seed");
+    bitcask_fuzz::check_ops_faults(&input);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -745,6 +752,133 @@ fn ops_seeds() -> Seeds {
             (name.to_string(), encode_ops(&input))
         })
         .collect();
+    dedup(seeds)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ops_faults
+// ---------------------------------------------------------------------------------------------
+
+fn fw(key: u8, value: &[u8]) -> FaultOp {
+    FaultOp::Write {
+        key,
+        value: ValueSpec::Bytes(Bytes(value.to_vec())),
+    }
+}
+
+fn ffill(key: u8, byte: u8, len: u16) -> FaultOp {
+    FaultOp::Write {
+        key,
+        value: ValueSpec::Fill { byte, len },
+    }
+}
+
+/// Workloads, each run under both sync policies with no fault and with every fault kind at
+/// the first, a middle and the last of the I/O operations it takes (found by a fault-free run).
+fn ops_faults_seeds() -> Seeds {
+    use FaultOp::{DropReopen, Get, Merge, Read, Remove, Reopen, Sync};
+    let mut churn: Vec<FaultOp> = (0..KEYS.len() as u8).map(|k| fw(k, &[k; 9])).collect();
+    churn.extend([
+        fw(1, b"overwrite"),
+        Remove { key: 2 },
+        Read { key: 2 },
+        Sync,
+        fw(3, b"after sync"),
+        Remove { key: 4 },
+        Merge,
+        ffill(5, b'x', 120),
+        Reopen,
+        Remove { key: 5 },
+        fw(6, b"six"),
+        Merge,
+        Get { key: 6 },
+        DropReopen,
+        fw(0, b"last"),
+    ]);
+    let sync_points = vec![
+        fw(1, b"a"),
+        fw(2, b"b"),
+        Sync,
+        fw(1, b"c"),
+        Remove { key: 2 },
+        Sync,
+        fw(3, b"d"),
+        Remove { key: 1 },
+        fw(2, b"e"),
+    ];
+    let mut big = Vec::new();
+    for i in 0..5u8 {
+        big.push(ffill(i, i, 200 + u16::from(i) * 20));
+        if i % 2 == 1 {
+            big.push(Remove { key: i - 1 });
+        }
+    }
+    big.extend([Merge, ffill(0, 9, 300), DropReopen, Merge, fw(1, b"")]);
+    let merges = vec![
+        fw(1, b"one"),
+        fw(2, b"two"),
+        fw(1, b"uno"),
+        Remove { key: 2 },
+        Merge,
+        fw(3, b"three"),
+        Merge,
+        Merge,
+        Reopen,
+        fw(2, b"dos"),
+        Merge,
+    ];
+    let workloads = [
+        ("churn", 200u16, churn),
+        ("sync-points", 4096, sync_points),
+        ("big-values", 64, big),
+        ("merges", 120, merges),
+    ];
+    let faults = [
+        ("power-cut", FaultKind::PowerCut),
+        ("eio", FaultKind::Eio),
+        ("enospc", FaultKind::Enospc),
+        ("short-write", FaultKind::ShortWrite),
+    ];
+    let mut seeds = Seeds::new();
+    for (name, limit, ops) in workloads {
+        for policy in [Policy::Always, Policy::Never] {
+            let input = FaultsInput {
+                policy,
+                // `limit()` maps the field into 64..=4096: 64 + field % 4033.
+                data_file_limit: limit - 64,
+                fault: FaultKind::None,
+                fault_at: 0,
+                recovery_cut: 0,
+                keep_handle: false,
+                ops: ops.clone(),
+            };
+            // A workload that fails without a fault is reported with the seeds' checks below.
+            let total = catch_unwind(|| bitcask_fuzz::io_ops(&input)).unwrap_or(60);
+            let policy_name = format!("{policy:?}").to_lowercase();
+            seeds.push((format!("{name}-{policy_name}"), encode_faults(&input)));
+            let mut positions = vec![1, total.div_ceil(3), total.div_ceil(3) * 2, total];
+            positions.dedup();
+            for (fault_name, fault) in faults {
+                for (i, &at) in positions.iter().enumerate() {
+                    // `fault()` maps the field into 1..=400: 1 + field % 400.
+                    let at = at.clamp(1, bitcask_fuzz::faults::MAX_FAULT_AT);
+                    let input = FaultsInput {
+                        fault,
+                        fault_at: u16::try_from(at - 1).unwrap(),
+                        // Every other power cut is followed by a cut during the recovery, and
+                        // every other error is followed by more operations on the same handle.
+                        recovery_cut: if i % 2 == 1 { 3 } else { 0 },
+                        keep_handle: i % 2 == 1,
+                        ..input.clone()
+                    };
+                    seeds.push((
+                        format!("{name}-{policy_name}-{fault_name}-at-{at}"),
+                        encode_faults(&input),
+                    ));
+                }
+            }
+        }
+    }
     dedup(seeds)
 }
 

@@ -16,7 +16,10 @@ use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
 use bitcask::format::record::{self, RECORD_HEADER_LEN, Record, RecordKind};
 use bitcask::{Config, Database, Error};
 
+pub mod faults;
 pub mod seed;
+
+pub use faults::{FaultKind, FaultOp, FaultsInput, Policy, check_ops_faults, io_ops};
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
@@ -846,13 +849,17 @@ pub fn check_ops(input: &OpsInput) {
 
 fn check_key(db: &Database, model: &BTreeMap<Vec<u8>, Vec<u8>>, k: &[u8], ctx: &str) {
     let want = model.get(k);
+    let show = |v: &[u8]| format!("b\"{}\"", v.escape_ascii());
+    let model_has = want.map_or("nothing".to_string(), |v| show(v));
     let read = db.read(k);
     match (&read, want) {
         (Ok(got), Some(want)) if got == want => {}
         (Err(Error::KeyNotFound), None) => {}
         _ => panic!(
-            "after {ctx}: read {:?}: got {read:?}, model has {want:?}",
-            k.escape_ascii().to_string()
+            "after {ctx}: read {:?}: got {}, model has {model_has}",
+            k.escape_ascii().to_string(),
+            read.as_ref()
+                .map_or_else(|e| format!("Err({e:?})"), |v| format!("Ok({})", show(v)))
         ),
     }
     let got = db.get(k);
@@ -860,8 +867,13 @@ fn check_key(db: &Database, model: &BTreeMap<Vec<u8>, Vec<u8>>, k: &[u8], ctx: &
         (Ok(Some(got)), Some(want)) if got[..] == want[..] => {}
         (Ok(None), None) => {}
         _ => panic!(
-            "after {ctx}: get {:?}: got {got:?}, model has {want:?}",
-            k.escape_ascii().to_string()
+            "after {ctx}: get {:?}: got {}, model has {model_has}",
+            k.escape_ascii().to_string(),
+            match &got {
+                Ok(Some(v)) => format!("Ok(Some({}))", show(v)),
+                Ok(None) => "Ok(None)".to_string(),
+                Err(e) => format!("Err({e:?})"),
+            }
         ),
     }
     let contains = db.contains_key(k);

@@ -1,11 +1,11 @@
-//! The inverse of the `arbitrary` derives in this crate: turns an [`Image`] or an [`OpsInput`]
-//! into the fuzz input bytes that `Arbitrary::arbitrary_take_rest` parses back into it.
+//! The inverse of the `arbitrary` derives in this crate: turns an [`Image`], an [`OpsInput`] or a
+//! [`FaultsInput`] into the fuzz input bytes that `Arbitrary::arbitrary_take_rest` parses back into it.
 //!
 //! This mirrors `arbitrary` 1.x's encoding of exactly the types used here: integers are
 //! little-endian, `bool` is one byte (`& 1`), an enum is a `u32` tag `t` choosing variant
 //! `(t * variants) >> 32`, an `Option<T>` is a `0` byte or a `1` byte and the value, a `Vec<T>`
 //! is each element preceded by a `1` byte and ended by a `0` byte, and [`Bytes`] is a `u16`
-//! length then the bytes. [`encode_image`] and [`encode_ops`]
+//! length then the bytes. [`encode_image`], [`encode_ops`] and [`encode_faults`]
 //! parse their output back and panic on any difference, so a change of encoding in a newer
 //! `arbitrary` fails loudly in `make_corpus` instead of producing useless seeds.
 
@@ -13,8 +13,8 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use crate::ValueSpec;
 use crate::{
-    Bytes, Contents, Damage, FileSpec, HintEntrySpec, Image, NameKind, Op, OpsInput, RecordSpec,
-    Seq,
+    Bytes, Contents, Damage, FaultKind, FaultOp, FaultsInput, FileSpec, HintEntrySpec, Image,
+    NameKind, Op, OpsInput, Policy, RecordSpec, Seq,
 };
 
 /// Appends the `arbitrary` encoding of a value.
@@ -255,6 +255,69 @@ impl Encode for ValueSpec {
     }
 }
 
+impl Encode for FaultsInput {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.policy.encode(out);
+        self.data_file_limit.encode(out);
+        self.fault.encode(out);
+        self.fault_at.encode(out);
+        self.recovery_cut.encode(out);
+        self.keep_handle.encode(out);
+        self.ops.encode(out);
+    }
+}
+
+impl Encode for Policy {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Policy::Never => tag(out, 0, 2),
+            Policy::Always => tag(out, 1, 2),
+        }
+    }
+}
+
+impl Encode for FaultKind {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let index = match self {
+            FaultKind::None => 0,
+            FaultKind::PowerCut => 1,
+            FaultKind::Eio => 2,
+            FaultKind::Enospc => 3,
+            FaultKind::ShortWrite => 4,
+        };
+        tag(out, index, 5);
+    }
+}
+
+impl Encode for FaultOp {
+    fn encode(&self, out: &mut Vec<u8>) {
+        const N: u32 = 8;
+        match self {
+            FaultOp::Write { key, value } => {
+                tag(out, 0, N);
+                key.encode(out);
+                value.encode(out);
+            }
+            FaultOp::Remove { key } => {
+                tag(out, 1, N);
+                key.encode(out);
+            }
+            FaultOp::Read { key } => {
+                tag(out, 2, N);
+                key.encode(out);
+            }
+            FaultOp::Get { key } => {
+                tag(out, 3, N);
+                key.encode(out);
+            }
+            FaultOp::Merge => tag(out, 4, N),
+            FaultOp::Sync => tag(out, 5, N),
+            FaultOp::Reopen => tag(out, 6, N),
+            FaultOp::DropReopen => tag(out, 7, N),
+        }
+    }
+}
+
 /// Encodes `value` and checks that the fuzz targets' parser gives it back.
 fn encode_checked<T>(value: &T) -> Vec<u8>
 where
@@ -278,5 +341,10 @@ pub fn encode_image(image: &Image) -> Vec<u8> {
 
 /// The fuzz input of the `ops` target that parses to `input`.
 pub fn encode_ops(input: &OpsInput) -> Vec<u8> {
+    encode_checked(input)
+}
+
+/// The fuzz input of the `ops_faults` target that parses to `input`.
+pub fn encode_faults(input: &FaultsInput) -> Vec<u8> {
     encode_checked(input)
 }
