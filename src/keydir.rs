@@ -76,6 +76,14 @@ pub(crate) struct Keydir {
 }
 
 impl Keydir {
+    /// An empty keydir with room for about `keys` keys (recovery knows roughly how many).
+    pub(crate) fn with_capacity(keys: usize) -> Self {
+        Keydir {
+            map: KeyMap::with_capacity(keys),
+            usage: Mutex::default(),
+        }
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
         self.map.get(key)
     }
@@ -158,14 +166,9 @@ impl Keydir {
     /// Recovery: makes `loc` the key's entry unless a newer record is already known.
     /// Ties (the same record found twice) go to the higher file id so the result is deterministic.
     pub(crate) fn recover_put(&self, key: &[u8], loc: Location) {
-        let seen = self.map.update(key, |entry| {
-            if (loc.seq, loc.file_id) > (entry.seq, entry.file_id) {
-                *entry = loc;
-            }
+        self.map.upsert(key, loc, |present| {
+            (loc.seq, loc.file_id) > (present.seq, present.file_id)
         });
-        if seen.is_none() {
-            self.map.insert(key, loc);
-        }
     }
 
     /// Recovery: drops the key's entry if it is older than a tombstone of seq `seq`.

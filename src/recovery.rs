@@ -2,7 +2,7 @@
 //! (from its hint file when a valid one exists, else by scanning), cut a torn tail off the newest
 //! writer file, and rebuild the keydir so that the newest seq wins whatever the file order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::background::Signal;
@@ -11,7 +11,7 @@ use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fileset::{FileSet, Files};
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
-use crate::format::hint::HintFile;
+use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN, HintFile};
 use crate::format::record::{self, RecordKind, encoded_len};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::Layout;
@@ -76,7 +76,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         .map(|(id, _)| *id)
         .max();
 
-    let keydir = Keydir::default();
+    let keydir = Keydir::with_capacity(expected_keys(fs, &layout, &listing.hints));
     let mut loaded = Loaded::default();
     let mut segments = Vec::new();
     let mut reusable_tail = None;
@@ -122,6 +122,22 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     segments.push(engine.writer.lock().segment(&engine));
     engine.files.publish(|_| FileSet::new(segments));
     Ok(engine)
+}
+
+/// Roughly how many keys the hint files describe (each trailer's entry count, capped by what
+/// the file's size can hold), so the keydir is sized once instead of growing step by step.
+/// Only an estimate: the hints are validated when they are loaded.
+fn expected_keys(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> usize {
+    let entries_of = |id: FileId| -> Option<u64> {
+        let file = fs.open(&layout.hint_path(id), OpenMode::Read).ok()?;
+        let len = file.len().ok()?;
+        let mut count = [0u8; 8];
+        file.read_at(&mut count, len.checked_sub(HINT_TRAILER_LEN as u64)?)
+            .ok()?;
+        Some(u64::from_le_bytes(count).min(len / HINT_ENTRY_HEADER_LEN as u64))
+    };
+    let total: u64 = hints.iter().filter_map(|&id| entries_of(id)).sum();
+    usize::try_from(total).unwrap_or(usize::MAX)
 }
 
 fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {

@@ -149,7 +149,7 @@ mod tests {
                 value: b"",
             },
             Record {
-                seq: super::MAX_SEQ,
+                seq: crate::format::MAX_SEQ,
                 kind: RecordKind::Put,
                 key: b"key",
                 value: b"some value bytes",
