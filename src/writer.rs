@@ -7,9 +7,9 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{FileId, MAX_SEQ};
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
+use crate::format::{FileId, MAX_SEQ};
 use crate::io;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};

@@ -41,7 +41,10 @@ fn a_record_with_seq_u64_max_is_damage_not_an_overflow() {
     let dir = tempfile::tempdir().unwrap();
     data_file(dir.path(), 1, FileKind::Data, &[put(u64::MAX, b"", b"")]);
     let db = open(dir.path());
-    assert!(db.get(b"").unwrap().is_none(), "the invalid record was cut off");
+    assert!(
+        db.get(b"").unwrap().is_none(),
+        "the invalid record was cut off"
+    );
     db.write(b"k", b"v").unwrap();
     db.close().unwrap();
     assert_eq!(open(dir.path()).read(b"k").unwrap(), b"v");
@@ -134,5 +137,8 @@ fn after_any_io_error_and_reopen_acknowledged_writes_survive_a_power_cut() {
             "error at op {at}"
         );
     }
-    assert!(directory_sync_failures > 0, "the workload never failed a directory sync");
+    assert!(
+        directory_sync_failures > 0,
+        "the workload never failed a directory sync"
+    );
 }
