@@ -5,7 +5,7 @@
 //! be) published in the file set. The writer replaces entries unconditionally (its record is the
 //! newest); merge replaces an entry only if it still points where merge copied from.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 
 use crate::format::FileId;
 use crate::format::record::encoded_len;
@@ -67,12 +67,15 @@ impl FileUsage {
     }
 }
 
+/// Per-file accounting, keyed by file id (foldhash: it is looked up on every write).
+pub(crate) type Usage = StdHashMap<FileId, FileUsage, foldhash::fast::RandomState>;
+
 /// The concurrent index from key to location.
 #[derive(Debug, Default)]
 pub(crate) struct Keydir {
     map: KeyMap<Location>,
     /// Lock order: a map shard first, then `usage`; never the other way round.
-    usage: Mutex<HashMap<FileId, FileUsage>>,
+    usage: Mutex<Usage>,
 }
 
 impl Keydir {
@@ -116,7 +119,7 @@ impl Keydir {
         }
     }
 
-    pub(crate) fn usage(&self) -> HashMap<FileId, FileUsage> {
+    pub(crate) fn usage(&self) -> Usage {
         self.usage.lock().clone()
     }
 
@@ -189,13 +192,7 @@ impl Keydir {
     }
 }
 
-fn appended(
-    usage: &mut HashMap<FileId, FileUsage>,
-    file_id: FileId,
-    len: u64,
-    seq: u64,
-    live: bool,
-) {
+fn appended(usage: &mut Usage, file_id: FileId, len: u64, seq: u64, live: bool) {
     let file = usage.entry(file_id).or_insert(FileUsage::new(0));
     file.total_bytes += len;
     file.saw_seq(seq);
@@ -207,14 +204,14 @@ fn appended(
     }
 }
 
-fn linked(usage: &mut HashMap<FileId, FileUsage>, file_id: FileId, len: u64) {
+fn linked(usage: &mut Usage, file_id: FileId, len: u64) {
     if let Some(file) = usage.get_mut(&file_id) {
         file.live_bytes += len;
         file.live_keys += 1;
     }
 }
 
-fn unlinked(usage: &mut HashMap<FileId, FileUsage>, file_id: FileId, len: u64) {
+fn unlinked(usage: &mut Usage, file_id: FileId, len: u64) {
     if let Some(file) = usage.get_mut(&file_id) {
         file.live_bytes -= len;
         file.live_keys -= 1;

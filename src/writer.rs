@@ -6,7 +6,7 @@
 //! unknown, so it refuses further writes until the store is reopened.
 
 use crate::engine::Engine;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::format::{FileId, MAX_SEQ};
@@ -158,9 +158,13 @@ impl Writer {
         context: &'static str,
         engine: &Engine,
     ) -> Result<()> {
-        let path = engine.layout.data_path(self.file_id);
+        // The path is built only on failure: this runs on every append.
         result
-            .context(context, &path)
+            .map_err(|source| Error::Io {
+                context,
+                path: engine.layout.data_path(self.file_id),
+                source,
+            })
             .inspect_err(|e| self.poison(e.to_string()))
     }
 }
