@@ -54,48 +54,46 @@ fn check_damaged(dir: &Path, history: &History, what: &str) {
     assert_eq!(db.read(b"fresh").unwrap(), b"value");
 }
 
-#[test]
-fn single_byte_damage_anywhere_never_returns_wrong_bytes() {
+/// For every data and hint file of a fresh store, and every damaged version of it that
+/// `damage(bytes)` lists, checks a copy of the store holding that version.
+fn sweep(damage: impl Fn(&[u8]) -> Vec<(String, Vec<u8>)>) {
     let original = tempfile::tempdir().unwrap();
     let history = build_store(original.path());
     let mut files = files_with_ext(original.path(), "data");
     files.extend(files_with_ext(original.path(), "hint"));
     for file in files {
-        let bytes = std::fs::read(&file).unwrap();
-        for pos in (0..bytes.len()).step_by(3) {
-            for mask in [0x01u8, 0xFF] {
-                let copy = tempfile::tempdir().unwrap();
-                copy_dir(original.path(), copy.path());
-                let mut damaged = bytes.clone();
-                damaged[pos] ^= mask;
-                let target = copy.path().join(file.file_name().unwrap());
-                std::fs::write(&target, &damaged).unwrap();
-                let what = format!("{} byte {pos} ^ {mask:#x}", file.display());
-                check_damaged(copy.path(), &history, &what);
-            }
+        for (how, damaged) in damage(&std::fs::read(&file).unwrap()) {
+            let copy = tempfile::tempdir().unwrap();
+            copy_dir(original.path(), copy.path());
+            std::fs::write(copy.path().join(file.file_name().unwrap()), &damaged).unwrap();
+            check_damaged(copy.path(), &history, &format!("{} {how}", file.display()));
         }
     }
 }
 
 #[test]
-fn truncating_any_file_anywhere_never_returns_wrong_bytes() {
-    let original = tempfile::tempdir().unwrap();
-    let history = build_store(original.path());
-    let mut files = files_with_ext(original.path(), "data");
-    files.extend(files_with_ext(original.path(), "hint"));
-    for file in files {
-        let bytes = std::fs::read(&file).unwrap();
-        for len in (0..bytes.len()).step_by(5) {
-            let copy = tempfile::tempdir().unwrap();
-            copy_dir(original.path(), copy.path());
-            std::fs::write(copy.path().join(file.file_name().unwrap()), &bytes[..len]).unwrap();
-            check_damaged(
-                copy.path(),
-                &history,
-                &format!("{} cut at {len}", file.display()),
-            );
+fn single_byte_damage_anywhere_never_returns_wrong_bytes() {
+    sweep(|bytes| {
+        let mut versions = Vec::new();
+        for pos in (0..bytes.len()).step_by(3) {
+            for mask in [0x01u8, 0xFF] {
+                let mut damaged = bytes.to_vec();
+                damaged[pos] ^= mask;
+                versions.push((format!("byte {pos} ^ {mask:#x}"), damaged));
+            }
         }
-    }
+        versions
+    });
+}
+
+#[test]
+fn truncating_any_file_anywhere_never_returns_wrong_bytes() {
+    sweep(|bytes| {
+        (0..bytes.len())
+            .step_by(5)
+            .map(|len| (format!("cut at {len}"), bytes[..len].to_vec()))
+            .collect()
+    });
 }
 
 #[test]
