@@ -131,7 +131,7 @@ impl Engine {
         Err(Error::corruption(
             self.layout.dir(),
             0,
-            CorruptionKind::KeyMismatch,
+            CorruptionKind::MissingFile,
         ))
     }
 

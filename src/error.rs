@@ -133,6 +133,10 @@ pub enum CorruptionKind {
     /// A record's key differs from the key the keydir expected at that location.
     #[error("record holds a different key than the index expects")]
     KeyMismatch,
+    /// The keydir points into a data file that is not open (it should have been repointed by
+    /// the merge that retired the file); a bug rather than damage on disk.
+    #[error("the index points into a data file that is not open")]
+    MissingFile,
 }
 
 /// Attaches what the engine was doing and the path to an `io::Error`.

@@ -26,7 +26,7 @@ use crate::format::record::{self, Record, RecordKind};
 use crate::io;
 use crate::io::layout::Layout;
 use crate::io::vfs::{FileHandle, OpenMode, Vfs};
-use crate::keydir::{FileUsage, Location};
+use crate::keydir::{FileUsage, Location, Usage};
 use crate::options::MergePolicy;
 use crate::segment::{Segment, Storage};
 use crate::sync::{Arc, Mutex, Ordering, ProtocolBreak, broken};
@@ -193,7 +193,7 @@ fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<u64, MergeError> {
         .filter_map(|id| usage.get(id))
         .map(|u| u.total_bytes)
         .sum();
-    let outputs = copy_live(engine, inputs).map_err(MergeError::BeforeCommit)?;
+    let outputs = copy_live(engine, inputs, &usage).map_err(MergeError::BeforeCommit)?;
     let output_bytes: u64 = outputs.iter().map(|o| o.usage.total_bytes).sum();
     let commit = MergeCommit {
         inputs: input_ids.clone(),
@@ -297,12 +297,11 @@ fn repoint_keydir(engine: &Engine, output: &Finished) {
 }
 
 /// Step 1: copies what must survive from `inputs` into synced temporary output files.
-fn copy_live(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<Vec<Finished>> {
+fn copy_live(engine: &Engine, inputs: &[Arc<Segment>], usage: &Usage) -> Result<Vec<Finished>> {
     let input_ids: Vec<FileId> = inputs.iter().map(|s| s.id).collect();
-    // A tombstone must be kept while any surviving file may hold an older put of its key.
-    let oldest_surviving_seq = engine
-        .keydir
-        .usage()
+    // A tombstone must be kept while any surviving file may hold an older put of its key. (The
+    // usage snapshot may miss files the writer created since; their seqs are all newer.)
+    let oldest_surviving_seq = usage
         .iter()
         .filter(|(id, _)| !input_ids.contains(id))
         .map(|(_, usage)| usage.min_seq)

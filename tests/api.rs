@@ -289,3 +289,22 @@ fn handle_is_send_sync_and_clone() {
     fn assert_traits<T: Send + Sync + Clone + 'static>() {}
     assert_traits::<Database>();
 }
+
+#[test]
+fn out_of_range_merge_policy_and_zero_sync_interval_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = bitcask::MergePolicy::default();
+    policy.trigger_fragmentation = 1.5;
+    let err = Config::new(dir.path())
+        .merge_policy(policy)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    let err = Config::new(dir.path())
+        .sync_policy(bitcask::SyncPolicy::Interval(std::time::Duration::ZERO))
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    // Rejected settings take nothing: the directory opens with valid ones.
+    Database::open(dir.path()).unwrap();
+}
