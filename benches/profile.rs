@@ -1,6 +1,9 @@
-//! Single-thread hot loops of random `get` and of no-sync `write`, and opening a merged store
-//! (hint files), for profilers. `cargo bench --bench profile` runs all three and prints timings. To profile one phase only, run the
-//! binary under callgrind and collect inside that phase's function:
+//! Single-thread hot loops of random `get` (from sealed files after a merge, and from the active
+//! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
+//! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
+//! (`get`, `get_active`, `write`, `open`) to run only those, and set `BITCASK_PROFILE_KEYS` to
+//! change the number of keys (200,000). To profile one phase only, run the binary under
+//! callgrind and collect inside that phase's function:
 //!
 //! ```text
 //! valgrind --tool=callgrind --dump-instr=no --toggle-collect='*get_phase*' \
@@ -14,9 +17,15 @@ use std::time::Instant;
 
 use bitcask::{Config, Database, SyncPolicy};
 
-const KEYS: u64 = 200_000;
 const OPS: u64 = 500_000;
 const VALUE_LEN: usize = 100;
+
+fn keys() -> u64 {
+    std::env::var("BITCASK_PROFILE_KEYS")
+        .ok()
+        .and_then(|keys| keys.parse().ok())
+        .unwrap_or(200_000)
+}
 
 fn key(n: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -34,26 +43,28 @@ fn next(state: &mut u64) -> u64 {
 /// `OPS` zero-copy gets of random existing keys.
 #[inline(never)]
 fn get_phase(db: &Database) -> usize {
+    let keys = keys();
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut total = 0;
     for _ in 0..OPS {
-        let value = db.get(&key(next(&mut state) % KEYS)).unwrap().unwrap();
+        let value = db.get(&key(next(&mut state) % keys)).unwrap().unwrap();
         total += value[0] as usize;
     }
     total
 }
 
-/// `OPS` writes of 100 B values over `KEYS` keys, no sync.
+/// `OPS` writes of 100 B values over `keys()` keys, no sync.
 #[inline(never)]
 fn write_phase(db: &Database) {
     let value = [0x5A; VALUE_LEN];
+    let keys = keys();
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     for _ in 0..OPS {
-        db.write(&key(next(&mut state) % KEYS), &value).unwrap();
+        db.write(&key(next(&mut state) % keys), &value).unwrap();
     }
 }
 
-/// Opens (and closes) a store of `KEYS` keys that `merge()` left with hint files.
+/// Opens (and closes) a store of `keys()` keys that `merge()` left with hint files.
 #[inline(never)]
 fn open_phase(dir: &std::path::Path) -> u64 {
     let db = open(dir);
@@ -70,10 +81,33 @@ fn open(dir: &std::path::Path) -> Database {
         .unwrap()
 }
 
+/// A store of `keys()` keys with 100 B values, merged (every value in a sealed file) or not
+/// (every value in the active file).
+fn filled(dir: &std::path::Path, merged: bool) -> Database {
+    let db = open(dir);
+    for n in 0..keys() {
+        db.write(&key(n), &[0x5A; VALUE_LEN]).unwrap();
+    }
+    if merged {
+        db.merge().unwrap();
+    }
+    db
+}
+
+fn time_gets(db: &Database, what: &str) {
+    let start = Instant::now();
+    let total = get_phase(db);
+    let took = start.elapsed();
+    println!(
+        "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total})",
+        took.as_nanos() as f64 / OPS as f64
+    );
+}
+
 fn main() {
     let phases: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| a == "get" || a == "write" || a == "open")
+        .filter(|a| ["get", "get_active", "write", "open"].contains(&a.as_str()))
         .collect();
     let run = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
     if run("write") {
@@ -90,28 +124,19 @@ fn main() {
     }
     if run("get") {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path());
-        for n in 0..KEYS {
-            db.write(&key(n), &[0x5A; VALUE_LEN]).unwrap();
-        }
-        db.merge().unwrap();
-        let start = Instant::now();
-        let total = get_phase(&db);
-        let took = start.elapsed();
-        println!(
-            "get (zero-copy, sealed files, 1 thread): {:.0} ns/op (checksum {total})",
-            took.as_nanos() as f64 / OPS as f64
-        );
+        let db = filled(dir.path(), true);
+        time_gets(&db, "sealed files");
+        db.close().unwrap();
+    }
+    if run("get_active") {
+        let dir = tempfile::tempdir().unwrap();
+        let db = filled(dir.path(), false);
+        time_gets(&db, "active file");
         db.close().unwrap();
     }
     if run("open") {
         let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path());
-        for n in 0..KEYS {
-            db.write(&key(n), &[0x5A; VALUE_LEN]).unwrap();
-        }
-        db.merge().unwrap();
-        db.close().unwrap();
+        filled(dir.path(), true).close().unwrap();
         let start = Instant::now();
         let keys = open_phase(dir.path());
         println!(

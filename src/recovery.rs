@@ -103,7 +103,13 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         Some(tail) => tail,
         None => create_active(fs, &layout, &next_file_id, &keydir)?,
     };
-    let writer = Writer::new(active.file, active.id, active.len, loaded.max_seq + 1);
+    let writer = Writer::new(
+        active.file,
+        active.id,
+        active.len,
+        config.data_file_limit,
+        loaded.max_seq + 1,
+    );
     let engine = Engine {
         layout,
         config,

@@ -7,17 +7,22 @@ use std::path::PathBuf;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::format::FileId;
 use crate::format::record::{Record, RecordKind};
-use crate::io::mmap::Mapping;
+use crate::io::mmap::{AppendMap, Mapping};
 use crate::io::vfs::FileHandle;
 use crate::keydir::Location;
+use crate::sync::Arc;
 
 /// How a segment's bytes are reached.
 #[derive(Debug)]
 pub(crate) enum Storage {
     /// Immutable: mapped once, read zero-copy.
     Sealed(Mapping),
-    /// Being appended to by the writer (which shares the handle); read with `pread`.
-    Active(FileHandle),
+    /// Being appended to by the writer (which shares the handle and the map): read zero-copy
+    /// through the map where it has one and covers the record, else with `pread`.
+    Active {
+        file: FileHandle,
+        map: Option<Arc<AppendMap>>,
+    },
 }
 
 /// A data file in the published file set.
@@ -37,12 +42,12 @@ impl Segment {
     pub(crate) fn mapped(&self) -> Option<&[u8]> {
         match &self.storage {
             Storage::Sealed(map) => Some(map),
-            Storage::Active(_) => None,
+            Storage::Active { .. } => None,
         }
     }
 
-    /// Reads and validates the record `loc` points at and returns its value: borrowed from the
-    /// map for a sealed file, copied for the active file.
+    /// Reads and validates the record `loc` points at and returns its value: borrowed from a
+    /// map, or copied when the active file had to be read with `pread`.
     pub(crate) fn read_value(&self, key: &[u8], loc: &Location) -> Result<Cow<'_, [u8]>> {
         let len = loc.record_len(key.len()) as usize;
         match &self.storage {
@@ -51,19 +56,31 @@ impl Segment {
                     .ok()
                     .and_then(|start| map.get(start..start.checked_add(len)?))
                     .ok_or_else(|| self.corrupt(loc, CorruptionKind::Truncated))?;
-                let record = self.check(key, loc, bytes)?;
-                Ok(Cow::Borrowed(record.value))
+                Ok(Cow::Borrowed(self.check(key, loc, bytes)?.value))
             }
-            Storage::Active(file) => {
-                let mut bytes = vec![0; len];
-                file.read_at(&mut bytes, loc.offset)
-                    .context("reading active file", &self.path)?;
-                let value_start = len - loc.value_len as usize;
-                self.check(key, loc, &bytes)?;
-                bytes.drain(..value_start);
-                Ok(Cow::Owned(bytes))
+            Storage::Active { file, map } => {
+                match map.as_ref().and_then(|m| m.get(loc.offset, len)) {
+                    Some(bytes) => Ok(Cow::Borrowed(self.check(key, loc, bytes)?.value)),
+                    None => self.pread_value(file, key, loc, len),
+                }
             }
         }
+    }
+
+    fn pread_value(
+        &self,
+        file: &FileHandle,
+        key: &[u8],
+        loc: &Location,
+        len: usize,
+    ) -> Result<Cow<'_, [u8]>> {
+        let mut bytes = vec![0; len];
+        file.read_at(&mut bytes, loc.offset)
+            .context("reading active file", &self.path)?;
+        let value_start = len - loc.value_len as usize;
+        self.check(key, loc, &bytes)?;
+        bytes.drain(..value_start);
+        Ok(Cow::Owned(bytes))
     }
 
     fn check<'a>(&self, key: &[u8], loc: &Location, bytes: &'a [u8]) -> Result<Record<'a>> {

@@ -11,6 +11,7 @@ use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::format::{FileId, MAX_SEQ};
 use crate::io;
+use crate::io::mmap::AppendMap;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
 use crate::segment::{Segment, Storage};
@@ -20,6 +21,8 @@ use crate::sync::{Arc, Ordering};
 #[derive(Debug)]
 pub(crate) struct Writer {
     file: FileHandle,
+    /// Readers' zero-copy view of `file`; advanced past each record once it is written.
+    map: Option<Arc<AppendMap>>,
     file_id: FileId,
     /// Bytes in the active file; the next record goes here.
     len: u64,
@@ -30,8 +33,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(file: FileHandle, file_id: FileId, len: u64, next_seq: u64) -> Self {
+    /// The writer of the active `file`, which holds `len` finished bytes and will hold at most
+    /// about `limit` (the map is reserved that large).
+    pub(crate) fn new(
+        file: FileHandle,
+        file_id: FileId,
+        len: u64,
+        limit: u64,
+        next_seq: u64,
+    ) -> Self {
         Writer {
+            map: map_active(&file, limit, len),
             file,
             file_id,
             len,
@@ -46,7 +58,10 @@ impl Writer {
         Arc::new(Segment {
             id: self.file_id,
             path: engine.layout.data_path(self.file_id),
-            storage: Storage::Active(Arc::clone(&self.file)),
+            storage: Storage::Active {
+                file: Arc::clone(&self.file),
+                map: self.map.clone(),
+            },
         })
     }
 
@@ -97,6 +112,9 @@ impl Writer {
         record.encode_into(&mut self.buf);
         let written = self.file.write_at(&self.buf, self.len);
         self.poison_on_error(written, "appending to", engine)?;
+        if let Some(map) = &self.map {
+            map.advance(self.len + len);
+        }
         let loc = Location {
             file_id: self.file_id,
             offset: self.len,
@@ -131,6 +149,7 @@ impl Writer {
             path: sealed_path,
             storage: Storage::Sealed(map),
         });
+        self.map = map_active(&file, engine.config.data_file_limit, HEADER_LEN as u64);
         self.file = file;
         self.file_id = new_id;
         self.len = HEADER_LEN as u64;
@@ -167,4 +186,13 @@ impl Writer {
             })
             .inspect_err(|e| self.poison(e.to_string()))
     }
+}
+
+/// The map readers see the active file through. It is reserved at the size limit (a file goes
+/// past it only by one oversized record, which readers then `pread`), capped so that a huge
+/// limit does not reserve absurd address space.
+fn map_active(file: &FileHandle, limit: u64, written: u64) -> Option<Arc<AppendMap>> {
+    const MAX_RESERVE: u64 = 16 << 30;
+    file.map_appending(limit.clamp(written, MAX_RESERVE.max(written)), written)
+        .map(Arc::new)
 }

@@ -87,7 +87,7 @@ fn data_files_rotate_at_the_limit() {
 }
 
 #[test]
-fn get_is_zero_copy_for_sealed_files() {
+fn get_is_zero_copy_for_sealed_and_active_files() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_small(dir.path(), 256);
     db.write(b"old", b"sealed value").unwrap();
@@ -99,8 +99,26 @@ fn get_is_zero_copy_for_sealed_files() {
     assert!(old.is_zero_copy());
     assert_eq!(&*old, b"sealed value");
     let new = db.get(b"new").unwrap().unwrap();
-    assert!(!new.is_zero_copy());
+    assert!(new.is_zero_copy());
     assert_eq!(&*new, b"active value");
+    // A value written after the handle was taken is visible through the same active map.
+    db.write(b"newer", b"appended later").unwrap();
+    assert_eq!(&*db.get(b"newer").unwrap().unwrap(), b"appended later");
+    assert_eq!(&*new, b"active value");
+}
+
+#[test]
+fn active_record_beyond_the_reserved_map_is_read_with_pread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 256);
+    db.write(b"small", b"x").unwrap();
+    db.write(b"huge", &[7; 4096]).unwrap();
+    let huge = db.get(b"huge").unwrap().unwrap();
+    assert!(
+        !huge.is_zero_copy(),
+        "the map is reserved at the 256 B limit"
+    );
+    assert_eq!(&*huge, &[7; 4096][..]);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! while nobody changes the mapped bytes or shrinks the file (that is SIGBUS, not an error). The
 //! engine keeps these invariants, argued in full in `docs/design.md`:
 //!
-//! 1. Only sealed files are mapped. A sealed file is never written, truncated or rewritten again;
-//!    the active file, the one being appended to, is read with `pread` and never mapped.
+//! 1. A sealed file is never written, truncated or rewritten again. The active file, the one
+//!    being appended to, is mapped through [`AppendMap`], which hands out only bytes below its
+//!    `written` mark: the writer appends strictly above that mark and nothing truncates the
+//!    active file while it is mapped, so those bytes never change either.
 //! 2. The directory is held under an exclusive lock (`io::lock`), so no other handle of this
 //!    engine (in this or another process) writes files while we map them. Recovery truncates a
 //!    torn tail only before it maps that file.
@@ -24,7 +26,9 @@ use std::ops::Deref;
 use std::path::Path;
 
 use crossbeam_epoch::Guard;
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions, MmapRaw};
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{IoContext, Result};
 use crate::sync::Arc;
@@ -55,6 +59,55 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     // (invariants 1-3 of this module).
     let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
     Ok(Mapping::File(map))
+}
+
+/// A read-only map of the active file, reserved up to the file's size limit when the file
+/// becomes active, so that readers can read it zero-copy while the writer appends.
+///
+/// Only the bytes below `written` are ever handed out. Invariant (module invariant 1): bytes
+/// below `written` are complete records that are never written again, and the file is never
+/// shorter than `written` while this map exists. The map may extend past the end of the file;
+/// those pages are never touched (that would be SIGBUS), because every slice ends at or below
+/// `written`.
+#[derive(Debug)]
+pub(crate) struct AppendMap {
+    map: MmapRaw,
+    /// Length of the file's finished prefix. Only grows; set by the writer after each append.
+    written: AtomicU64,
+}
+
+impl AppendMap {
+    /// Maps `reserve` bytes of the active `file`, of which the first `written` are finished.
+    /// `None` when the map cannot be made (no address space): readers then use `pread`.
+    pub(crate) fn new(file: &File, reserve: u64, written: u64) -> Option<Self> {
+        let len = usize::try_from(reserve).ok()?;
+        let map = MmapOptions::new().len(len).map_raw_read_only(file).ok()?;
+        Some(AppendMap {
+            map,
+            written: AtomicU64::new(written),
+        })
+    }
+
+    /// The writer finished appending up to `written`: those bytes are immutable from now on.
+    /// Only the writer calls this, under its lock, with a growing `written`.
+    pub(crate) fn advance(&self, written: u64) {
+        self.written.store(written, Ordering::Release);
+    }
+
+    /// The finished bytes `start..start + len`, or `None` if any of them is not finished or
+    /// lies beyond the reserved map (the caller then falls back to `pread`).
+    pub(crate) fn get(&self, start: u64, len: usize) -> Option<&[u8]> {
+        let end = start.checked_add(len as u64)?;
+        if end > self.written.load(Ordering::Acquire) || end > self.map.len() as u64 {
+            return None;
+        }
+        // SAFETY: `start..end` lies inside the map (checked above) and below `written`, so it is
+        // within the file (no SIGBUS) and holds bytes the writer finished and will never write
+        // again, and no one truncates the active file (struct invariant). The Acquire load pairs
+        // with the Release in `advance`, so the appended bytes are visible. The slice borrows
+        // `self`, which owns the map.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len) })
+    }
 }
 
 /// A value borrowed from a mapping, kept alive by the epoch pin it carries.

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::io::mmap::{Mapping, map_file};
+use crate::io::mmap::{AppendMap, Mapping, map_file};
 use crate::sync::Arc;
 
 /// How to open a file.
@@ -60,6 +60,11 @@ pub(crate) trait VfsFile: fmt::Debug + Send + Sync {
     fn set_len(&self, len: u64) -> std::io::Result<()>;
     /// Maps the whole file read-only. Only for sealed files (see `io::mmap`).
     fn map(&self, path: &Path) -> Result<Mapping>;
+    /// Maps the active file for readers while it grows (see [`AppendMap`]); `None` where the
+    /// file system cannot, and readers then use [`VfsFile::read_at`].
+    fn map_appending(&self, _reserve: u64, _written: u64) -> Option<AppendMap> {
+        None
+    }
 }
 
 /// The real file system.
@@ -160,5 +165,9 @@ impl VfsFile for StdFile {
 
     fn map(&self, path: &Path) -> Result<Mapping> {
         map_file(&self.0, path)
+    }
+
+    fn map_appending(&self, reserve: u64, written: u64) -> Option<AppendMap> {
+        AppendMap::new(&self.0, reserve, written)
     }
 }
