@@ -2,7 +2,8 @@
 //! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
 //! (`get`, `get_active`, `write`, `open`) to run only those, and set `BITCASK_PROFILE_KEYS` to
-//! change the number of keys (200,000). To profile one phase only, run the binary under
+//! change the number of keys (200,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
+//! (filled on the first run only). To profile one phase only, run the binary under
 //! callgrind and collect inside that phase's function:
 //!
 //! ```text
@@ -64,13 +65,10 @@ fn write_phase(db: &Database) {
     }
 }
 
-/// Opens (and closes) a store of `keys()` keys that `merge()` left with hint files.
+/// Opens a store of `keys()` keys that `merge()` left with hint files.
 #[inline(never)]
-fn open_phase(dir: &std::path::Path) -> u64 {
-    let db = open(dir);
-    let keys = db.stats().num_keys;
-    db.close().unwrap();
-    keys
+fn open_phase(dir: &std::path::Path) -> Database {
+    open(dir)
 }
 
 fn open(dir: &std::path::Path) -> Database {
@@ -135,12 +133,23 @@ fn main() {
         db.close().unwrap();
     }
     if run("open") {
-        let dir = tempfile::tempdir().unwrap();
-        filled(dir.path(), true).close().unwrap();
+        // With `BITCASK_PROFILE_DIR`, the store is filled once and kept, so that a profiler
+        // started on a second run sees only the open.
+        let temp = tempfile::tempdir().unwrap();
+        let dir = std::env::var_os("BITCASK_PROFILE_DIR")
+            .map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);
+        if !dir.join("LOCK").exists() {
+            filled(&dir, true).close().unwrap();
+        }
         let start = Instant::now();
-        let keys = open_phase(dir.path());
+        let db = open_phase(&dir);
+        let opened = start.elapsed();
+        let keys = db.stats().num_keys;
+        let start = Instant::now();
+        db.close().unwrap();
+        drop(db);
         println!(
-            "open+close of {keys} keys with hint files: {:.1?}",
+            "open of {keys} keys with hint files: {opened:.1?} (then close: {:.1?})",
             start.elapsed()
         );
     }

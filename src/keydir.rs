@@ -9,7 +9,7 @@ use std::collections::HashMap as StdHashMap;
 
 use crate::format::FileId;
 use crate::format::record::encoded_len;
-use crate::sync::{KeyMap, Mutex, ProtocolBreak, broken};
+use crate::sync::{KeyMap, Mutex, ProtocolBreak, Upserted, broken};
 
 /// Where a key's newest record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,12 @@ pub(crate) struct FileUsage {
     pub max_seq: u64,
 }
 
+impl Default for FileUsage {
+    fn default() -> Self {
+        FileUsage::new(0)
+    }
+}
+
 impl FileUsage {
     pub(crate) fn new(total_bytes: u64) -> Self {
         FileUsage {
@@ -59,6 +65,13 @@ impl FileUsage {
         // Saturating: live bytes come from records the keydir trusts, and must never turn an
         // accounting slip into a panic in `stats()`.
         self.total_bytes.saturating_sub(self.live_bytes)
+    }
+
+    /// Adds the seqs and tombstones another loader of the same file saw (recovery).
+    pub(crate) fn absorb(&mut self, other: &FileUsage) {
+        self.min_seq = self.min_seq.min(other.min_seq);
+        self.max_seq = self.max_seq.max(other.max_seq);
+        self.tombstone_bytes += other.tombstone_bytes;
     }
 
     pub(crate) fn saw_seq(&mut self, seq: u64) {
@@ -89,6 +102,15 @@ impl Keydir {
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
         self.map.get(key)
+    }
+
+    /// Which of [`Keydir::shard_count`] shards `key` lives in (see `KeyMap::shard_of`).
+    pub(crate) fn shard_of(&self, key: &[u8]) -> usize {
+        self.map.shard_of(key)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.map.shard_count()
     }
 
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
@@ -166,29 +188,100 @@ impl Keydir {
         replaced == Some(true)
     }
 
-    /// Recovery: makes `loc` the key's entry unless a newer record is already known.
-    /// Ties (the same record found twice) go to the higher file id so the result is deterministic.
-    pub(crate) fn recover_put(&self, key: &[u8], loc: Location) {
-        self.map.upsert(key, loc, |present| {
+    /// Recovery: makes `loc` the key's entry unless a newer record is already known, and notes
+    /// in `live` the bytes this links and unlinks. Ties (the same record found twice) go to the
+    /// higher file id so the result is deterministic.
+    pub(crate) fn recover_put(&self, key: &[u8], loc: Location, live: &mut LiveDeltas) {
+        let upserted = self.map.upsert(key, loc, |present| {
             (loc.seq, loc.file_id) > (present.seq, present.file_id)
         });
+        match upserted {
+            Upserted::Inserted => live.link(key, &loc),
+            Upserted::Replaced(old) => {
+                live.unlink(key, &old);
+                live.link(key, &loc);
+            }
+            Upserted::Kept => {}
+        }
     }
 
     /// Recovery: drops the key's entry if it is older than a tombstone of seq `seq`.
-    pub(crate) fn recover_tombstone(&self, key: &[u8], seq: u64) {
-        self.map.remove_if(key, |loc| loc.seq < seq);
+    pub(crate) fn recover_tombstone(&self, key: &[u8], seq: u64, live: &mut LiveDeltas) {
+        if let Some(old) = self.map.remove_if(key, |loc| loc.seq < seq) {
+            live.unlink(key, &old);
+        }
     }
 
-    /// Recovery: recomputes every file's live bytes and keys from the entries.
-    pub(crate) fn recount_live(&self) {
+    /// Recovery: sets every file's live bytes and keys from what loading linked and unlinked.
+    pub(crate) fn set_live(&self, live: &LiveDeltas) {
         let mut usage = self.usage.lock();
         for file in usage.values_mut() {
             file.live_bytes = 0;
             file.live_keys = 0;
         }
+        for (file_id, delta) in &live.files {
+            if let Some(file) = usage.get_mut(file_id) {
+                file.live_bytes = delta.bytes.try_into().unwrap_or(0);
+                file.live_keys = delta.keys.try_into().unwrap_or(0);
+            }
+        }
+        #[cfg(debug_assertions)]
+        self.assert_live_matches_entries(&usage);
+    }
+
+    /// Debug builds (all tests) check the incremental accounting against a full recount.
+    #[cfg(debug_assertions)]
+    fn assert_live_matches_entries(&self, usage: &Usage) {
+        let mut recount: StdHashMap<FileId, (u64, u64)> = StdHashMap::new();
         self.map.for_each(|key, loc| {
-            linked(&mut usage, loc.file_id, loc.record_len(key.len()));
+            let file = recount.entry(loc.file_id).or_default();
+            file.0 += loc.record_len(key.len());
+            file.1 += 1;
         });
+        for (file_id, file) in usage {
+            let counted = recount.get(file_id).copied().unwrap_or_default();
+            assert_eq!(
+                (file.live_bytes, file.live_keys),
+                counted,
+                "live accounting of file {file_id}"
+            );
+        }
+    }
+}
+
+/// Live bytes and keys per file, as recovery links and unlinks entries (per loading thread,
+/// then added up). Signed: one thread may unlink what another linked.
+#[derive(Debug, Default)]
+pub(crate) struct LiveDeltas {
+    files: StdHashMap<FileId, LiveDelta, foldhash::fast::RandomState>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LiveDelta {
+    bytes: i64,
+    keys: i64,
+}
+
+impl LiveDeltas {
+    fn link(&mut self, key: &[u8], loc: &Location) {
+        self.add(loc.file_id, loc.record_len(key.len()) as i64, 1);
+    }
+
+    fn unlink(&mut self, key: &[u8], loc: &Location) {
+        self.add(loc.file_id, -(loc.record_len(key.len()) as i64), -1);
+    }
+
+    fn add(&mut self, file_id: FileId, bytes: i64, keys: i64) {
+        let delta = self.files.entry(file_id).or_default();
+        delta.bytes += bytes;
+        delta.keys += keys;
+    }
+
+    /// Adds another thread's deltas.
+    pub(crate) fn absorb(&mut self, other: &LiveDeltas) {
+        for (&file_id, delta) in &other.files {
+            self.add(file_id, delta.bytes, delta.keys);
+        }
     }
 }
 

@@ -36,11 +36,24 @@ pub(crate) struct KeyMap<V> {
 /// A key as the keydir stores it.
 type KeyBuf = smallvec::SmallVec<[u8; 16]>;
 
-impl<V> Default for KeyMap<V> {
+/// What [`KeyMap::upsert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upserted<V> {
+    Inserted,
+    /// Replaced this value.
+    Replaced(V),
+    /// Kept the present value.
+    Kept,
+}
+
+/// Shards of the keydir map. More than dashmap's default (4 per core): threads that load hint
+/// files in parallel at open, and the writer next to readers, rarely meet on one shard lock.
+#[cfg(not(loom))]
+const SHARDS: usize = 64;
+
+impl<V: Copy> Default for KeyMap<V> {
     fn default() -> Self {
-        KeyMap {
-            inner: Default::default(),
-        }
+        KeyMap::with_capacity(0)
     }
 }
 
@@ -49,26 +62,49 @@ impl<V: Copy> KeyMap<V> {
     /// An empty map with room for about `capacity` keys.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         KeyMap {
-            inner: dashmap::DashMap::with_capacity_and_hasher(capacity, Default::default()),
+            inner: dashmap::DashMap::with_capacity_and_hasher_and_shard_amount(
+                capacity,
+                Default::default(),
+                SHARDS,
+            ),
         }
     }
 
     /// Inserts `value`, or replaces the present value if `replace(present)` says so.
-    pub(crate) fn upsert(&self, key: &[u8], value: V, replace: impl FnOnce(&V) -> bool) {
+    pub(crate) fn upsert(
+        &self,
+        key: &[u8],
+        value: V,
+        replace: impl FnOnce(&V) -> bool,
+    ) -> Upserted<V> {
         match self.inner.entry(KeyBuf::from_slice(key)) {
             dashmap::Entry::Occupied(mut present) => {
                 if replace(present.get()) {
-                    present.insert(value);
+                    Upserted::Replaced(present.insert(value))
+                } else {
+                    Upserted::Kept
                 }
             }
             dashmap::Entry::Vacant(vacant) => {
                 vacant.insert(value);
+                Upserted::Inserted
             }
         }
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<V> {
         self.inner.get(key).map(|entry| *entry)
+    }
+
+    /// The shard (of [`KeyMap::shard_count`]) that holds `key`. Filling the map shard by shard
+    /// keeps one shard's table in the CPU caches while it fills, instead of missing on every
+    /// insert. (`determine_map` is the one thing the `raw-api` feature is enabled for.)
+    pub(crate) fn shard_of(&self, key: &[u8]) -> usize {
+        self.inner.determine_map(key)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        SHARDS
     }
 
     pub(crate) fn contains_key(&self, key: &[u8]) -> bool {
@@ -99,8 +135,11 @@ impl<V: Copy> KeyMap<V> {
         self.inner.remove(key).map(|(_, value)| value)
     }
 
-    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> bool {
-        self.inner.remove_if(key, |_, value| f(value)).is_some()
+    /// Removes the key's value if `f(value)` says so, and returns it.
+    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> Option<V> {
+        self.inner
+            .remove_if(key, |_, value| f(value))
+            .map(|(_, value)| value)
     }
 }
 
@@ -110,22 +149,35 @@ impl<V: Copy> KeyMap<V> {
         Self::default()
     }
 
-    pub(crate) fn upsert(&self, key: &[u8], value: V, replace: impl FnOnce(&V) -> bool) {
+    pub(crate) fn upsert(
+        &self,
+        key: &[u8],
+        value: V,
+        replace: impl FnOnce(&V) -> bool,
+    ) -> Upserted<V> {
         let mut map = self.inner.lock();
         match map.get_mut(key) {
-            Some(present) => {
-                if replace(present) {
-                    *present = value;
-                }
+            Some(present) if replace(present) => {
+                Upserted::Replaced(std::mem::replace(present, value))
             }
+            Some(_) => Upserted::Kept,
             None => {
                 map.insert(KeyBuf::from_slice(key), value);
+                Upserted::Inserted
             }
         }
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<V> {
         self.inner.lock().get(key).copied()
+    }
+
+    pub(crate) fn shard_of(&self, _key: &[u8]) -> usize {
+        0
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        1
     }
 
     pub(crate) fn contains_key(&self, key: &[u8]) -> bool {
@@ -154,13 +206,13 @@ impl<V: Copy> KeyMap<V> {
         self.inner.lock().remove(key)
     }
 
-    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> bool {
+    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> Option<V> {
         let mut map = self.inner.lock();
-        let remove = map.get(key).is_some_and(f);
-        if remove {
-            map.remove(key);
+        if map.get(key).is_some_and(f) {
+            map.remove(key)
+        } else {
+            None
         }
-        remove
     }
 }
 

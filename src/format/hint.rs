@@ -75,7 +75,7 @@ impl HintBuilder {
 }
 
 /// A hint file whose checksum, header and every entry have been validated.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct HintFile<'a> {
     /// The data file this hint describes.
     pub file_id: FileId,
@@ -118,9 +118,39 @@ impl<'a> HintFile<'a> {
 
     /// The entries, in the order they were pushed.
     pub fn entries(&self) -> impl Iterator<Item = HintEntry<'a>> + use<'a> {
+        self.positioned_entries().map(|(_, entry)| entry)
+    }
+
+    /// The entries, each with the position of its first byte among the entry bytes: the
+    /// boundaries [`HintFile::part`] splits at.
+    pub fn positioned_entries(&self) -> impl Iterator<Item = (usize, HintEntry<'a>)> + use<'a> {
         let mut r = Reader::new(self.entries);
         // Every entry was validated by `decode`, so parsing cannot fail here.
-        std::iter::from_fn(move || decode_entry(&mut r).ok())
+        std::iter::from_fn(move || {
+            let at = r.position();
+            decode_entry(&mut r).ok().map(|entry| (at, entry))
+        })
+    }
+
+    /// The entries from position `start` up to `end` (both entry boundaries from
+    /// [`HintFile::positioned_entries`], or the length of the entry bytes) as a hint of their own,
+    /// so that parts of one hint can be loaded on different threads.
+    pub fn part(&self, start: usize, end: usize) -> HintFile<'a> {
+        HintFile {
+            entries: &self.entries[start..end],
+            ..*self
+        }
+    }
+
+    /// The entry that starts at `position` (a boundary from
+    /// [`HintFile::positioned_entries`]), or `None` if no entry starts there.
+    pub fn entry_at(&self, position: usize) -> Option<HintEntry<'a>> {
+        decode_entry(&mut Reader::new(self.entries.get(position..)?)).ok()
+    }
+
+    /// Length of the entry bytes: the end of the last part.
+    pub fn entries_len(&self) -> usize {
+        self.entries.len()
     }
 }
 
@@ -187,6 +217,23 @@ mod tests {
             rebuilt.push(entry);
         }
         assert_eq!(rebuilt.finish(hint.data_len), bytes);
+    }
+
+    #[test]
+    fn parts_at_entry_boundaries_hold_exactly_their_entries() {
+        let bytes = sample();
+        let hint = HintFile::decode(&bytes).unwrap();
+        let starts: Vec<usize> = hint.positioned_entries().map(|(at, _)| at).collect();
+        assert_eq!(starts[0], 0);
+        let first = hint.part(0, starts[1]);
+        let second = hint.part(starts[1], hint.entries_len());
+        assert_eq!(
+            first.entries().map(|e| e.key).collect::<Vec<_>>(),
+            [b"alpha"]
+        );
+        assert_eq!(second.entries().map(|e| e.seq).collect::<Vec<_>>(), [6]);
+        assert_eq!((second.file_id, second.data_len), (9, 367));
+        assert_eq!(hint.entry_at(starts[1]).unwrap().seq, 6);
     }
 
     #[test]

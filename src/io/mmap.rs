@@ -53,10 +53,11 @@ impl Deref for Mapping {
     }
 }
 
-/// Maps a sealed file read-only.
+/// Maps a sealed data file or a hint file read-only.
 pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
-    // SAFETY: the file is sealed: no one writes, truncates or rewrites it while it is mapped
-    // (invariants 1-3 of this module).
+    // SAFETY: the file is a sealed data file or a hint file: no one writes, truncates or
+    // rewrites either while it is mapped (invariants 1-3 of this module; a hint file is written
+    // to a temporary name, renamed into place and afterwards only deleted).
     let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
     Ok(Mapping::File(map))
 }

@@ -11,21 +11,23 @@ use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fileset::{FileSet, Files};
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
-use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN, HintFile};
-use crate::format::record::{self, RecordKind, encoded_len};
+use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN};
+use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::Layout;
 use crate::io::lock::DirLock;
 use crate::io::vfs::{EntryKind, FileHandle, OpenMode, Vfs};
-use crate::keydir::{FileUsage, Keydir, Location};
+use crate::keydir::{FileUsage, Keydir, LiveDeltas, Location};
 use crate::options::Config;
 use crate::segment::{Segment, Storage};
 use crate::sync::{Arc, AtomicBool, AtomicU32, Mutex};
 use crate::writer::Writer;
 use crate::{io, merge};
 
+mod hints;
+
 /// A data file found on disk, its header checked.
-struct FoundFile {
+pub(super) struct FoundFile {
     id: FileId,
     path: PathBuf,
     kind: FileKind,
@@ -35,10 +37,24 @@ struct FoundFile {
 
 /// What loading the files learned beyond the keydir itself.
 #[derive(Default)]
-struct Loaded {
+pub(super) struct Loaded {
     /// Newest tombstone seq per key; applied after every put is known.
     tombstones: HashMap<Vec<u8>, u64>,
     max_seq: u64,
+    /// Live bytes and keys per file, as entries were linked and unlinked.
+    live: LiveDeltas,
+}
+
+impl Loaded {
+    /// Adds what another loader of the same store learned.
+    fn absorb(&mut self, other: Loaded) {
+        self.max_seq = self.max_seq.max(other.max_seq);
+        self.live.absorb(&other.live);
+        for (key, seq) in other.tombstones {
+            let newest = self.tombstones.entry(key).or_insert(0);
+            *newest = (*newest).max(seq);
+        }
+    }
 }
 
 /// Opens the store described by `config`.
@@ -94,9 +110,9 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         }
     }
     for (key, seq) in &loaded.tombstones {
-        keydir.recover_tombstone(key, *seq);
+        keydir.recover_tombstone(key, *seq, &mut loaded.live);
     }
-    keydir.recount_live();
+    keydir.set_live(&loaded.live);
 
     let next_file_id = AtomicU32::new(next_id);
     let active = match reusable_tail {
@@ -196,7 +212,7 @@ fn recover_sealed(
 ) -> Result<Arc<Segment>> {
     let map = file.file.map(&file.path)?;
     let mut usage = FileUsage::new(file.len);
-    if !load_hint(fs, layout, &file, keydir, loaded, &mut usage) {
+    if !hints::load(fs, layout, &file, keydir, loaded, &mut usage) {
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
             let rec = decoded.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
             let loc = location(file.id, offset, rec.value.len(), rec.seq);
@@ -209,50 +225,6 @@ fn recover_sealed(
         path: file.path,
         storage: Storage::Sealed(map),
     }))
-}
-
-/// Applies a valid hint file; returns false (having applied nothing) if there is none or it is
-/// stale or damaged, so the caller scans instead.
-fn load_hint(
-    fs: &dyn Vfs,
-    layout: &Layout,
-    file: &FoundFile,
-    keydir: &Keydir,
-    loaded: &mut Loaded,
-    usage: &mut FileUsage,
-) -> bool {
-    let Ok(bytes) = fs.read_all(&layout.hint_path(file.id)) else {
-        return false;
-    };
-    let Ok(hint) = HintFile::decode(&bytes) else {
-        return false;
-    };
-    let consistent =
-        hint.file_id == file.id && hint.data_len == file.len && entries_fit(&hint, file.len);
-    if !consistent {
-        return false;
-    }
-    for entry in hint.entries() {
-        let loc = location(file.id, entry.offset, entry.value_len as usize, entry.seq);
-        apply(keydir, loaded, usage, entry.kind, entry.key, loc);
-    }
-    true
-}
-
-/// Whether every hint entry lies inside the data file, in file order, without overlapping
-/// another: what the merge that wrote it produced. Anything else cannot be trusted as an index.
-fn entries_fit(hint: &HintFile, file_len: u64) -> bool {
-    let mut next_free = HEADER_LEN as u64;
-    hint.entries().all(|entry| {
-        let len = encoded_len(entry.key.len(), entry.value_len as usize);
-        match entry.offset.checked_add(len) {
-            Some(end) if entry.offset >= next_free && end <= file_len => {
-                next_free = end;
-                true
-            }
-            _ => false,
-        }
-    })
 }
 
 /// Scans the newest writer file, cutting off everything from its first invalid record on (a
@@ -350,7 +322,7 @@ fn create_active(
     })
 }
 
-fn location(file_id: FileId, offset: u64, value_len: usize, seq: u64) -> Location {
+pub(super) fn location(file_id: FileId, offset: u64, value_len: usize, seq: u64) -> Location {
     Location {
         file_id,
         offset,
@@ -360,7 +332,7 @@ fn location(file_id: FileId, offset: u64, value_len: usize, seq: u64) -> Locatio
 }
 
 /// Folds one record into the keydir under newest-seq-wins.
-fn apply(
+pub(super) fn apply(
     keydir: &Keydir,
     loaded: &mut Loaded,
     usage: &mut FileUsage,
@@ -371,7 +343,7 @@ fn apply(
     loaded.max_seq = loaded.max_seq.max(loc.seq);
     usage.saw_seq(loc.seq);
     match kind {
-        RecordKind::Put => keydir.recover_put(key, loc),
+        RecordKind::Put => keydir.recover_put(key, loc, &mut loaded.live),
         RecordKind::Tombstone => {
             usage.tombstone_bytes += loc.record_len(key.len());
             let newest = loaded.tombstones.entry(key.to_vec()).or_insert(0);
