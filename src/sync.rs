@@ -146,7 +146,9 @@ impl<V: Copy> KeyMap<V> {
 #[cfg(loom)]
 impl<V: Copy> KeyMap<V> {
     pub(crate) fn with_capacity(_capacity: usize) -> Self {
-        Self::default()
+        KeyMap {
+            inner: Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     pub(crate) fn upsert(
