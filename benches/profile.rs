@@ -1,7 +1,8 @@
 //! Single-thread hot loops of random `get` (from sealed files after a merge, and from the active
 //! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
-//! (`get`, `get_active`, `write`, `open`) to run only those, and set `BITCASK_PROFILE_KEYS` to
+//! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads) to run
+//! only those, and set `BITCASK_PROFILE_KEYS` to
 //! change the number of keys (200,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
 //! (filled on the first run only). To profile one phase only, run the binary under
 //! callgrind and collect inside that phase's function:
@@ -102,10 +103,42 @@ fn time_gets(db: &Database, what: &str) {
     );
 }
 
+/// Writes of 100 B values under `SyncPolicy::Always` from `threads` threads sharing one handle
+/// for `seconds`; returns writes per second.
+fn always_phase(threads: u64, seconds: f64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .sync_policy(SyncPolicy::Always)
+        .background_merge(false)
+        .open()
+        .unwrap();
+    let start = Instant::now();
+    let writes: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let db = &db;
+                scope.spawn(move || {
+                    let mut n = 0;
+                    while start.elapsed().as_secs_f64() < seconds {
+                        db.write(&key((t << 32) | (n % 1000)), &[0x5A; VALUE_LEN])
+                            .unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let rate = writes as f64 / start.elapsed().as_secs_f64();
+    db.close().unwrap();
+    rate
+}
+
 fn main() {
     let phases: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| ["get", "get_active", "write", "open"].contains(&a.as_str()))
+        .filter(|a| ["get", "get_active", "write", "open", "always"].contains(&a.as_str()))
         .collect();
     let run = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
     if run("write") {
@@ -131,6 +164,23 @@ fn main() {
         let db = filled(dir.path(), false);
         time_gets(&db, "active file");
         db.close().unwrap();
+    }
+    if run("always") {
+        // Alternating 1 and 4 threads, so that both see the same disk weather.
+        let (mut one, mut four) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            one.push(always_phase(1, 2.0));
+            four.push(always_phase(4, 2.0));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (one, four) = (median(&mut one), median(&mut four));
+        println!(
+            "writes under SyncPolicy::Always (100 B), medians of 3 runs of 2 s: 1 thread {one:.0}/s, 4 threads {four:.0}/s ({:.2}x)",
+            four / one
+        );
     }
     if run("open") {
         // With `BITCASK_PROFILE_DIR`, the store is filled once and kept, so that a profiler
