@@ -3,7 +3,8 @@
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
 //! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads) to run
 //! only those, and set `BITCASK_PROFILE_KEYS` to
-//! change the number of keys (200,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
+//! change the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations per get or write
+//! phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
 //! (filled on the first run only). To profile one phase only, run the binary under
 //! callgrind and collect inside that phase's function:
 //!
@@ -19,7 +20,13 @@ use std::time::Instant;
 
 use bitcask::{Config, Database, SyncPolicy};
 
-const OPS: u64 = 500_000;
+/// Operations per get or write phase: `BITCASK_PROFILE_OPS`, or 500,000.
+fn ops() -> u64 {
+    std::env::var("BITCASK_PROFILE_OPS")
+        .ok()
+        .and_then(|ops| ops.parse().ok())
+        .unwrap_or(500_000)
+}
 const VALUE_LEN: usize = 100;
 
 fn keys() -> u64 {
@@ -42,26 +49,26 @@ fn next(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// `OPS` zero-copy gets of random existing keys.
+/// `ops()` zero-copy gets of random existing keys.
 #[inline(never)]
 fn get_phase(db: &Database) -> usize {
     let keys = keys();
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut total = 0;
-    for _ in 0..OPS {
+    for _ in 0..ops() {
         let value = db.get(&key(next(&mut state) % keys)).unwrap().unwrap();
         total += value[0] as usize;
     }
     total
 }
 
-/// `OPS` writes of 100 B values over `keys()` keys, no sync.
+/// `ops()` writes of 100 B values over `keys()` keys, no sync.
 #[inline(never)]
 fn write_phase(db: &Database) {
     let value = [0x5A; VALUE_LEN];
     let keys = keys();
     let mut state = 0x2545_F491_4F6C_DD1Du64;
-    for _ in 0..OPS {
+    for _ in 0..ops() {
         db.write(&key(next(&mut state) % keys), &value).unwrap();
     }
 }
@@ -99,7 +106,7 @@ fn time_gets(db: &Database, what: &str) {
     let took = start.elapsed();
     println!(
         "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total})",
-        took.as_nanos() as f64 / OPS as f64
+        took.as_nanos() as f64 / ops() as f64
     );
 }
 
@@ -149,7 +156,7 @@ fn main() {
         let took = start.elapsed();
         println!(
             "write (no sync, 100 B): {:.0} ns/op",
-            took.as_nanos() as f64 / OPS as f64
+            took.as_nanos() as f64 / ops() as f64
         );
         db.close().unwrap();
     }
