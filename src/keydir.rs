@@ -148,17 +148,13 @@ impl Keydir {
     /// The writer appended a put for `key` at `loc`; it is now the key's newest record.
     pub(crate) fn put(&self, key: &[u8], loc: Location) {
         let len = loc.record_len(key.len());
-        let replaced = self.map.update(key, |entry| {
-            let old = std::mem::replace(entry, loc);
+        self.map.insert_then(key, loc, |replaced| {
             let mut usage = self.usage.lock();
             appended(&mut usage, loc.file_id, len, loc.seq, true);
-            unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+            if let Some(old) = replaced {
+                unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+            }
         });
-        if replaced.is_none() {
-            // Only the writer inserts, so no one can insert `key` between the miss and here.
-            self.map.insert(key, loc);
-            appended(&mut self.usage.lock(), loc.file_id, len, loc.seq, true);
-        }
     }
 
     /// The writer appended a tombstone for `key` at `loc`.

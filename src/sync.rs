@@ -127,8 +127,21 @@ impl<V: Copy> KeyMap<V> {
         self.inner.get_mut(key).map(|mut entry| f(&mut entry))
     }
 
-    pub(crate) fn insert(&self, key: &[u8], value: V) -> Option<V> {
-        self.inner.insert(KeyBuf::from_slice(key), value)
+    /// Sets the key's value, then calls `then` with the value it replaced, still under the
+    /// key's shard lock (one hash lookup whether or not the key was present).
+    pub(crate) fn insert_then<R>(
+        &self,
+        key: &[u8],
+        value: V,
+        then: impl FnOnce(Option<V>) -> R,
+    ) -> R {
+        match self.inner.entry(KeyBuf::from_slice(key)) {
+            dashmap::Entry::Occupied(mut present) => then(Some(present.insert(value))),
+            dashmap::Entry::Vacant(vacant) => {
+                let _locked = vacant.insert(value);
+                then(None)
+            }
+        }
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Option<V> {
@@ -200,8 +213,15 @@ impl<V: Copy> KeyMap<V> {
         self.inner.lock().get_mut(key).map(f)
     }
 
-    pub(crate) fn insert(&self, key: &[u8], value: V) -> Option<V> {
-        self.inner.lock().insert(KeyBuf::from_slice(key), value)
+    pub(crate) fn insert_then<R>(
+        &self,
+        key: &[u8],
+        value: V,
+        then: impl FnOnce(Option<V>) -> R,
+    ) -> R {
+        let mut map = self.inner.lock();
+        let old = map.insert(KeyBuf::from_slice(key), value);
+        then(old)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Option<V> {
