@@ -27,10 +27,6 @@ pub(crate) struct GroupCommit {
     synced: Condvar,
     /// The highest seq any writer is waiting for (read by a gathering leader without the lock).
     waiting_upto: AtomicU64,
-    /// Writers inside `wait_durable` now, and the most there were at once since the last leader
-    /// started: the writers the next leader can expect to gather.
-    waiting: AtomicU64,
-    peak_waiting: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -41,7 +37,8 @@ struct State {
     leader_active: bool,
     /// An fsync failed: nothing later can be promised durable.
     failed: Option<String>,
-    /// Records the last fsync made durable, and how long it took: what the next leader gathers.
+    /// Records the last fsync made durable, and how long the fsync took: what the next leader
+    /// gathers, and for how long at most.
     last_batch: u64,
     last_sync: Duration,
 }
@@ -50,14 +47,6 @@ impl GroupCommit {
     /// Returns once every record up to `seq` is durable.
     pub(crate) fn wait_durable(&self, engine: &Engine, seq: u64) -> Result<()> {
         self.waiting_upto.fetch_max(seq, Ordering::Relaxed);
-        let waiting = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak_waiting.fetch_max(waiting, Ordering::Relaxed);
-        let durable = self.wait_durable_registered(engine, seq);
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        durable
-    }
-
-    fn wait_durable_registered(&self, engine: &Engine, seq: u64) -> Result<()> {
         let mut state = self.state.lock();
         loop {
             if state.durable_seq >= seq {
@@ -76,16 +65,16 @@ impl GroupCommit {
             state.leader_active = true;
             let (durable, batch, budget) =
                 (state.durable_seq, state.last_batch, state.last_sync / 2);
-            let started = Instant::now();
-            let synced = MutexGuard::unlocked(&mut state, || {
+            let (synced, took) = MutexGuard::unlocked(&mut state, || {
                 self.gather(durable, batch, budget);
-                sync_active(engine)
+                let started = Instant::now();
+                (sync_active(engine), started.elapsed())
             });
             state.leader_active = false;
             match &synced {
                 Ok(upto) => {
                     state.last_batch = upto.saturating_sub(state.durable_seq);
-                    state.last_sync = started.elapsed();
+                    state.last_sync = took;
                     state.durable_seq = state.durable_seq.max(*upto);
                 }
                 Err(e) => {
@@ -96,9 +85,7 @@ impl GroupCommit {
             synced?;
         }
     }
-}
 
-impl GroupCommit {
     /// Spins (yielding) for up to `budget` until `batch` records past `durable` are waiting.
     fn gather(&self, durable: u64, batch: u64, budget: Duration) {
         if cfg!(loom) || batch <= 1 {
