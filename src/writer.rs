@@ -193,6 +193,6 @@ impl Writer {
 /// limit does not reserve absurd address space.
 fn map_active(file: &FileHandle, limit: u64, written: u64) -> Option<Arc<AppendMap>> {
     const MAX_RESERVE: u64 = 16 << 30;
-    file.map_appending(limit.clamp(written, MAX_RESERVE.max(written)), written)
+    file.map_appending(limit.min(MAX_RESERVE).max(written), written)
         .map(Arc::new)
 }

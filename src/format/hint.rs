@@ -142,12 +142,6 @@ impl<'a> HintFile<'a> {
         }
     }
 
-    /// The entry that starts at `position` (a boundary from
-    /// [`HintFile::positioned_entries`]), or `None` if no entry starts there.
-    pub fn entry_at(&self, position: usize) -> Option<HintEntry<'a>> {
-        decode_entry(&mut Reader::new(self.entries.get(position..)?)).ok()
-    }
-
     /// Length of the entry bytes: the end of the last part.
     pub fn entries_len(&self) -> usize {
         self.entries.len()
@@ -233,7 +227,6 @@ mod tests {
         );
         assert_eq!(second.entries().map(|e| e.seq).collect::<Vec<_>>(), [6]);
         assert_eq!((second.file_id, second.data_len), (9, 367));
-        assert_eq!(hint.entry_at(starts[1]).unwrap().seq, 6);
     }
 
     #[test]

@@ -131,7 +131,8 @@ fn apply_parts(
     }
 }
 
-/// Each part's entries that fall in `shards`, by shard, in part order.
+/// Each part's entries that fall in `shards`, by shard (in no particular order of parts: the
+/// order entries are applied in does not matter).
 fn group_parts(
     hint: &HintFile,
     parts: &[Range<usize>],
@@ -139,16 +140,13 @@ fn group_parts(
     file_id: FileId,
     keydir: &Keydir,
 ) -> Vec<Grouped> {
-    let mut grouped: Vec<(usize, Grouped)> = in_parallel(parts.len(), |part, done: &mut Vec<_>| {
+    in_parallel(parts.len(), |part, done: &mut Vec<_>| {
         let entries = hint.part(parts[part].start, parts[part].end);
-        let by_shard = group_by_shard(&entries, shards.clone(), file_id, keydir);
-        done.push((part, by_shard));
+        done.push(group_by_shard(&entries, shards.clone(), file_id, keydir));
     })
     .into_iter()
     .flatten()
-    .collect();
-    grouped.sort_unstable_by_key(|(part, _)| *part);
-    grouped.into_iter().map(|(_, by_shard)| by_shard).collect()
+    .collect()
 }
 
 /// The entries whose key falls in one of `shards`, indexed from the first of them.
