@@ -15,7 +15,7 @@ use crate::io::layout::Layout;
 use crate::io::lock::DirLock;
 use crate::io::mmap::pinned_value;
 use crate::io::vfs::Vfs;
-use crate::keydir::{Keydir, Location};
+use crate::keydir::Keydir;
 use crate::merge::{MergeCounters, MergeState};
 use crate::options::{Config, SyncPolicy};
 use crate::sync::{AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering};
@@ -68,34 +68,34 @@ impl Engine {
                 max: MAX_VALUE_LEN,
             });
         }
-        let loc = {
+        let seq = {
             let mut writer = self.lock_writer()?;
-            let loc = writer.append(self, RecordKind::Put, key, value)?;
-            self.keydir.put(key, loc);
-            loc
+            let (loc, seq) = writer.append(self, RecordKind::Put, key, value)?;
+            self.keydir.put(key, loc, seq);
+            seq
         };
-        self.commit(loc)
+        self.commit(seq)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> Result<()> {
         check_key(key)?;
-        let loc = {
+        let seq = {
             let mut writer = self.lock_writer()?;
             // Only the writer adds keys, so under its lock this answer cannot go stale.
             if !self.keydir.contains(key) {
                 return Ok(());
             }
-            let loc = writer.append(self, RecordKind::Tombstone, key, b"")?;
-            self.keydir.remove(key, loc);
-            loc
+            let (loc, seq) = writer.append(self, RecordKind::Tombstone, key, b"")?;
+            self.keydir.remove(key, loc, seq);
+            seq
         };
-        self.commit(loc)
+        self.commit(seq)
     }
 
-    /// Under `SyncPolicy::Always`, waits until the record at `loc` is durable.
-    fn commit(&self, loc: Location) -> Result<()> {
+    /// Under `SyncPolicy::Always`, waits until the record of seq `seq` is durable.
+    fn commit(&self, seq: u64) -> Result<()> {
         if self.config.sync == SyncPolicy::Always {
-            self.commits.wait_durable(self, loc.seq)
+            self.commits.wait_durable(self, seq)
         } else {
             Ok(())
         }

@@ -137,6 +137,10 @@ pub enum CorruptionKind {
     /// the merge that retired the file); a bug rather than damage on disk.
     #[error("the index points into a data file that is not open")]
     MissingFile,
+    /// A record starts 4 GiB or more into its data file, further than the index can address
+    /// (no version of this engine writes such a file; see `MAX_DATA_FILE_LIMIT`).
+    #[error("a record starts 4 GiB or more into its file, beyond what the index addresses")]
+    OffsetTooLarge,
 }
 
 /// Attaches what the engine was doing and the path to an `io::Error`.

@@ -11,17 +11,33 @@ use crate::format::FileId;
 use crate::format::record::encoded_len;
 use crate::sync::{KeyMap, Mutex, ProtocolBreak, Upserted, broken};
 
-/// Where a key's newest record lives.
+/// Where a key's newest record lives. Its seq is not kept (8 bytes a key): the writer knows it
+/// while it appends, and recovery, the one place that compares seqs, reads what it needs (see
+/// `recovery::order`). Offsets are 32-bit, which is why data files are at most 4 GiB
+/// ([`crate::MAX_DATA_FILE_LIMIT`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Location {
     pub file_id: FileId,
     /// Offset of the record's first byte in its file.
-    pub offset: u64,
+    pub offset: u32,
     pub value_len: u32,
-    pub seq: u64,
 }
 
 impl Location {
+    /// The location of a record at `offset`, if the offset is one the keydir can hold.
+    pub(crate) fn new(file_id: FileId, offset: u64, value_len: usize) -> Option<Location> {
+        Some(Location {
+            file_id,
+            offset: u32::try_from(offset).ok()?,
+            value_len: u32::try_from(value_len).ok()?,
+        })
+    }
+
+    /// Offset of the record's first byte in its file.
+    pub(crate) fn start(&self) -> u64 {
+        u64::from(self.offset)
+    }
+
     /// Length of the whole record on disk.
     pub(crate) fn record_len(&self, key_len: usize) -> u64 {
         encoded_len(key_len, self.value_len as usize)
@@ -86,7 +102,7 @@ pub(crate) type Usage = StdHashMap<FileId, FileUsage, foldhash::fast::RandomStat
 /// The concurrent index from key to location.
 #[derive(Debug, Default)]
 pub(crate) struct Keydir {
-    map: KeyMap<Location>,
+    map: KeyMap,
     /// Lock order: a map shard first, then `usage`; never the other way round.
     usage: Mutex<Usage>,
 }
@@ -145,24 +161,25 @@ impl Keydir {
         self.usage.lock().clone()
     }
 
-    /// The writer appended a put for `key` at `loc`; it is now the key's newest record.
-    pub(crate) fn put(&self, key: &[u8], loc: Location) {
+    /// The writer appended a put of seq `seq` for `key` at `loc`; it is now the key's newest
+    /// record.
+    pub(crate) fn put(&self, key: &[u8], loc: Location, seq: u64) {
         let len = loc.record_len(key.len());
         self.map.insert_then(key, loc, |replaced| {
             let mut usage = self.usage.lock();
-            appended(&mut usage, loc.file_id, len, loc.seq, true);
+            appended(&mut usage, loc.file_id, len, seq, true);
             if let Some(old) = replaced {
                 unlinked(&mut usage, old.file_id, old.record_len(key.len()));
             }
         });
     }
 
-    /// The writer appended a tombstone for `key` at `loc`.
-    pub(crate) fn remove(&self, key: &[u8], loc: Location) {
+    /// The writer appended a tombstone of seq `seq` for `key` at `loc`.
+    pub(crate) fn remove(&self, key: &[u8], loc: Location, seq: u64) {
         let len = loc.record_len(key.len());
         let removed = self.map.remove(key);
         let mut usage = self.usage.lock();
-        appended(&mut usage, loc.file_id, len, loc.seq, false);
+        appended(&mut usage, loc.file_id, len, seq, false);
         if let Some(old) = removed {
             unlinked(&mut usage, old.file_id, old.record_len(key.len()));
         }
@@ -171,27 +188,27 @@ impl Keydir {
     /// Points `key` at `new` only if it still points at `expected` (merge's copy of a record);
     /// a concurrent write or remove of the key always wins.
     pub(crate) fn replace_if(&self, key: &[u8], expected: Location, new: Location) -> bool {
-        let replaced = self.map.update(key, |entry| {
-            if *entry != expected && !broken(ProtocolBreak::UnconditionalRepoint) {
-                return false;
+        self.map.repoint(key, |present| {
+            if *present != expected && !broken(ProtocolBreak::UnconditionalRepoint) {
+                return None;
             }
-            let old = std::mem::replace(entry, new);
             let mut usage = self.usage.lock();
-            unlinked(&mut usage, old.file_id, old.record_len(key.len()));
+            unlinked(&mut usage, present.file_id, present.record_len(key.len()));
             linked(&mut usage, new.file_id, new.record_len(key.len()));
-            true
-        });
-        replaced == Some(true)
+            Some(new)
+        })
     }
 
-    /// Recovery: makes `loc` the key's entry unless a newer record is already known, and notes
-    /// in `live` the bytes this links and unlinks. Ties (the same record found twice) go to the
-    /// higher file id so the result is deterministic.
-    pub(crate) fn recover_put(&self, key: &[u8], loc: Location, live: &mut LiveDeltas) {
-        let upserted = self.map.upsert(key, loc, |present| {
-            (loc.seq, loc.file_id) > (present.seq, present.file_id)
-        });
-        match upserted {
+    /// Recovery: makes `loc` the key's entry unless `replaces(present)` says the present entry
+    /// is newer, and notes in `live` the bytes this links and unlinks.
+    pub(crate) fn recover_put(
+        &self,
+        key: &[u8],
+        loc: Location,
+        replaces: impl FnOnce(&Location) -> bool,
+        live: &mut LiveDeltas,
+    ) {
+        match self.map.upsert(key, loc, replaces) {
             Upserted::Inserted => live.link(key, &loc),
             Upserted::Replaced(old) => {
                 live.unlink(key, &old);
@@ -201,9 +218,15 @@ impl Keydir {
         }
     }
 
-    /// Recovery: drops the key's entry if it is older than a tombstone of seq `seq`.
-    pub(crate) fn recover_tombstone(&self, key: &[u8], seq: u64, live: &mut LiveDeltas) {
-        if let Some(old) = self.map.remove_if(key, |loc| loc.seq < seq) {
+    /// Recovery: drops the key's entry if `removes(present)` says the key's newest tombstone is
+    /// newer than it.
+    pub(crate) fn recover_tombstone(
+        &self,
+        key: &[u8],
+        removes: impl FnOnce(&Location) -> bool,
+        live: &mut LiveDeltas,
+    ) {
+        if let Some(old) = self.map.remove_if(key, removes) {
             live.unlink(key, &old);
         }
     }

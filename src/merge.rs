@@ -284,13 +284,11 @@ fn repoint_keydir(engine: &Engine, output: &Finished) {
         return; // unreachable: we built it; the keydir then keeps pointing at valid old copies
     };
     for (entry, source) in hint.entries().zip(&output.sources) {
-        if let Some(old) = source {
-            let new = Location {
-                file_id: output.id,
-                offset: entry.offset,
-                value_len: entry.value_len,
-                seq: entry.seq,
-            };
+        // Outputs start records below the data file limit, so the location always exists.
+        if let (Some(old), Some(new)) = (
+            source,
+            Location::new(output.id, entry.offset, entry.value_len as usize),
+        ) {
             engine.keydir.replace_if(entry.key, *old, new);
         }
     }
@@ -337,7 +335,7 @@ fn copy_inputs(
             match rec.kind {
                 RecordKind::Put => {
                     let current = engine.keydir.get(rec.key);
-                    if current.is_some_and(|loc| loc.file_id == segment.id && loc.offset == offset)
+                    if current.is_some_and(|loc| loc.file_id == segment.id && loc.start() == offset)
                     {
                         writer.copy(&rec, raw, current)?;
                     }

@@ -11,12 +11,17 @@ use crate::{Database, Result};
 /// Default size at which the active data file is sealed and a new one started.
 pub const DEFAULT_DATA_FILE_LIMIT: u64 = 256 * 1024 * 1024;
 
+/// The largest data file limit: 4 GiB. The keydir holds 32-bit record offsets (4 bytes a key
+/// less than 64-bit ones), and every record starts below the limit.
+pub const MAX_DATA_FILE_LIMIT: u64 = 1 << 32;
+
 /// The original README's options: a directory and a data file size limit.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Directory holding the store; created if missing.
     pub base_dir: PathBuf,
-    /// Size in bytes at which the active data file is sealed and a new one started.
+    /// Size in bytes at which the active data file is sealed and a new one started; at most
+    /// [`MAX_DATA_FILE_LIMIT`] (4 GiB).
     pub data_file_limit: u64,
 }
 
@@ -101,7 +106,7 @@ impl Config {
     }
 
     /// Seals the active data file once the next record would take it past `bytes`. A record
-    /// larger than the limit gets a file of its own.
+    /// larger than the limit gets a file of its own. At most [`MAX_DATA_FILE_LIMIT`] (4 GiB).
     pub fn data_file_limit(mut self, bytes: u64) -> Self {
         self.data_file_limit = bytes;
         self
@@ -143,6 +148,9 @@ impl Config {
         let policy = &self.merge_policy;
         if self.data_file_limit == 0 {
             return invalid("data_file_limit must be at least 1 byte");
+        }
+        if self.data_file_limit > MAX_DATA_FILE_LIMIT {
+            return invalid("data_file_limit must be at most 4 GiB (MAX_DATA_FILE_LIMIT)");
         }
         if !(0.0..=1.0).contains(&policy.trigger_fragmentation)
             || !(0.0..=1.0).contains(&policy.threshold_fragmentation)

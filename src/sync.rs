@@ -9,6 +9,10 @@
 pub(crate) use std::sync::Arc;
 
 #[cfg(not(loom))]
+use crate::format::FileId;
+use crate::keydir::Location;
+
+#[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,31 +22,31 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 #[cfg(loom)]
 pub(crate) use loom_shim::{Condvar, Mutex, MutexGuard};
 
-/// A concurrent map from byte-string keys to small `Copy` values: the keydir's storage. Every
-/// method is atomic for its key; closures run while the key's shard is locked.
+/// The keydir's storage: a concurrent map from byte-string keys to [`Location`]s. Every method is
+/// atomic for its key; closures run while the key's shard is locked.
 ///
 /// Hashing is foldhash with a per-process random seed: several times faster than SipHash on
 /// short keys, and still keyed, so callers cannot aim keys at one bucket without knowing it.
-/// Keys up to 16 bytes are stored inline in the table (no allocation, no pointer to chase on
-/// lookup); longer ones on the heap.
+///
+/// A bucket is 32 bytes: a 24-byte [`StoredKey`] (keys up to 18 bytes inline, no pointer to
+/// chase on lookup; longer ones on the heap), which also carries the value length in what would
+/// otherwise be padding, and an 8-byte [`Place`] (file id, offset). A plain `(key, Location)`
+/// pair would take 40, and hashbrown's tables hold about two buckets per key.
 #[derive(Debug)]
-pub(crate) struct KeyMap<V> {
+pub(crate) struct KeyMap {
     #[cfg(not(loom))]
-    inner: dashmap::DashMap<KeyBuf, V, foldhash::fast::RandomState>,
+    inner: dashmap::DashMap<StoredKey, Place, foldhash::fast::RandomState>,
     #[cfg(loom)]
-    inner: Mutex<std::collections::HashMap<KeyBuf, V>>,
+    inner: Mutex<std::collections::HashMap<Vec<u8>, Location>>,
 }
-
-/// A key as the keydir stores it.
-type KeyBuf = smallvec::SmallVec<[u8; 16]>;
 
 /// What [`KeyMap::upsert`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Upserted<V> {
+pub(crate) enum Upserted {
     Inserted,
-    /// Replaced this value.
-    Replaced(V),
-    /// Kept the present value.
+    /// Replaced this location.
+    Replaced(Location),
+    /// Kept the present location.
     Kept,
 }
 
@@ -51,14 +55,124 @@ pub(crate) enum Upserted<V> {
 #[cfg(not(loom))]
 const SHARDS: usize = 64;
 
-impl<V: Copy> Default for KeyMap<V> {
+impl Default for KeyMap {
     fn default() -> Self {
         KeyMap::with_capacity(0)
     }
 }
 
+/// Keys up to this long are stored inside the bucket.
 #[cfg(not(loom))]
-impl<V: Copy> KeyMap<V> {
+const INLINE_KEY: usize = 18;
+
+/// A key as the table stores it, with the value length of its location: the one part of a
+/// location that stays the same when merge moves the record, and that fits in the bytes the
+/// key's layout leaves free. Hashes and compares as its key bytes alone.
+#[cfg(not(loom))]
+#[derive(Debug, Clone)]
+enum StoredKey {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY],
+        value_len: u32,
+    },
+    Heap {
+        bytes: Box<[u8]>,
+        value_len: u32,
+    },
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<StoredKey>() == 24);
+
+/// The rest of a location: where the record is.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    file_id: FileId,
+    offset: u32,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Place>() == 8);
+
+#[cfg(not(loom))]
+impl StoredKey {
+    fn new(key: &[u8], value_len: u32) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            StoredKey::Inline {
+                len: key.len() as u8,
+                bytes,
+                value_len,
+            }
+        } else {
+            StoredKey::Heap {
+                bytes: key.into(),
+                value_len,
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes, .. } => &bytes[..usize::from(*len)],
+            StoredKey::Heap { bytes, .. } => bytes,
+        }
+    }
+
+    fn value_len(&self) -> u32 {
+        match self {
+            StoredKey::Inline { value_len, .. } | StoredKey::Heap { value_len, .. } => *value_len,
+        }
+    }
+
+    fn location(&self, place: Place) -> Location {
+        Location {
+            file_id: place.file_id,
+            offset: place.offset,
+            value_len: self.value_len(),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl std::hash::Hash for StoredKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, so that lookups by `&[u8]` find the key.
+        self.bytes().hash(state);
+    }
+}
+
+#[cfg(not(loom))]
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+#[cfg(not(loom))]
+impl Eq for StoredKey {}
+
+#[cfg(not(loom))]
+impl std::borrow::Borrow<[u8]> for StoredKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+#[cfg(not(loom))]
+fn split(key: &[u8], loc: Location) -> (StoredKey, Place) {
+    let place = Place {
+        file_id: loc.file_id,
+        offset: loc.offset,
+    };
+    (StoredKey::new(key, loc.value_len), place)
+}
+
+#[cfg(not(loom))]
+impl KeyMap {
     /// An empty map with room for about `capacity` keys.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         KeyMap {
@@ -70,30 +184,34 @@ impl<V: Copy> KeyMap<V> {
         }
     }
 
-    /// Inserts `value`, or replaces the present value if `replace(present)` says so.
+    /// Inserts `loc`, or replaces the present location if `replace(present)` says so.
     pub(crate) fn upsert(
         &self,
         key: &[u8],
-        value: V,
-        replace: impl FnOnce(&V) -> bool,
-    ) -> Upserted<V> {
-        match self.inner.entry(KeyBuf::from_slice(key)) {
-            dashmap::Entry::Occupied(mut present) => {
-                if replace(present.get()) {
-                    Upserted::Replaced(present.insert(value))
+        loc: Location,
+        replace: impl FnOnce(&Location) -> bool,
+    ) -> Upserted {
+        let (stored, place) = split(key, loc);
+        match self.inner.entry(stored) {
+            dashmap::Entry::Occupied(present) => {
+                if replace(&present.key().location(*present.get())) {
+                    let (old_key, old_place) = present.replace_entry(place);
+                    Upserted::Replaced(old_key.location(old_place))
                 } else {
                     Upserted::Kept
                 }
             }
             dashmap::Entry::Vacant(vacant) => {
-                vacant.insert(value);
+                vacant.insert(place);
                 Upserted::Inserted
             }
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<V> {
-        self.inner.get(key).map(|entry| *entry)
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
+        self.inner
+            .get(key)
+            .map(|entry| entry.key().location(*entry.value()))
     }
 
     /// The shard (of [`KeyMap::shard_count`]) that holds `key`. Filling the map shard by shard
@@ -116,48 +234,77 @@ impl<V: Copy> KeyMap<V> {
     }
 
     /// Calls `f` on every entry, shard by shard.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &V)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Location)) {
         for entry in self.inner.iter() {
-            f(entry.key(), entry.value());
+            f(entry.key().bytes(), &entry.key().location(*entry.value()));
         }
     }
 
-    /// Runs `f` on the value of `key` if there is one.
-    pub(crate) fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut V) -> R) -> Option<R> {
-        self.inner.get_mut(key).map(|mut entry| f(&mut entry))
+    /// Moves the key's record to where `f(present)` says, if it says so (merge's copy: the
+    /// same record, so the same value length). Returns whether it moved.
+    pub(crate) fn repoint(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Location) -> Option<Location>,
+    ) -> bool {
+        let Some(mut entry) = self.inner.get_mut(key) else {
+            return false;
+        };
+        let present = entry.key().location(*entry.value());
+        match f(&present) {
+            Some(new) => {
+                debug_assert_eq!(
+                    new.value_len, present.value_len,
+                    "a repoint moves one record"
+                );
+                *entry.value_mut() = split(key, new).1;
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Sets the key's value, then calls `then` with the value it replaced, still under the
-    /// key's shard lock (one hash lookup whether or not the key was present).
+    /// Sets the key's location, then calls `then` with the location it replaced, still under
+    /// the key's shard lock (one hash lookup whether or not the key was present).
     pub(crate) fn insert_then<R>(
         &self,
         key: &[u8],
-        value: V,
-        then: impl FnOnce(Option<V>) -> R,
+        loc: Location,
+        then: impl FnOnce(Option<Location>) -> R,
     ) -> R {
-        match self.inner.entry(KeyBuf::from_slice(key)) {
-            dashmap::Entry::Occupied(mut present) => then(Some(present.insert(value))),
+        let (stored, place) = split(key, loc);
+        match self.inner.entry(stored) {
+            dashmap::Entry::Occupied(present) => {
+                let (old_key, old_place) = present.replace_entry(place);
+                then(Some(old_key.location(old_place)))
+            }
             dashmap::Entry::Vacant(vacant) => {
-                let _locked = vacant.insert(value);
+                let _locked = vacant.insert(place);
                 then(None)
             }
         }
     }
 
-    pub(crate) fn remove(&self, key: &[u8]) -> Option<V> {
-        self.inner.remove(key).map(|(_, value)| value)
+    pub(crate) fn remove(&self, key: &[u8]) -> Option<Location> {
+        self.inner
+            .remove(key)
+            .map(|(stored, place)| stored.location(place))
     }
 
-    /// Removes the key's value if `f(value)` says so, and returns it.
-    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> Option<V> {
+    /// Removes the key's location if `f(location)` says so, and returns it.
+    pub(crate) fn remove_if(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Location) -> bool,
+    ) -> Option<Location> {
         self.inner
-            .remove_if(key, |_, value| f(value))
-            .map(|(_, value)| value)
+            .remove_if(key, |stored, place| f(&stored.location(*place)))
+            .map(|(stored, place)| stored.location(place))
     }
 }
 
 #[cfg(loom)]
-impl<V: Copy> KeyMap<V> {
+impl KeyMap {
     pub(crate) fn with_capacity(_capacity: usize) -> Self {
         KeyMap {
             inner: Mutex::new(std::collections::HashMap::new()),
@@ -167,23 +314,23 @@ impl<V: Copy> KeyMap<V> {
     pub(crate) fn upsert(
         &self,
         key: &[u8],
-        value: V,
-        replace: impl FnOnce(&V) -> bool,
-    ) -> Upserted<V> {
+        loc: Location,
+        replace: impl FnOnce(&Location) -> bool,
+    ) -> Upserted {
         let mut map = self.inner.lock();
         match map.get_mut(key) {
             Some(present) if replace(present) => {
-                Upserted::Replaced(std::mem::replace(present, value))
+                Upserted::Replaced(std::mem::replace(present, loc))
             }
             Some(_) => Upserted::Kept,
             None => {
-                map.insert(KeyBuf::from_slice(key), value);
+                map.insert(key.to_vec(), loc);
                 Upserted::Inserted
             }
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Option<V> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
         self.inner.lock().get(key).copied()
     }
 
@@ -203,32 +350,50 @@ impl<V: Copy> KeyMap<V> {
         self.inner.lock().len()
     }
 
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &V)) {
-        for (key, value) in self.inner.lock().iter() {
-            f(key, value);
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&[u8], &Location)) {
+        for (key, loc) in self.inner.lock().iter() {
+            f(key, loc);
         }
     }
 
-    pub(crate) fn update<R>(&self, key: &[u8], f: impl FnOnce(&mut V) -> R) -> Option<R> {
-        self.inner.lock().get_mut(key).map(f)
+    pub(crate) fn repoint(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Location) -> Option<Location>,
+    ) -> bool {
+        let mut map = self.inner.lock();
+        let Some(present) = map.get_mut(key) else {
+            return false;
+        };
+        match f(present) {
+            Some(new) => {
+                *present = new;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn insert_then<R>(
         &self,
         key: &[u8],
-        value: V,
-        then: impl FnOnce(Option<V>) -> R,
+        loc: Location,
+        then: impl FnOnce(Option<Location>) -> R,
     ) -> R {
         let mut map = self.inner.lock();
-        let old = map.insert(KeyBuf::from_slice(key), value);
+        let old = map.insert(key.to_vec(), loc);
         then(old)
     }
 
-    pub(crate) fn remove(&self, key: &[u8]) -> Option<V> {
+    pub(crate) fn remove(&self, key: &[u8]) -> Option<Location> {
         self.inner.lock().remove(key)
     }
 
-    pub(crate) fn remove_if(&self, key: &[u8], f: impl FnOnce(&V) -> bool) -> Option<V> {
+    pub(crate) fn remove_if(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&Location) -> bool,
+    ) -> Option<Location> {
         let mut map = self.inner.lock();
         if map.get(key).is_some_and(f) {
             map.remove(key)

@@ -84,15 +84,15 @@ impl Writer {
         self.len <= HEADER_LEN as u64
     }
 
-    /// Appends one record and returns where it is. The caller updates the keydir while it still
-    /// holds the writer, so keydir order is seq order.
+    /// Appends one record and returns where it is and its seq. The caller updates the keydir
+    /// while it still holds the writer, so keydir order is seq order.
     pub(crate) fn append(
         &mut self,
         engine: &Engine,
         kind: RecordKind,
         key: &[u8],
         value: &[u8],
-    ) -> Result<Location> {
+    ) -> Result<(Location, u64)> {
         self.check_poisoned()?;
         let len = encoded_len(key.len(), value.len());
         if !self.is_empty() && self.len + len > engine.config.data_file_limit {
@@ -102,6 +102,10 @@ impl Writer {
         if seq > MAX_SEQ {
             return Err(Error::SequenceExhausted);
         }
+        // Every record starts below the data file limit, which is at most 4 GiB.
+        let loc = Location::new(self.file_id, self.len, value.len()).ok_or_else(|| {
+            Error::InvalidConfig(format!("record offset {} past 4 GiB", self.len))
+        })?;
         self.buf.clear();
         let record = Record {
             seq,
@@ -115,15 +119,9 @@ impl Writer {
         if let Some(map) = &self.map {
             map.advance(self.len + len);
         }
-        let loc = Location {
-            file_id: self.file_id,
-            offset: self.len,
-            value_len: value.len() as u32,
-            seq,
-        };
         self.next_seq += 1;
         self.len += len;
-        Ok(loc)
+        Ok((loc, seq))
     }
 
     /// Seals the active file (fsynced and mapped) and starts a new one.
@@ -188,11 +186,9 @@ impl Writer {
     }
 }
 
-/// The map readers see the active file through. It is reserved at the size limit (a file goes
-/// past it only by one oversized record, which readers then `pread`), capped so that a huge
-/// limit does not reserve absurd address space.
+/// The map readers see the active file through. It is reserved at the size limit (at most
+/// 4 GiB; a file goes past it only by one oversized record, which readers then `pread`).
 fn map_active(file: &FileHandle, limit: u64, written: u64) -> Option<Arc<AppendMap>> {
-    const MAX_RESERVE: u64 = 16 << 30;
-    file.map_appending(limit.min(MAX_RESERVE).max(written), written)
+    file.map_appending(limit.max(written), written)
         .map(Arc::new)
 }

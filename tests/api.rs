@@ -326,3 +326,21 @@ fn out_of_range_merge_policy_and_zero_sync_interval_are_rejected() {
     // Rejected settings take nothing: the directory opens with valid ones.
     Database::open(dir.path()).unwrap();
 }
+
+#[test]
+fn a_data_file_limit_past_4_gib_is_rejected_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Config::new(dir.path())
+        .data_file_limit(bitcask::MAX_DATA_FILE_LIMIT + 1)
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert!(err.to_string().contains("data_file_limit"), "{err}");
+    // The largest limit itself is fine.
+    let db = Config::new(dir.path())
+        .data_file_limit(bitcask::MAX_DATA_FILE_LIMIT)
+        .open()
+        .unwrap();
+    db.write(b"k", b"v").unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v");
+}

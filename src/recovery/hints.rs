@@ -9,8 +9,8 @@
 //!    took; reading the hint itself shard by shard moved the misses to the hint.
 //!
 //! The order in which entries are applied does not matter (newest seq wins, ties go to the
-//! higher file id, tombstones are applied after everything), so no further coordination is
-//! needed.
+//! higher file id, tombstones are applied after everything; see `order`), so no further
+//! coordination is needed.
 
 use std::ops::Range;
 use std::path::Path;
@@ -18,7 +18,8 @@ use std::path::Path;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{FoundFile, Loaded, apply, location};
+use super::order::Stamped;
+use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
 use crate::format::header::HEADER_LEN;
 use crate::format::hint::HintFile;
@@ -42,7 +43,7 @@ pub(super) fn load(
     fs: &dyn Vfs,
     layout: &Layout,
     file: &FoundFile,
-    keydir: &Keydir,
+    target: Target,
     loaded: &mut Loaded,
     usage: &mut FileUsage,
 ) -> bool {
@@ -58,7 +59,7 @@ pub(super) fn load(
     let Some(parts) = split_if_fits(&hint, file.len) else {
         return false;
     };
-    apply_parts(&hint, &parts, file.id, keydir, loaded, usage);
+    apply_parts(&hint, &parts, file.id, target, loaded, usage);
     true
 }
 
@@ -69,8 +70,8 @@ fn map_hint(fs: &dyn Vfs, path: &Path) -> Option<Mapping> {
 }
 
 /// Checks that every entry lies inside the data file, in file order, without overlapping
-/// another (what the merge that wrote it produced; anything else cannot be trusted as an index),
-/// and splits the entries into parts of [`PART_ENTRIES`] (ranges of entry bytes).
+/// another (what the merge that wrote it produced; anything else cannot be trusted as an index)
+/// and at an offset the keydir addresses, and splits the entries into parts of [`PART_ENTRIES`] (ranges of entry bytes).
 fn split_if_fits(hint: &HintFile, file_len: u64) -> Option<Vec<Range<usize>>> {
     let mut next_free = HEADER_LEN as u64;
     let mut parts = Vec::new();
@@ -79,7 +80,7 @@ fn split_if_fits(hint: &HintFile, file_len: u64) -> Option<Vec<Range<usize>>> {
         let end = entry
             .offset
             .checked_add(encoded_len(entry.key.len(), entry.value_len as usize))?;
-        if entry.offset < next_free || end > file_len {
+        if entry.offset < next_free || end > file_len || entry.offset > u64::from(u32::MAX) {
             return None;
         }
         next_free = end;
@@ -96,7 +97,7 @@ fn split_if_fits(hint: &HintFile, file_len: u64) -> Option<Vec<Range<usize>>> {
 struct Pending {
     key: SmallVec<[u8; 16]>,
     kind: RecordKind,
-    loc: Location,
+    at: Stamped,
 }
 
 /// One part's entries, by keydir shard.
@@ -108,10 +109,11 @@ fn apply_parts(
     hint: &HintFile,
     parts: &[Range<usize>],
     file_id: FileId,
-    keydir: &Keydir,
+    target: Target,
     loaded: &mut Loaded,
     usage: &mut FileUsage,
 ) {
+    let keydir = target.keydir;
     let shards = keydir.shard_count();
     let per_round = shards.div_ceil(ROUNDS);
     for first in (0..shards).step_by(per_round) {
@@ -120,7 +122,12 @@ fn apply_parts(
         let found = in_parallel(round.len(), |shard, (loaded, usage)| {
             for by_shard in &grouped {
                 for entry in &by_shard[shard] {
-                    apply(keydir, loaded, usage, entry.kind, &entry.key, entry.loc);
+                    let found = Found {
+                        kind: entry.kind,
+                        key: &entry.key,
+                        at: entry.at,
+                    };
+                    target.apply(loaded, usage, found);
                 }
             }
         });
@@ -163,13 +170,21 @@ fn group_by_shard(
         .collect();
     for entry in entries.entries() {
         let shard = keydir.shard_of(entry.key);
-        if shards.contains(&shard) {
-            grouped[shard - shards.start].push(Pending {
-                key: SmallVec::from_slice(entry.key),
-                kind: entry.kind,
-                loc: location(file_id, entry.offset, entry.value_len as usize, entry.seq),
-            });
+        if !shards.contains(&shard) {
+            continue;
         }
+        // `split_if_fits` checked that every offset fits a location.
+        let Some(loc) = Location::new(file_id, entry.offset, entry.value_len as usize) else {
+            continue;
+        };
+        grouped[shard - shards.start].push(Pending {
+            key: SmallVec::from_slice(entry.key),
+            kind: entry.kind,
+            at: Stamped {
+                seq: entry.seq,
+                loc,
+            },
+        });
     }
     grouped
 }

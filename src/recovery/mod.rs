@@ -9,6 +9,7 @@ use crate::background::Signal;
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fileset::{FileSet, Files};
+use crate::format::DecodeResult;
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN};
@@ -25,6 +26,9 @@ use crate::writer::Writer;
 use crate::{io, merge};
 
 mod hints;
+mod order;
+
+use order::{Bytes, RecordOrder, Stamped};
 
 /// A data file found on disk, its header checked.
 pub(super) struct FoundFile {
@@ -38,8 +42,8 @@ pub(super) struct FoundFile {
 /// What loading the files learned beyond the keydir itself.
 #[derive(Default)]
 pub(super) struct Loaded {
-    /// Newest tombstone seq per key; applied after every put is known.
-    tombstones: HashMap<Vec<u8>, u64>,
+    /// Newest tombstone per key; applied after every put is known.
+    tombstones: HashMap<Vec<u8>, Stamped>,
     max_seq: u64,
     /// Live bytes and keys per file, as entries were linked and unlinked.
     live: LiveDeltas,
@@ -50,9 +54,8 @@ impl Loaded {
     fn absorb(&mut self, other: Loaded) {
         self.max_seq = self.max_seq.max(other.max_seq);
         self.live.absorb(&other.live);
-        for (key, seq) in other.tombstones {
-            let newest = self.tombstones.entry(key).or_insert(0);
-            *newest = (*newest).max(seq);
+        for (key, tombstone) in other.tombstones {
+            note_tombstone(&mut self.tombstones, key, tombstone);
         }
     }
 }
@@ -94,23 +97,26 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
 
     let keydir = Keydir::with_capacity(expected_keys(fs, &layout, &listing.hints));
     let mut loaded = Loaded::default();
+    let mut order = RecordOrder::default();
     let mut segments = Vec::new();
     let mut reusable_tail = None;
     for &(id, _) in &kinds {
         let file = open_data_file(fs, &layout, id)?;
         if Some(id) == tail_id {
-            let tail = recover_tail(fs, &layout, file, &keydir, &mut loaded)?;
+            let tail = recover_tail(fs, &layout, file, &keydir, &mut order, &mut loaded)?;
             if tail.len < config.data_file_limit {
                 reusable_tail = Some(tail);
                 continue;
             }
             segments.push(seal(tail)?);
         } else {
-            segments.push(recover_sealed(fs, &layout, file, &keydir, &mut loaded)?);
+            let sealed = recover_sealed(fs, &layout, file, &keydir, &mut order, &mut loaded)?;
+            segments.push(sealed);
         }
     }
-    for (key, seq) in &loaded.tombstones {
-        keydir.recover_tombstone(key, *seq, &mut loaded.live);
+    for (key, tombstone) in &loaded.tombstones {
+        let removes = |present: &Location| order.is_newer(key, *tombstone, present);
+        keydir.recover_tombstone(key, removes, &mut loaded.live);
     }
     keydir.set_live(&loaded.live);
 
@@ -208,23 +214,28 @@ fn recover_sealed(
     layout: &Layout,
     file: FoundFile,
     keydir: &Keydir,
+    order: &mut RecordOrder,
     loaded: &mut Loaded,
 ) -> Result<Arc<Segment>> {
-    let map = file.file.map(&file.path)?;
+    let segment = Arc::new(Segment {
+        id: file.id,
+        path: file.path.clone(),
+        storage: Storage::Sealed(file.file.map(&file.path)?),
+    });
+    order.loading(file.id, file.kind, Bytes::Mapped(segment.clone()));
     let mut usage = FileUsage::new(file.len);
-    if !hints::load(fs, layout, &file, keydir, loaded, &mut usage) {
-        for (offset, decoded) in record::scan(&map, HEADER_LEN) {
-            let rec = decoded.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
-            let loc = location(file.id, offset, rec.value.len(), rec.seq);
-            apply(keydir, loaded, &mut usage, rec.kind, rec.key, loc);
+    let target = Target { keydir, order };
+    if !hints::load(fs, layout, &file, target, loaded, &mut usage) {
+        let bytes = segment.mapped().unwrap_or_default();
+        for (offset, decoded) in record::scan(bytes, HEADER_LEN) {
+            let found = decoded.and_then(|rec| Found::at(file.id, offset, rec));
+            let found = found.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
+            target.apply(loaded, &mut usage, found);
         }
     }
+    order.loaded(file.id, &usage);
     keydir.track_file(file.id, usage);
-    Ok(Arc::new(Segment {
-        id: file.id,
-        path: file.path,
-        storage: Storage::Sealed(map),
-    }))
+    Ok(segment)
 }
 
 /// Scans the newest writer file, cutting off everything from its first invalid record on (a
@@ -239,19 +250,23 @@ fn recover_tail(
     layout: &Layout,
     file: FoundFile,
     keydir: &Keydir,
+    order: &mut RecordOrder,
     loaded: &mut Loaded,
 ) -> Result<FoundFile> {
     let mut usage = FileUsage::new(0);
     let mut valid_end = file.len;
     let mut cut = None;
+    order.loading(file.id, file.kind, Bytes::File(file.file.clone()));
     {
         let map = file.file.map(&file.path)?;
+        let target = Target { keydir, order };
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
             match decoded {
-                Ok(rec) => {
-                    let loc = location(file.id, offset, rec.value.len(), rec.seq);
-                    apply(keydir, loaded, &mut usage, rec.kind, rec.key, loc);
-                }
+                // Not a torn write: a valid record the index cannot address is kept on disk.
+                Ok(rec) => match Found::at(file.id, offset, rec) {
+                    Ok(found) => target.apply(loaded, &mut usage, found),
+                    Err(kind) => return Err(Error::corruption(&file.path, offset, kind)),
+                },
                 Err(_) => valid_end = offset,
             }
         }
@@ -274,6 +289,7 @@ fn recover_tail(
     // everything found on open counts as durable.
     file.file.sync().context("syncing", &file.path)?;
     usage.total_bytes = valid_end;
+    order.loaded(file.id, &usage);
     keydir.track_file(file.id, usage);
     Ok(FoundFile {
         len: valid_end,
@@ -322,32 +338,63 @@ fn create_active(
     })
 }
 
-pub(super) fn location(file_id: FileId, offset: u64, value_len: usize, seq: u64) -> Location {
-    Location {
-        file_id,
-        offset,
-        value_len: value_len as u32,
-        seq,
+/// A record found while loading, with where it is.
+pub(super) struct Found<'a> {
+    kind: RecordKind,
+    key: &'a [u8],
+    at: Stamped,
+}
+
+impl<'a> Found<'a> {
+    /// `rec`, found at `offset` of `file_id`, unless it starts further than the keydir
+    /// addresses.
+    fn at(file_id: FileId, offset: u64, rec: record::Record<'a>) -> DecodeResult<Self> {
+        let loc = Location::new(file_id, offset, rec.value.len())
+            .ok_or(CorruptionKind::OffsetTooLarge)?;
+        Ok(Found {
+            kind: rec.kind,
+            key: rec.key,
+            at: Stamped { seq: rec.seq, loc },
+        })
     }
 }
 
-/// Folds one record into the keydir under newest-seq-wins.
-pub(super) fn apply(
-    keydir: &Keydir,
-    loaded: &mut Loaded,
-    usage: &mut FileUsage,
-    kind: RecordKind,
-    key: &[u8],
-    loc: Location,
-) {
-    loaded.max_seq = loaded.max_seq.max(loc.seq);
-    usage.saw_seq(loc.seq);
-    match kind {
-        RecordKind::Put => keydir.recover_put(key, loc, &mut loaded.live),
-        RecordKind::Tombstone => {
-            usage.tombstone_bytes += loc.record_len(key.len());
-            let newest = loaded.tombstones.entry(key.to_vec()).or_insert(0);
-            *newest = (*newest).max(loc.seq);
+/// Where loaded records go, and how to tell which of two is newer.
+#[derive(Clone, Copy)]
+pub(super) struct Target<'a> {
+    keydir: &'a Keydir,
+    order: &'a RecordOrder,
+}
+
+impl Target<'_> {
+    /// Folds one record into the keydir under newest-seq-wins.
+    fn apply(&self, loaded: &mut Loaded, usage: &mut FileUsage, found: Found) {
+        let Stamped { seq, loc } = found.at;
+        loaded.max_seq = loaded.max_seq.max(seq);
+        usage.saw_seq(seq);
+        match found.kind {
+            RecordKind::Put => {
+                let replaces =
+                    |present: &Location| self.order.is_newer(found.key, found.at, present);
+                self.keydir
+                    .recover_put(found.key, loc, replaces, &mut loaded.live);
+            }
+            RecordKind::Tombstone => {
+                usage.tombstone_bytes += loc.record_len(found.key.len());
+                note_tombstone(&mut loaded.tombstones, found.key.to_vec(), found.at);
+            }
         }
     }
+}
+
+/// Keeps `tombstone` as the key's newest tombstone if it is newer than the one known.
+fn note_tombstone(tombstones: &mut HashMap<Vec<u8>, Stamped>, key: Vec<u8>, tombstone: Stamped) {
+    tombstones
+        .entry(key)
+        .and_modify(|known| {
+            if tombstone.seq > known.seq {
+                *known = tombstone;
+            }
+        })
+        .or_insert(tombstone);
 }
