@@ -152,7 +152,7 @@ impl Engine {
         let synced = {
             let mut writer = self.lock_writer()?;
             let file = writer.file();
-            let synced = match writer.check_poisoned() {
+            let synced = match writer.check_poisoned().and_then(|()| writer.trim(self)) {
                 Ok(()) => file.sync().map_err(|source| Error::Io {
                     context: "syncing on close",
                     path: self.layout.data_path(writer.file_id()),

@@ -11,7 +11,7 @@ use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::format::{FileId, MAX_SEQ};
 use crate::io;
-use crate::io::mmap::AppendMap;
+use crate::io::mmap::AppendWriter;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
 use crate::segment::{Segment, Storage};
@@ -21,8 +21,9 @@ use crate::sync::{Arc, Ordering};
 #[derive(Debug)]
 pub(crate) struct Writer {
     file: FileHandle,
-    /// Readers' zero-copy view of `file`; advanced past each record once it is written.
-    map: Option<Arc<AppendMap>>,
+    /// The map of `file` that readers read zero-copy and appends go through; advanced past
+    /// each record once it is written.
+    map: Option<AppendWriter>,
     file_id: FileId,
     /// Bytes in the active file; the next record goes here.
     len: u64,
@@ -60,7 +61,7 @@ impl Writer {
             path: engine.layout.data_path(self.file_id),
             storage: Storage::Active {
                 file: Arc::clone(&self.file),
-                map: self.map.clone(),
+                map: self.map.as_ref().map(|map| Arc::clone(map.shared())),
             },
         })
     }
@@ -114,9 +115,13 @@ impl Writer {
             value,
         };
         record.encode_into(&mut self.buf);
-        let written = self.file.write_at(&self.buf, self.len);
-        self.poison_on_error(written, "appending to", engine)?;
-        if let Some(map) = &self.map {
+        let mapped =
+            (self.map.as_mut()).is_some_and(|map| map.append(&*self.file, self.len, &self.buf));
+        if !mapped {
+            let written = self.file.write_at(&self.buf, self.len);
+            self.poison_on_error(written, "appending to", engine)?;
+        }
+        if let Some(map) = &mut self.map {
             map.advance(self.len + len);
         }
         self.next_seq += 1;
@@ -127,6 +132,7 @@ impl Writer {
     /// Seals the active file (fsynced and mapped) and starts a new one.
     pub(crate) fn rotate(&mut self, engine: &Engine) -> Result<()> {
         self.check_poisoned()?;
+        self.trim(engine)?;
         let synced = self.file.sync();
         self.poison_on_error(synced, "syncing", engine)?;
         let fs = engine.fs();
@@ -155,6 +161,15 @@ impl Writer {
         // The new active file is published before any keydir entry can point into it.
         engine.files.publish(|set| set.with([sealed, active]));
         engine.background.poke();
+        Ok(())
+    }
+
+    /// Cuts what the active file was allocated past its records (before sealing or closing it).
+    pub(crate) fn trim(&mut self, engine: &Engine) -> Result<()> {
+        if let Some(map) = &mut self.map {
+            let trimmed = map.trim(&*self.file);
+            self.poison_on_error(trimmed, "trimming", engine)?;
+        }
         Ok(())
     }
 
@@ -188,7 +203,7 @@ impl Writer {
 
 /// The map readers see the active file through. It is reserved at the size limit (at most
 /// 4 GiB; a file goes past it only by one oversized record, which readers then `pread`).
-fn map_active(file: &FileHandle, limit: u64, written: u64) -> Option<Arc<AppendMap>> {
-    file.map_appending(limit.max(written), written)
-        .map(Arc::new)
+fn map_active(file: &FileHandle, limit: u64, written: u64) -> Option<AppendWriter> {
+    let map = file.map_appending(limit.max(written), written)?;
+    Some(AppendWriter::new(map, written))
 }

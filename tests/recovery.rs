@@ -388,3 +388,55 @@ fn a_hint_of_many_parts_loads_on_several_threads_to_the_same_keys_and_figures() 
     }
     assert_eq!(corrupt, 1);
 }
+
+/// The writer appends through a map of the active file, which it allocates ahead of its
+/// records. A crash (here: a copy of the directory taken while the store is open, which is what
+/// a killed process leaves) finds zeros after the last record; open cuts them like a torn
+/// write, keeps every record, saves nothing beside the file, and appends after the records.
+#[test]
+fn an_active_file_allocated_ahead_reopens_with_its_records_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    for n in 0..1000u32 {
+        db.write(&n.to_le_bytes(), &[n as u8; 100]).unwrap();
+    }
+    let records = db.stats().total_bytes;
+    let active = newest_data_file(dir.path());
+    let allocated = active.metadata().unwrap().len();
+    assert!(
+        allocated > records,
+        "allocated {allocated}, records {records}"
+    );
+
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    std::fs::remove_file(crashed.path().join("LOCK")).ok();
+    drop(db);
+    let db = Database::open(crashed.path()).unwrap();
+    let reopened = crashed.path().join(active.file_name().unwrap());
+    assert_eq!(reopened.metadata().unwrap().len(), records);
+    let saved_cuts = std::fs::read_dir(crashed.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".cut-")
+        })
+        .count();
+    assert_eq!(saved_cuts, 0, "zeros are not worth saving");
+    for n in 0..1000u32 {
+        assert_eq!(db.read(&n.to_le_bytes()).unwrap(), [n as u8; 100]);
+    }
+    db.write(b"after", b"crash").unwrap();
+    db.close().unwrap();
+    assert_eq!(reopened.metadata().unwrap().len(), db_total(crashed.path()));
+    let db = Database::open(crashed.path()).unwrap();
+    assert_eq!(db.read(b"after").unwrap(), b"crash");
+    assert_eq!(db.keys().count(), 1001);
+}
+
+fn db_total(dir: &Path) -> u64 {
+    Database::open(dir).unwrap().stats().total_bytes
+}

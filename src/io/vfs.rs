@@ -65,6 +65,12 @@ pub(crate) trait VfsFile: fmt::Debug + Send + Sync {
     fn map_appending(&self, _reserve: u64, _written: u64) -> Option<AppendMap> {
         None
     }
+    /// Extends the file to at least `offset + len` bytes with blocks reserved (`fallocate`), so
+    /// that writing them through a map cannot fail for want of space; an error where the file
+    /// system cannot.
+    fn allocate(&self, _offset: u64, _len: u64) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The real file system.
@@ -169,5 +175,11 @@ impl VfsFile for StdFile {
 
     fn map_appending(&self, reserve: u64, written: u64) -> Option<AppendMap> {
         AppendMap::new(&self.0, reserve, written)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        Ok(fallocate(&self.0, FallocateFlags::empty(), offset, len)?)
     }
 }
