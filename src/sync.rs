@@ -163,12 +163,18 @@ impl std::borrow::Borrow<[u8]> for StoredKey {
 }
 
 #[cfg(not(loom))]
+impl Place {
+    fn of(loc: Location) -> Self {
+        Place {
+            file_id: loc.file_id,
+            offset: loc.offset,
+        }
+    }
+}
+
+#[cfg(not(loom))]
 fn split(key: &[u8], loc: Location) -> (StoredKey, Place) {
-    let place = Place {
-        file_id: loc.file_id,
-        offset: loc.offset,
-    };
-    (StoredKey::new(key, loc.value_len), place)
+    (StoredKey::new(key, loc.value_len), Place::of(loc))
 }
 
 #[cfg(not(loom))]
@@ -257,7 +263,7 @@ impl KeyMap {
                     new.value_len, present.value_len,
                     "a repoint moves one record"
                 );
-                *entry.value_mut() = split(key, new).1;
+                *entry.value_mut() = Place::of(new);
                 true
             }
             None => false,
