@@ -115,6 +115,12 @@ impl AppendMap {
 /// less, so a small file limit does not make every active file a full-size one.)
 const ALLOCATION_STEP: u64 = 4 << 20;
 
+/// Records up to this long are copied into the map; longer ones are `pwrite`n. A copy costs a
+/// page fault (with the page zeroed) per new 4 KiB page, a `pwrite` one system call per record,
+/// so past about half a page the system call is cheaper. Measured (criterion `write`, no sync):
+/// through the map, 100 B records were 3.2x as fast, 1 KiB 1.15x, and 16 KiB 0.61x.
+const MAP_COPY_MAX: usize = 2 << 10;
+
 /// The writer's half of an [`AppendMap`]: the one handle that writes into it and moves its
 /// `written` mark (there is one per map, and it takes `&mut self`, so writes never race).
 ///
@@ -148,12 +154,16 @@ impl AppendWriter {
     }
 
     /// Copies `record` into the map at `at`, which must be the `written` mark, allocating the
-    /// file further first if needed. Returns false, having written nothing, if the record does
-    /// not fit the map or the file cannot be allocated: the caller then uses `pwrite`.
+    /// file further first if needed. Returns false, having written nothing, if the record is
+    /// larger than [`MAP_COPY_MAX`] or does not fit the map, or the file cannot be allocated:
+    /// the caller then uses `pwrite`.
     pub(crate) fn append(&mut self, file: &dyn VfsFile, at: u64, record: &[u8]) -> bool {
         let Some(end) = at.checked_add(record.len() as u64) else {
             return false;
         };
+        if record.len() > MAP_COPY_MAX {
+            return false;
+        }
         let written = self.shared.written.load(Ordering::Relaxed);
         if at != written || end > self.shared.map.len() as u64 {
             return false;
