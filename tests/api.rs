@@ -356,7 +356,7 @@ fn a_data_file_limit_past_4_gib_is_rejected_naming_the_limit() {
 #[test]
 fn small_and_large_values_interleaved_in_the_active_file_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let value = |n: u32| vec![n as u8; if n % 3 == 0 { 10_000 } else { 50 }];
+    let value = |n: u32| vec![n as u8; if n.is_multiple_of(3) { 10_000 } else { 50 }];
     let db = Database::open(dir.path()).unwrap();
     for n in 0..300u32 {
         db.write(&n.to_le_bytes(), &value(n)).unwrap();
