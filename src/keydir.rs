@@ -188,14 +188,14 @@ impl Keydir {
     /// Points `key` at `new` only if it still points at `expected` (merge's copy of a record);
     /// a concurrent write or remove of the key always wins.
     pub(crate) fn replace_if(&self, key: &[u8], expected: Location, new: Location) -> bool {
-        self.map.repoint(key, |present| {
+        self.map.repoint(key, new, |present| {
             if *present != expected && !broken(ProtocolBreak::UnconditionalRepoint) {
-                return None;
+                return false;
             }
             let mut usage = self.usage.lock();
             unlinked(&mut usage, present.file_id, present.record_len(key.len()));
             linked(&mut usage, new.file_id, new.record_len(key.len()));
-            Some(new)
+            true
         })
     }
 

@@ -246,32 +246,35 @@ impl KeyMap {
         }
     }
 
-    /// Moves the key's record to where `f(present)` says, if it says so (merge's copy: the
-    /// same record, so the same value length). Returns whether it moved.
+    /// Moves the key's record to `new` if `moves(present)` says so, under the key's shard lock
+    /// (merge's copy of a record). Returns whether it moved. The value length normally stays the
+    /// same; it differs only where a hint file gave the old location a wrong one (reads still
+    /// decode the record, whose header has the right one), and then the stored key is replaced
+    /// too.
     pub(crate) fn repoint(
         &self,
         key: &[u8],
-        f: impl FnOnce(&Location) -> Option<Location>,
+        new: Location,
+        moves: impl FnOnce(&Location) -> bool,
     ) -> bool {
-        let Some(mut entry) = self.inner.get_mut(key) else {
+        let (stored, place) = split(key, new);
+        let dashmap::Entry::Occupied(mut entry) = self.inner.entry(stored) else {
             return false;
         };
-        let present = entry.key().location(*entry.value());
-        match f(&present) {
-            Some(new) => {
-                debug_assert_eq!(
-                    new.value_len, present.value_len,
-                    "a repoint moves one record"
-                );
-                *entry.value_mut() = Place::of(new);
-                true
-            }
-            None => false,
+        let present = entry.key().location(*entry.get());
+        if !moves(&present) {
+            return false;
         }
+        if present.value_len == new.value_len {
+            entry.insert(place);
+        } else {
+            entry.replace_entry(place);
+        }
+        true
     }
 
-    /// Sets the key's location, then calls `then` with the location it replaced, still under
-    /// the key's shard lock (one hash lookup whether or not the key was present).
+    /// Sets the key's location and calls `then` with the location it replaces, both under the
+    /// key's shard lock (one hash lookup whether or not the key was present).
     pub(crate) fn insert_then<R>(
         &self,
         key: &[u8],
@@ -280,9 +283,16 @@ impl KeyMap {
     ) -> R {
         let (stored, place) = split(key, loc);
         match self.inner.entry(stored) {
-            dashmap::Entry::Occupied(present) => {
-                let (old_key, old_place) = present.replace_entry(place);
-                then(Some(old_key.location(old_place)))
+            dashmap::Entry::Occupied(mut present) => {
+                let old = present.key().location(*present.get());
+                // Before the entry changes: `replace_entry` gives up the shard lock.
+                let result = then(Some(old));
+                if old.value_len == loc.value_len {
+                    present.insert(place);
+                } else {
+                    present.replace_entry(place);
+                }
+                result
             }
             dashmap::Entry::Vacant(vacant) => {
                 let _locked = vacant.insert(place);
@@ -365,18 +375,16 @@ impl KeyMap {
     pub(crate) fn repoint(
         &self,
         key: &[u8],
-        f: impl FnOnce(&Location) -> Option<Location>,
+        new: Location,
+        moves: impl FnOnce(&Location) -> bool,
     ) -> bool {
         let mut map = self.inner.lock();
-        let Some(present) = map.get_mut(key) else {
-            return false;
-        };
-        match f(present) {
-            Some(new) => {
+        match map.get_mut(key) {
+            Some(present) if moves(present) => {
                 *present = new;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
