@@ -8,26 +8,63 @@ use std::path::Path;
 
 use bitcask::format::FileId;
 use bitcask::format::header::{FileHeader, FileKind};
+use bitcask::format::hint::{HintBuilder, HintEntry};
 use bitcask::format::record::{Record, RecordKind};
-use bitcask::{Config, Database};
+use bitcask::{Config, CorruptionKind, Database, Error};
 
 /// One record: (seq, key, value), or a tombstone when the value is `None`.
 type Rec = (u64, &'static str, Option<&'static str>);
 
 fn write_file(dir: &Path, id: FileId, kind: FileKind, records: &[Rec]) {
-    let mut bytes = FileHeader { kind, file_id: id }.encode().to_vec();
-    for &(seq, key, value) in records {
-        Record {
-            seq,
-            kind: match value {
-                Some(_) => RecordKind::Put,
-                None => RecordKind::Tombstone,
-            },
-            key: key.as_bytes(),
-            value: value.unwrap_or_default().as_bytes(),
-        }
-        .encode_into(&mut bytes);
+    let bytes = encode_file(id, kind, records).0;
+    std::fs::write(dir.join(format!("{id:010}.data")), bytes).unwrap();
+}
+
+fn record(&(seq, key, value): &Rec) -> Record<'static> {
+    Record {
+        seq,
+        kind: match value {
+            Some(_) => RecordKind::Put,
+            None => RecordKind::Tombstone,
+        },
+        key: key.as_bytes(),
+        value: value.unwrap_or_default().as_bytes(),
     }
+}
+
+/// The file's bytes, and the offset of each record.
+fn encode_file(id: FileId, kind: FileKind, records: &[Rec]) -> (Vec<u8>, Vec<u64>) {
+    let mut bytes = FileHeader { kind, file_id: id }.encode().to_vec();
+    let mut offsets = Vec::new();
+    for rec in records {
+        offsets.push(bytes.len() as u64);
+        record(rec).encode_into(&mut bytes);
+    }
+    (bytes, offsets)
+}
+
+/// A merge output with its hint file, with one byte of the value of record `damaged` flipped
+/// (the hint, which open trusts instead of scanning, stays valid).
+fn write_merged_with_hint(dir: &Path, id: FileId, records: &[Rec], damaged: usize) {
+    let (mut bytes, offsets) = encode_file(id, Merged, records);
+    let mut hint = HintBuilder::new(id);
+    for (rec, &offset) in records.iter().zip(&offsets) {
+        let rec = record(rec);
+        hint.push(&HintEntry {
+            seq: rec.seq,
+            kind: rec.kind,
+            key: rec.key,
+            value_len: rec.value.len() as u32,
+            offset,
+        });
+    }
+    let last = (offsets[damaged] + record(&records[damaged]).encoded_len() - 1) as usize;
+    bytes[last] ^= 0xFF;
+    std::fs::write(
+        dir.join(format!("{id:010}.hint")),
+        hint.finish(bytes.len() as u64),
+    )
+    .unwrap();
     std::fs::write(dir.join(format!("{id:010}.data")), bytes).unwrap();
 }
 
@@ -163,4 +200,37 @@ fn a_tombstone_removes_only_an_older_put_across_overlapping_files() {
         (3, Merged, older_tombstone),
     ];
     assert_eq!(k_after_open(&files).as_deref(), Some("v"));
+}
+
+#[test]
+fn a_present_record_that_does_not_read_back_stays_so_that_reads_report_it() {
+    // Two partial merges: file 1's k (seq 18, the newest) is damaged on disk, and file 3 holds
+    // an older k (seq 12) inside file 1's seq range. Letting seq 12 win would return an older
+    // value as if it were the newest; instead reading k reports the damage.
+    let dir = tempfile::tempdir().unwrap();
+    let newest_damaged: &[Rec] = &[
+        (5, "a", Some("a")),
+        (18, "k", Some("newest")),
+        (20, "y", Some("y")),
+    ];
+    write_merged_with_hint(dir.path(), 1, newest_damaged, 1);
+    write_file(dir.path(), 2, Data, &[(30, "t", Some("t"))]);
+    write_file(dir.path(), 3, Merged, &[(12, "k", Some("older"))]);
+    let db = Config::new(dir.path())
+        .background_merge(false)
+        .open()
+        .unwrap();
+    let err = db.read(b"k").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corruption {
+                kind: CorruptionKind::ChecksumMismatch { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(db.read(b"a").unwrap(), b"a");
+    assert_eq!(db.read(b"y").unwrap(), b"y");
 }

@@ -390,7 +390,7 @@ fn a_hint_of_many_parts_loads_on_several_threads_to_the_same_keys_and_figures() 
 }
 
 /// The writer appends through a map of the active file, which it allocates ahead of its
-/// records. A crash (here: a copy of the directory taken while the store is open, which is what
+/// records (where the file system reserves blocks in place). A crash (here: a copy of the directory taken while the store is open, which is what
 /// a killed process leaves) finds zeros after the last record; open cuts them like a torn
 /// write, keeps every record, saves nothing beside the file, and appends after the records.
 #[test]
@@ -403,10 +403,15 @@ fn an_active_file_allocated_ahead_reopens_with_its_records_only() {
     let records = db.stats().total_bytes;
     let active = newest_data_file(dir.path());
     let allocated = active.metadata().unwrap().len();
+    // ext4, XFS and tmpfs get the file allocated ahead; other file systems get `pwrite`, and
+    // then the copy below is simply a crash at a record boundary.
     assert!(
-        allocated > records,
+        allocated >= records,
         "allocated {allocated}, records {records}"
     );
+    if allocated == records {
+        eprintln!("this file system does not allocate ahead: no zero tail to cut");
+    }
 
     let crashed = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), crashed.path());

@@ -203,13 +203,14 @@ impl AppendWriter {
         self.shared.written.store(written, Ordering::Release);
     }
 
-    /// Cuts the file back to its finished bytes if it was allocated past them (before the file
-    /// is sealed or closed).
+    /// Cuts the file back to its finished bytes if it is longer (before the file is sealed or
+    /// closed). Asks the file its length rather than trusting `allocated`: an `fallocate` that
+    /// failed (a full disk) may have grown the file part of the way.
     pub(crate) fn trim(&mut self, file: &dyn VfsFile) -> std::io::Result<()> {
         let written = self.shared.written.load(Ordering::Relaxed);
-        if self.allocated > written {
-            // Lowered first: if `set_len` fails part way, appends allocate again.
-            self.allocated = written;
+        // Lowered first: if `set_len` fails part way, appends allocate again.
+        self.allocated = written;
+        if file.len()? > written {
             file.set_len(written)?;
         }
         Ok(())

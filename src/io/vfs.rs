@@ -67,7 +67,7 @@ pub(crate) trait VfsFile: fmt::Debug + Send + Sync {
     }
     /// Extends the file to at least `offset + len` bytes with blocks reserved (`fallocate`), so
     /// that writing them through a map cannot fail for want of space; an error where the file
-    /// system cannot.
+    /// system cannot promise that. (On failure the file may still have grown part of the way.)
     fn allocate(&self, _offset: u64, _len: u64) -> std::io::Result<()> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
@@ -179,7 +179,19 @@ impl VfsFile for StdFile {
 
     #[cfg(target_os = "linux")]
     fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
-        use rustix::fs::{FallocateFlags, fallocate};
+        use rustix::fs::{FallocateFlags, fallocate, fstatfs};
+        // Where blocks that `fallocate` reserved are the ones a later write uses. Copy-on-write
+        // file systems (btrfs, ZFS, bcachefs) allocate again on write, so a full disk would be
+        // a SIGBUS in a write through the map there; they get `pwrite`.
+        const RESERVES_IN_PLACE: [u64; 3] = [
+            0xEF53,      // ext2, ext3, ext4
+            0x5846_5342, // XFS (no reflink copies of an open store's files, see README)
+            0x0102_1994, // tmpfs
+        ];
+        let kind = fstatfs(&self.0)?.f_type as u64;
+        if !RESERVES_IN_PLACE.contains(&kind) {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        }
         Ok(fallocate(&self.0, FallocateFlags::empty(), offset, len)?)
     }
 }

@@ -10,8 +10,9 @@
 //!    Writer files hold disjoint ranges, and a merge output holds only records older than the
 //!    writer file that was active when the merge began, so this settles nearly every case.
 //! 3. **Otherwise** (a partial merge's output against a file it did not take): the present
-//!    record is read and its checksum checked. A present record that cannot be read loses: it
-//!    could not be returned anyway.
+//!    record is read and its checksum checked. A present record that cannot be read stays, so
+//!    that reading the key reports the damage: its seq is unknown, and letting the other record
+//!    win could return an older value as if it were the newest.
 
 use std::collections::HashMap;
 
@@ -70,7 +71,7 @@ impl RecordOrder {
     /// Whether `new` (a put or a tombstone of `key`) is newer than the key's present entry.
     pub(super) fn is_newer(&self, key: &[u8], new: Stamped, present: &Location) -> bool {
         let Some(source) = self.files.get(&present.file_id) else {
-            return true;
+            return false; // unreachable: every file is registered before its records load
         };
         if present.file_id == new.loc.file_id {
             if source.kind == FileKind::Data {
@@ -86,7 +87,7 @@ impl RecordOrder {
         }
         match source.seq_at(key, present) {
             Some(seq) => (new.seq, new.loc.file_id) > (seq, present.file_id),
-            None => true,
+            None => false,
         }
     }
 }
