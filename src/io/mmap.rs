@@ -129,7 +129,8 @@ const MAP_COPY_MAX: usize = 2 << 10;
 /// the page cache either way survives a crash of the process, and `fdatasync` on the file writes
 /// back pages dirtied through a shared map too. The file is first extended with `fallocate`
 /// (blocks reserved, so a full disk is an error there and never a SIGBUS on a page fault) in
-/// steps of [`ALLOCATION_STEP`]; where that fails or is not supported, the writer falls back to
+/// steps of [`ALLOCATION_STEP`]; where that fails, or the file system does not reserve blocks
+/// in place (`VfsFile::allocate` refuses copy-on-write file systems), the writer falls back to
 /// `pwrite`. A crash leaves the allocated but unwritten tail as zeros, which recovery cuts like
 /// a torn write (zeros never decode as a record).
 #[derive(Debug)]
