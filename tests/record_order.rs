@@ -68,6 +68,12 @@ fn write_merged_with_hint(dir: &Path, id: FileId, records: &[Rec], damaged: usiz
     std::fs::write(dir.join(format!("{id:010}.data")), bytes).unwrap();
 }
 
+/// A writer file's records: k at `seq` between puts of `a` and `c` at seqs 1 and 20, so that
+/// the file's seq range is 1..=20 whatever k's seq.
+fn k_among_others(seq: u64, value: Option<&'static str>) -> Vec<Rec> {
+    vec![(1, "a", Some("a")), (seq, "k", value), (20, "c", Some("c"))]
+}
+
 /// Opens a store made of `files` and returns what `k` reads as.
 fn k_after_open(files: &[(FileId, FileKind, &[Rec])]) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
@@ -123,11 +129,7 @@ fn overlapping_ranges_read_the_present_seq_from_a_sealed_file() {
     // File 1 is sealed (file 2 is the newer writer file); file 3's seq falls inside file 1's
     // range, so the present record of k in file 1 is read back.
     let tail: &[Rec] = &[(30, "t", Some("t"))];
-    let older_present: &[Rec] = &[
-        (1, "a", Some("a")),
-        (8, "k", Some("old")),
-        (20, "c", Some("c")),
-    ];
+    let older_present: &[Rec] = &k_among_others(8, Some("old"));
     let newer_merged: &[Rec] = &[(12, "k", Some("new"))];
     let files = [
         (1, Data, older_present),
@@ -136,11 +138,7 @@ fn overlapping_ranges_read_the_present_seq_from_a_sealed_file() {
     ];
     assert_eq!(k_after_open(&files).as_deref(), Some("new"));
 
-    let newer_present: &[Rec] = &[
-        (1, "a", Some("a")),
-        (15, "k", Some("new")),
-        (20, "c", Some("c")),
-    ];
+    let newer_present: &[Rec] = &k_among_others(15, Some("new"));
     let older_merged: &[Rec] = &[(12, "k", Some("old"))];
     let files = [
         (1, Data, newer_present),
@@ -153,20 +151,12 @@ fn overlapping_ranges_read_the_present_seq_from_a_sealed_file() {
 #[test]
 fn overlapping_ranges_read_the_present_seq_from_the_writer_file() {
     // File 1 is the newest writer file (read with `pread`, it is not mapped during recovery).
-    let older_present: &[Rec] = &[
-        (1, "a", Some("a")),
-        (8, "k", Some("old")),
-        (20, "c", Some("c")),
-    ];
+    let older_present: &[Rec] = &k_among_others(8, Some("old"));
     let newer_merged: &[Rec] = &[(12, "k", Some("new"))];
     let files = [(1, Data, older_present), (3, Merged, newer_merged)];
     assert_eq!(k_after_open(&files).as_deref(), Some("new"));
 
-    let newer_present: &[Rec] = &[
-        (1, "a", Some("a")),
-        (15, "k", Some("new")),
-        (20, "c", Some("c")),
-    ];
+    let newer_present: &[Rec] = &k_among_others(15, Some("new"));
     let older_merged: &[Rec] = &[(12, "k", Some("old"))];
     let files = [(1, Data, newer_present), (3, Merged, older_merged)];
     assert_eq!(k_after_open(&files).as_deref(), Some("new"));
@@ -175,11 +165,7 @@ fn overlapping_ranges_read_the_present_seq_from_the_writer_file() {
 #[test]
 fn a_tombstone_removes_only_an_older_put_across_overlapping_files() {
     let tail: &[Rec] = &[(30, "t", Some("t"))];
-    let older_put: &[Rec] = &[
-        (1, "a", Some("a")),
-        (8, "k", Some("v")),
-        (20, "c", Some("c")),
-    ];
+    let older_put: &[Rec] = &k_among_others(8, Some("v"));
     let newer_tombstone: &[Rec] = &[(12, "k", None)];
     let files = [
         (1, Data, older_put),
@@ -188,11 +174,7 @@ fn a_tombstone_removes_only_an_older_put_across_overlapping_files() {
     ];
     assert_eq!(k_after_open(&files), None);
 
-    let newer_put: &[Rec] = &[
-        (1, "a", Some("a")),
-        (15, "k", Some("v")),
-        (20, "c", Some("c")),
-    ];
+    let newer_put: &[Rec] = &k_among_others(15, Some("v"));
     let older_tombstone: &[Rec] = &[(12, "k", None)];
     let files = [
         (1, Data, newer_put),

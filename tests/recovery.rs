@@ -11,6 +11,20 @@ use bitcask::format::commit::MergeCommit;
 use bitcask::{CorruptionKind, Database, Error};
 use common::{copy_dir, file_id, files_with_ext, open_small};
 
+/// How many cut tails open saved beside their data files (`NNNNNNNNNN.data.cut-OFFSET`).
+fn saved_cuts(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".cut-")
+        })
+        .count()
+}
+
 fn newest_data_file(dir: &Path) -> PathBuf {
     files_with_ext(dir, "data").pop().unwrap()
 }
@@ -296,17 +310,7 @@ fn a_torn_append_leaves_no_saved_tail() {
     file.write_all(&[0x42; 7]).unwrap();
     drop(file);
     Database::open(dir.path()).unwrap();
-    let saved: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".cut-")
-        })
-        .collect();
-    assert!(saved.is_empty());
+    assert_eq!(saved_cuts(dir.path()), 0);
 }
 
 /// What the store holds for key `n` of the many-parts test below.
@@ -420,17 +424,7 @@ fn an_active_file_allocated_ahead_reopens_with_its_records_only() {
     let db = Database::open(crashed.path()).unwrap();
     let reopened = crashed.path().join(active.file_name().unwrap());
     assert_eq!(reopened.metadata().unwrap().len(), records);
-    let saved_cuts = std::fs::read_dir(crashed.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".cut-")
-        })
-        .count();
-    assert_eq!(saved_cuts, 0, "zeros are not worth saving");
+    assert_eq!(saved_cuts(crashed.path()), 0, "zeros are not worth saving");
     for n in 0..1000u32 {
         assert_eq!(db.read(&n.to_le_bytes()).unwrap(), [n as u8; 100]);
     }

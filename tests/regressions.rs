@@ -27,6 +27,22 @@ fn put<'a>(seq: u64, key: &'a [u8], value: &'a [u8]) -> Record<'a> {
     }
 }
 
+/// Writes the hint file of data file `id` (`data_len` bytes long), one put entry per
+/// `(seq, key, value_len, offset)`, whatever those say.
+fn hint_file(dir: &Path, id: FileId, data_len: u64, entries: &[(u64, &[u8], u32, u64)]) {
+    let mut hint = HintBuilder::new(id);
+    for &(seq, key, value_len, offset) in entries {
+        hint.push(&HintEntry {
+            seq,
+            kind: RecordKind::Put,
+            key,
+            value_len,
+            offset,
+        });
+    }
+    std::fs::write(dir.join(format!("{id:010}.hint")), hint.finish(data_len)).unwrap();
+}
+
 fn open(dir: &Path) -> Database {
     Config::new(dir).background_merge(false).open().unwrap()
 }
@@ -71,21 +87,11 @@ fn a_hint_with_overlapping_entries_is_ignored() {
     let records = [put(1, b"a", b"one"), put(2, b"b", b"two")];
     let bytes = data_file(dir.path(), 1, FileKind::Merged, &records);
     let whole_file = (bytes.len() - 20 - 21 - 1) as u32;
-    let mut hint = HintBuilder::new(1);
-    for (seq, key) in [(101, &b"a"[..]), (102, b"b")] {
-        hint.push(&HintEntry {
-            seq,
-            kind: RecordKind::Put,
-            key,
-            value_len: whole_file,
-            offset: 20,
-        });
-    }
-    std::fs::write(
-        dir.path().join("0000000001.hint"),
-        hint.finish(bytes.len() as u64),
-    )
-    .unwrap();
+    let entries = [
+        (101, &b"a"[..], whole_file, 20),
+        (102, b"b", whole_file, 20),
+    ];
+    hint_file(dir.path(), 1, bytes.len() as u64, &entries);
     data_file(dir.path(), 2, FileKind::Data, &[]);
 
     let db = open(dir.path());
@@ -152,26 +158,11 @@ fn merge_heals_an_entry_whose_hint_gave_a_wrong_value_length() {
     let dir = tempfile::tempdir().unwrap();
     let records = [put(1, b"k", b"value"), put(2, b"z", b"zz")];
     let bytes = data_file(dir.path(), 1, FileKind::Merged, &records);
-    let mut hint = HintBuilder::new(1);
-    hint.push(&HintEntry {
-        seq: 1,
-        kind: RecordKind::Put,
-        key: b"k",
-        value_len: 3, // the record's value is 5 bytes
-        offset: 20,
-    });
-    hint.push(&HintEntry {
-        seq: 2,
-        kind: RecordKind::Put,
-        key: b"z",
-        value_len: 2,
-        offset: 20 + records[0].encoded_len(),
-    });
-    std::fs::write(
-        dir.path().join("0000000001.hint"),
-        hint.finish(bytes.len() as u64),
-    )
-    .unwrap();
+    let entries = [
+        (1, &b"k"[..], 3, 20), // the record's value is 5 bytes
+        (2, b"z", 2, 20 + records[0].encoded_len()),
+    ];
+    hint_file(dir.path(), 1, bytes.len() as u64, &entries);
     data_file(dir.path(), 2, FileKind::Data, &[]);
 
     let db = open(dir.path());
