@@ -115,18 +115,25 @@ impl Writer {
             value,
         };
         record.encode_into(&mut self.buf);
-        let mapped =
-            (self.map.as_mut()).is_some_and(|map| map.append(&*self.file, self.len, &self.buf));
-        if !mapped {
-            let written = self.file.write_at(&self.buf, self.len);
-            self.poison_on_error(written, "appending to", engine)?;
-        }
-        if let Some(map) = &mut self.map {
-            map.advance(self.len + len);
-        }
+        self.write_buf(engine)?;
         self.next_seq += 1;
         self.len += len;
         Ok((loc, seq))
+    }
+
+    /// Puts the encoded record in `buf` at the end of the active file (copied through the map
+    /// where it can be, else `pwrite`n), then moves the map's `written` mark past it.
+    fn write_buf(&mut self, engine: &Engine) -> Result<()> {
+        let at = self.len;
+        let mapped = (self.map.as_mut()).is_some_and(|map| map.append(&*self.file, at, &self.buf));
+        if !mapped {
+            let written = self.file.write_at(&self.buf, at);
+            self.poison_on_error(written, "appending to", engine)?;
+        }
+        if let Some(map) = &mut self.map {
+            map.advance(at + self.buf.len() as u64);
+        }
+        Ok(())
     }
 
     /// Seals the active file (fsynced and mapped) and starts a new one.
