@@ -1,6 +1,7 @@
 //! Memory and disk footprint of a store of 1M keys (16 B keys, 100 B values), and open times.
 //! `cargo bench --bench footprint` (a plain bench binary that prints a report; run it alone, since
-//! it reads this process's RSS).
+//! it reads this process's RSS). `BITCASK_FOOTPRINT_KEY_LEN=32 cargo bench --bench footprint`
+//! measures another key length.
 //!
 //! - Keydir memory: `RssAnon` from `/proc/self/status` (anonymous resident memory: the heap, not
 //!   the mapped data files) before opening and after writing 1M keys, divided by the key count.
@@ -17,10 +18,17 @@ use bitcask::{Config, Database};
 
 const KEYS: u64 = 1_000_000;
 const VALUE_LEN: usize = 100;
-const KEY_LEN: usize = 16;
+/// Key length: `BITCASK_FOOTPRINT_KEY_LEN` (8 to 1024), or 16.
+fn key_len() -> usize {
+    std::env::var("BITCASK_FOOTPRINT_KEY_LEN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|len| (8..=1024).contains(len))
+        .unwrap_or(16)
+}
 
-fn key(n: u64) -> [u8; KEY_LEN] {
-    let mut key = [0u8; KEY_LEN];
+fn key(n: u64) -> Vec<u8> {
+    let mut key = vec![0u8; key_len()];
     key[..8].copy_from_slice(&n.to_be_bytes());
     key
 }
@@ -92,9 +100,10 @@ fn median_open(dir: &Path) -> Duration {
 }
 
 fn main() {
-    let user_bytes = KEYS * (KEY_LEN + VALUE_LEN) as u64;
+    let user_bytes = KEYS * (key_len() + VALUE_LEN) as u64;
     println!(
-        "{KEYS} keys of {KEY_LEN} B with values of {VALUE_LEN} B ({user_bytes} B of keys+values)"
+        "{KEYS} keys of {} B with values of {VALUE_LEN} B ({user_bytes} B of keys+values)",
+        key_len()
     );
     let dir = tempfile::tempdir().unwrap();
     let anon_before = status_bytes("RssAnon");
@@ -114,13 +123,14 @@ fn main() {
         KEYS as f64 / fill.as_secs_f64()
     );
     println!(
-        "memory: RssAnon {} -> {} (+{}), {:.1} B/key (key length {KEY_LEN} B; target <= {} B/key); \
+        "memory: RssAnon {} -> {} (+{}), {:.1} B/key (key length {} B; target <= {} B/key); \
          VmHWM {}, RssFile {}",
         mib(anon_before),
         mib(anon_after),
         mib(anon_after - anon_before),
         (anon_after - anon_before) as f64 / KEYS as f64,
-        KEY_LEN + 64,
+        key_len(),
+        key_len() + 64,
         mib(status_bytes("VmHWM")),
         mib(status_bytes("RssFile")),
     );
