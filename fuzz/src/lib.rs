@@ -915,7 +915,19 @@ pub fn copy_files(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("listing the store") {
         let path = entry.expect("listing the store").path();
         if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).expect("copying a file");
+            copy_retrying(&path, &to.join(path.file_name().unwrap()));
+        }
+    }
+}
+
+/// `std::fs::copy`, again from the start when a signal interrupts it (libFuzzer's timers do:
+/// `copy_file_range` then fails with `EINTR`, which `fs::copy` passes on).
+fn copy_retrying(from: &Path, to: &Path) {
+    loop {
+        match std::fs::copy(from, to) {
+            Ok(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("copying {}: {e}", from.display()),
         }
     }
 }
