@@ -53,7 +53,8 @@ impl Segment {
         match &self.storage {
             Storage::Sealed(map) => {
                 let start = loc.offset as usize;
-                let bytes = (start.checked_add(len))
+                let bytes = start
+                    .checked_add(len)
                     .and_then(|end| map.get(start..end))
                     .ok_or_else(|| self.corrupt(loc, CorruptionKind::Truncated))?;
                 Ok(Cow::Borrowed(self.check(key, loc, bytes)?.value))
@@ -85,8 +86,8 @@ impl Segment {
 
     fn check<'a>(&self, key: &[u8], loc: &Location, bytes: &'a [u8]) -> Result<Record<'a>> {
         let record = Record::decode(bytes).map_err(|kind| self.corrupt(loc, kind))?;
-        // A location names one record (file ids are never reused, and files only grow), so
-        // the key is all there is to check beyond the checksum.
+        // A location names one record (file ids are never reused, and a record never moves or
+        // changes within its file), so the key is all there is to check beyond the checksum.
         if record.key != key || record.kind != RecordKind::Put {
             return Err(self.corrupt(loc, CorruptionKind::KeyMismatch));
         }

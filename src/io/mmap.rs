@@ -271,3 +271,47 @@ where
         MappedBytes::new(guard, ptr, len)
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::vfs::{OpenMode, StdFs, Vfs};
+
+    /// A writer half over a new file of `len` zero bytes, mapped with room for 1 MiB.
+    fn writer_over(path: &Path, len: u64) -> (crate::io::vfs::FileHandle, AppendWriter) {
+        let file = StdFs.open(path, OpenMode::CreateTruncate).unwrap();
+        file.set_len(len).unwrap();
+        let map = file.map_appending(1 << 20, len).unwrap();
+        (file, AppendWriter::new(map, len))
+    }
+
+    #[test]
+    fn appends_are_readable_below_the_mark_only_and_trim_cuts_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, mut writer) = writer_over(&dir.path().join("a"), 20);
+        assert!(!writer.append(&*file, 21, b"not at the mark"));
+        if writer.append(&*file, 20, b"record") {
+            assert_eq!(writer.shared().get(20, 6), None, "not finished yet");
+            writer.advance(26);
+            assert_eq!(writer.shared().get(20, 6), Some(&b"record"[..]));
+        }
+        assert!(
+            !writer.append(&*file, 26, &[0; MAP_COPY_MAX + 1]),
+            "large: pwrite"
+        );
+        writer.trim(&*file).unwrap();
+        let written = writer.shared().written.load(Ordering::Relaxed);
+        assert_eq!(file.len().unwrap(), written);
+    }
+
+    /// An `fallocate` that fails part way (a full disk) may leave the file longer than the
+    /// writer knows; `trim` still cuts it back, so a sealed file never ends in zeros.
+    #[test]
+    fn trim_cuts_a_file_longer_than_the_writer_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, mut writer) = writer_over(&dir.path().join("a"), 20);
+        file.set_len(4096).unwrap(); // grown behind the writer's back
+        writer.trim(&*file).unwrap();
+        assert_eq!(file.len().unwrap(), 20);
+    }
+}
