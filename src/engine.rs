@@ -68,6 +68,7 @@ impl Engine {
                 max: MAX_VALUE_LEN,
             });
         }
+        self.keydir.prefetch(key);
         let seq = {
             let mut writer = self.lock_writer()?;
             let (loc, seq) = writer.append(self, RecordKind::Put, key, value)?;

@@ -129,6 +129,12 @@ impl Keydir {
         self.map.shard_count()
     }
 
+    /// Starts loading the keydir memory a lookup or update of `key` will touch (see
+    /// [`KeyMap::prefetch`]).
+    pub(crate) fn prefetch(&self, key: &[u8]) {
+        self.map.prefetch(key);
+    }
+
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
         self.map.contains_key(key)
     }

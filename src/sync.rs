@@ -11,6 +11,8 @@ pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 use crate::format::FileId;
 use crate::keydir::Location;
+#[cfg(not(loom))]
+use std::hash::BuildHasher;
 
 #[cfg(not(loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -214,10 +216,26 @@ impl KeyMap {
         }
     }
 
+    /// The key's location.
+    ///
+    /// This is dashmap's `get` written out over its shard (the `raw-api`), so that it can
+    /// prefetch the key's home bucket while it probes ([`prefetch_home`]).
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
-        self.inner
-            .get(key)
-            .map(|entry| entry.key().location(*entry.value()))
+        let hash = self.inner.hasher().hash_one(key);
+        let shard = self.inner.shards()[self.inner.determine_shard(hash as usize)].read();
+        prefetch_home(shard.data_end(), shard.buckets(), hash);
+        shard
+            .get(hash, |(stored, _)| stored.bytes() == key)
+            .map(|(stored, place)| stored.location(*place.get()))
+    }
+
+    /// Starts bringing the table memory that a lookup of `key` will touch into the CPU cache,
+    /// and returns at once: a writer calls it before it appends the record, so that the misses
+    /// overlap the append instead of following it.
+    pub(crate) fn prefetch(&self, key: &[u8]) {
+        let hash = self.inner.hasher().hash_one(key);
+        let shard = self.inner.shards()[self.inner.determine_shard(hash as usize)].read();
+        prefetch_home(shard.data_end(), shard.buckets(), hash);
     }
 
     /// The shard (of [`KeyMap::shard_count`]) that holds `key`. Filling the map shard by shard
@@ -319,6 +337,40 @@ impl KeyMap {
     }
 }
 
+/// Prefetches the two cache lines where a lookup of `hash` starts in a hashbrown table of
+/// `buckets` buckets that end at `data_end`: the group of control bytes at the home position,
+/// and the home bucket.
+///
+/// hashbrown reads the control bytes first and the bucket only once they matched; in a table
+/// larger than the CPU caches those are two cache misses, one after the other. Most keys sit in
+/// their home bucket or the next one, so prefetching both overlaps the misses. If a prefetch
+/// misses (the key probed further, or a future hashbrown lays its table out differently) the
+/// lookup is as before, only slower: the layout this assumes is hashbrown 0.14's, where the probe
+/// starts at `hash & (buckets - 1)`, control byte `i` is at `data_end + i` and bucket `i` ends
+/// `i` buckets below `data_end`.
+#[cfg(not(loom))]
+fn prefetch_home<T>(data_end: std::ptr::NonNull<T>, buckets: usize, hash: u64) {
+    let home = hash as usize & (buckets - 1);
+    let data_end = data_end.as_ptr();
+    prefetch(data_end.cast::<u8>().wrapping_add(home));
+    prefetch(data_end.wrapping_sub(home + 1));
+}
+
+/// Asks the CPU to bring the cache line at `address` closer; never reads it architecturally.
+#[cfg(all(not(loom), target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+fn prefetch<T>(address: *const T) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch is a hint. It does not access memory as far as the program can tell:
+    // it cannot fault, and an address outside any allocation (a table that grew, an empty
+    // table's dangling pointer) is simply ignored. SSE, which the intrinsic needs, is part of
+    // every x86_64 CPU.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>()) }
+}
+
+#[cfg(all(not(loom), not(target_arch = "x86_64")))]
+fn prefetch<T>(_address: *const T) {}
+
 #[cfg(loom)]
 impl KeyMap {
     pub(crate) fn with_capacity(_capacity: usize) -> Self {
@@ -349,6 +401,8 @@ impl KeyMap {
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
         self.inner.lock().get(key).copied()
     }
+
+    pub(crate) fn prefetch(&self, _key: &[u8]) {}
 
     pub(crate) fn shard_of(&self, _key: &[u8]) -> usize {
         0
@@ -550,6 +604,75 @@ mod loom_shim {
     impl fmt::Debug for Condvar {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("Condvar { .. }")
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn loc(n: u32) -> Location {
+        Location {
+            file_id: n % 7,
+            offset: n,
+            value_len: n % 300,
+        }
+    }
+
+    /// Keys of every length around the inline limit, short ones colliding in their prefixes.
+    fn key_of(n: u32) -> Vec<u8> {
+        let len = (n % 40) as usize;
+        (0..len).map(|i| (n >> (i % 4)) as u8).collect()
+    }
+
+    #[test]
+    fn get_finds_every_key_as_the_table_grows_and_nothing_else() {
+        let map = KeyMap::default();
+        let mut model = HashMap::new();
+        for n in 0..20_000 {
+            let key = key_of(n);
+            map.insert_then(&key, loc(n), |_| ());
+            model.insert(key, loc(n));
+        }
+        for (key, expected) in &model {
+            assert_eq!(map.get(key), Some(*expected), "key {key:?}");
+        }
+        assert_eq!(map.len(), model.len());
+        for n in 20_000..21_000 {
+            let key = [key_of(n), b"absent".to_vec()].concat();
+            assert_eq!(map.get(&key), None);
+        }
+    }
+
+    proptest! {
+        /// `get` (hand-written over dashmap's shards) agrees with a `HashMap` through inserts,
+        /// replacements that change the value length, and removals.
+        #[test]
+        fn get_agrees_with_a_hash_map(ops in prop::collection::vec((0u32..64, 0u32..1000, 0u8..3), 1..300)) {
+            let map = KeyMap::default();
+            let mut model = HashMap::new();
+            for (k, n, op) in ops {
+                let key = key_of(k * 37);
+                match op {
+                    0 | 1 => {
+                        map.insert_then(&key, loc(n), |_| ());
+                        model.insert(key.clone(), loc(n));
+                    }
+                    _ => {
+                        prop_assert_eq!(map.remove(&key), model.remove(&key));
+                    }
+                }
+                prop_assert_eq!(map.get(&key), model.get(&key).copied());
+            }
+            for k in 0..64 {
+                let key = key_of(k * 37);
+                prop_assert_eq!(map.get(&key), model.get(&key).copied());
+            }
         }
     }
 }
