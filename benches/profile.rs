@@ -1,7 +1,8 @@
 //! Single-thread hot loops of random `get` (from sealed files after a merge, and from the active
 //! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
-//! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads) to run
+//! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads, `stall`:
+//! the slowest get right after a merge) to run
 //! only those, and set `BITCASK_PROFILE_KEYS` to
 //! change the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations per get or write
 //! phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
@@ -142,10 +143,37 @@ fn always_phase(threads: u64, seconds: f64) -> f64 {
     rate
 }
 
+/// The slowest single `get` among the first `ops()` gets right after a `merge()` of `keys()`
+/// keys. Whichever thread runs the epoch collector first after the swap drops the retired file
+/// set; before `bitcask-retire` did that, it was a reader, which then unmapped and closed the
+/// merged-away files itself.
+fn stall_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = filled(dir.path(), true);
+    let keys = keys();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut slowest, mut over_1ms) = (std::time::Duration::ZERO, 0);
+    for _ in 0..ops() {
+        let start = Instant::now();
+        let value = db.get(&key(next(&mut state) % keys)).unwrap().unwrap();
+        std::hint::black_box(value[0]);
+        drop(value);
+        let took = start.elapsed();
+        slowest = slowest.max(took);
+        over_1ms += u32::from(took.as_millis() >= 1);
+    }
+    println!(
+        "slowest get right after merge(): {:.2} ms ({over_1ms} of {} gets took 1 ms or more)",
+        slowest.as_secs_f64() * 1e3,
+        ops()
+    );
+    db.close().unwrap();
+}
+
 fn main() {
     let phases: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| ["get", "get_active", "write", "open", "always"].contains(&a.as_str()))
+        .filter(|a| ["get", "get_active", "write", "open", "always", "stall"].contains(&a.as_str()))
         .collect();
     let run = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
     if run("write") {
@@ -165,6 +193,9 @@ fn main() {
         let db = filled(dir.path(), true);
         time_gets(&db, "sealed files");
         db.close().unwrap();
+    }
+    if run("stall") {
+        stall_phase();
     }
     if run("get_active") {
         let dir = tempfile::tempdir().unwrap();

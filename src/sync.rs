@@ -219,7 +219,10 @@ impl KeyMap {
     /// The key's location.
     ///
     /// This is dashmap's `get` written out over its shard (the `raw-api`), so that it can
-    /// prefetch the key's home bucket while it probes ([`prefetch_home`]).
+    /// prefetch the key's home bucket while it probes ([`prefetch_home`]). It must hash and pick
+    /// the shard exactly as dashmap's insert does (`BuildHasher::hash_one` of the key bytes, as
+    /// `StoredKey` hashes; `determine_shard`); the tests below fail if a dashmap release changed
+    /// either.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Location> {
         let hash = self.inner.hasher().hash_one(key);
         let shard = self.inner.shards()[self.inner.determine_shard(hash as usize)].read();
@@ -240,7 +243,7 @@ impl KeyMap {
 
     /// The shard (of [`KeyMap::shard_count`]) that holds `key`. Filling the map shard by shard
     /// keeps one shard's table in the CPU caches while it fills, instead of missing on every
-    /// insert. (`determine_map` is the one thing the `raw-api` feature is enabled for.)
+    /// insert. (The `raw-api` feature is enabled for this and for `get`'s use of the shards.)
     pub(crate) fn shard_of(&self, key: &[u8]) -> usize {
         self.inner.determine_map(key)
     }
@@ -343,11 +346,13 @@ impl KeyMap {
 ///
 /// hashbrown reads the control bytes first and the bucket only once they matched; in a table
 /// larger than the CPU caches those are two cache misses, one after the other. Most keys sit in
-/// their home bucket or the next one, so prefetching both overlaps the misses. If a prefetch
-/// misses (the key probed further, or a future hashbrown lays its table out differently) the
-/// lookup is as before, only slower: the layout this assumes is hashbrown 0.14's, where the probe
-/// starts at `hash & (buckets - 1)`, control byte `i` is at `data_end + i` and bucket `i` ends
-/// `i` buckets below `data_end`.
+/// their home bucket (the tables are at most 7/8 full), so prefetching both overlaps the misses.
+/// The table is only 16-byte aligned, so a group or a bucket sometimes straddles two lines;
+/// prefetching the second line as well measured no faster. If a prefetch misses (the key probed
+/// further, or a future hashbrown lays its table out differently) the lookup is as before, only
+/// slower. The layout this assumes is hashbrown 0.14's: the probe starts at
+/// `hash & (buckets - 1)`, control byte `i` is at `data_end + i`, and bucket `i` ends `i`
+/// buckets below `data_end`.
 #[cfg(not(loom))]
 fn prefetch_home<T>(data_end: std::ptr::NonNull<T>, buckets: usize, hash: u64) {
     let home = hash as usize & (buckets - 1);
@@ -362,9 +367,10 @@ fn prefetch_home<T>(data_end: std::ptr::NonNull<T>, buckets: usize, hash: u64) {
 fn prefetch<T>(address: *const T) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // SAFETY: a prefetch is a hint. It does not access memory as far as the program can tell:
-    // it cannot fault, and an address outside any allocation (a table that grew, an empty
-    // table's dangling pointer) is simply ignored. SSE, which the intrinsic needs, is part of
-    // every x86_64 CPU.
+    // it cannot fault, and an address outside any allocation (such as the bucket "before" an
+    // empty table's static control bytes, or a table that grew after `KeyMap::prefetch`
+    // dropped its lock) is simply ignored. SSE, which the intrinsic needs, is part of every
+    // x86_64 CPU.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>()) }
 }
 

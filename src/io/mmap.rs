@@ -1,6 +1,7 @@
 //! Memory maps of sealed data files, and the zero-copy value that borrows from them.
 //!
-//! This module and `fileset` are the only places with `unsafe`. Mapping a file is sound only
+//! This module holds most of the crate's `unsafe` (the others: `fileset`'s epoch-protected
+//! pointers, and one CPU prefetch hint in `sync`). Mapping a file is sound only
 //! while nobody changes the mapped bytes or shrinks the file (that is SIGBUS, not an error). The
 //! engine keeps these invariants, argued in full in `docs/design.md`:
 //!

@@ -1,6 +1,6 @@
 //! Everything that touches the file system: the [`vfs::Vfs`] seam and its real implementation,
 //! file names, atomic file creation, directory syncs, the directory lock, and the memory maps
-//! (with `fileset`, the crate's only `unsafe`, in [`mmap`]).
+//! (in [`mmap`], which holds most of the crate's `unsafe`).
 
 pub(crate) mod layout;
 pub(crate) mod lock;
