@@ -2,14 +2,15 @@
 //!
 //! Readers pin, load the current set and read through it without taking any lock or touching any
 //! shared counter. Writers of the set (rotation, merge, close) serialise on `publish_lock`, build
-//! a new set, swap it in, and hand the old one to the epoch collector, which drops it (and so
-//! unmaps the files no newer set holds) only once every thread pinned before the swap unpinned.
+//! a new set, swap it in, and hand the old one to the epoch collector, which drops it only once
+//! every thread pinned before the swap unpinned.
 //!
-//! The collector runs inside whichever thread pins next, usually a reader. Dropping a set can
-//! be slow: it unmaps files (a merge retires hundreds of MB of mapped pages) and closes files
-//! that merge deleted, which makes the kernel free their page cache and blocks. A `get` right
-//! after a merge of 1M keys stalled for 47-52 ms on that (`cargo bench --bench profile -- stall`).
-//! So a dropped set hands its segments to [`retire`], a thread of its own that drops them.
+//! The collector runs inside whichever thread pins next, usually a reader. Dropping the last
+//! reference to a segment can be slow: it unmaps the file (a merge retires hundreds of MB of
+//! mapped pages), and the last unmap of a file that merge deleted makes the kernel free its page
+//! cache. A `get` right after a merge of 1M keys stalled for 47-52 ms on that (`cargo bench
+//! --bench profile -- stall`). So a dropped set hands its segments to [`retire`], which drops
+//! them on a thread of its own; merge hands over its inputs the same way.
 #![allow(unsafe_code)]
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
@@ -120,35 +121,55 @@ impl Drop for Files {
     }
 }
 
-/// Drops `segments` on the process's retiring thread (started on first use, named
-/// `bitcask-retire`), so that the caller does not wait for unmapping and closing files. Dropped
-/// here if that thread cannot be started. Under loom, always dropped here.
-fn retire(segments: Vec<Arc<Segment>>) {
+/// Drops `segments` on the process's retiring thread (named `bitcask-retire`), so that the
+/// caller does not wait for the unmapping. Dropped here if that thread could not be started, or
+/// in a forked child (which has the channel but not the thread). Under loom, always here.
+pub(crate) fn retire(segments: Vec<Arc<Segment>>) {
     drop_elsewhere(Box::new(segments));
+}
+
+/// Starts the retiring thread if it is not running yet. Opening a store calls it, so that the
+/// thread is not started from inside the epoch collector, which may run anywhere (even in a
+/// thread's exit).
+pub(crate) fn start_retiring() {
+    let _ = retiring();
 }
 
 /// Something whose drop is slow, to be dropped on the retiring thread.
 type Retired = Box<dyn Send>;
 
+/// The retiring thread's queue, and the process that started the thread.
+#[cfg(not(loom))]
+fn retiring() -> Option<&'static (u32, std::sync::mpsc::Sender<Retired>)> {
+    static RETIRING: std::sync::OnceLock<Option<(u32, std::sync::mpsc::Sender<Retired>)>> =
+        std::sync::OnceLock::new();
+    RETIRING
+        .get_or_init(|| {
+            let (sender, receiver) = std::sync::mpsc::channel::<Retired>();
+            std::thread::Builder::new()
+                .name("bitcask-retire".into())
+                .spawn(move || receiver.into_iter().for_each(drop))
+                .ok()
+                .map(|_| (std::process::id(), sender))
+        })
+        .as_ref()
+}
+
 #[cfg(not(loom))]
 fn drop_elsewhere(retired: Retired) {
-    use std::sync::OnceLock;
-    use std::sync::mpsc::{Sender, channel};
-
-    static RETIRING: OnceLock<Option<Sender<Retired>>> = OnceLock::new();
-    let sender = RETIRING.get_or_init(|| {
-        let (sender, receiver) = channel::<Retired>();
-        std::thread::Builder::new()
-            .name("bitcask-retire".into())
-            .spawn(move || receiver.into_iter().for_each(drop))
-            .ok()
-            .map(|_| sender)
-    });
-    // If the thread is gone (it never ends, but a send can still fail), drop it here.
-    if let Some(Err(unsent)) = sender.as_ref().map(|sender| sender.send(retired)) {
-        drop(unsent.0);
+    match retiring() {
+        Some((pid, sender)) if *pid == std::process::id() => {
+            // The thread never ends; should a send fail anyway, drop it here.
+            if let Err(unsent) = sender.send(retired) {
+                drop(unsent.0);
+            }
+        }
+        _ => drop(retired),
     }
 }
+
+#[cfg(loom)]
+fn retiring() {}
 
 #[cfg(loom)]
 fn drop_elsewhere(retired: Retired) {

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::fileset::retire;
 use crate::format::FileId;
 use crate::format::commit::MergeCommit;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
@@ -83,7 +84,10 @@ pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
         }
     }
     let inputs = sealed_segments(engine, |_| true);
-    merge_files(engine, &mut state, &inputs)
+    let merged = merge_files(engine, &mut state, &inputs);
+    // Often the last references to the merged-away files: unmapped off this thread.
+    retire(inputs);
+    merged
 }
 
 /// Merges the files the merge policy picks, if any file triggers it.
@@ -97,7 +101,9 @@ pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
     let inputs = sealed_segments(engine, |id| {
         usage.get(&id).is_some_and(|u| chosen(&policy, u))
     });
-    merge_files(engine, &mut state, &inputs)
+    let merged = merge_files(engine, &mut state, &inputs);
+    retire(inputs);
+    merged
 }
 
 /// Whether any sealed file passes the policy's trigger.

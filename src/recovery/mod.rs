@@ -63,6 +63,7 @@ impl Loaded {
 /// Opens the store described by `config`.
 pub(crate) fn open(config: Config) -> Result<Engine> {
     config.validate()?;
+    crate::fileset::start_retiring();
     let fs = &*config.fs;
     let layout = Layout::new(config.dir.clone());
     prepare_dir(fs, layout.dir())?;
