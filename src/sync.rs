@@ -345,8 +345,9 @@ impl KeyMap {
 /// and the home bucket.
 ///
 /// hashbrown reads the control bytes first and the bucket only once they matched; in a table
-/// larger than the CPU caches those are two cache misses, one after the other. Most keys sit in
-/// their home bucket (the tables are at most 7/8 full), so prefetching both overlaps the misses.
+/// larger than the CPU caches those are two cache misses, one after the other. A key usually sits
+/// in its home bucket or close to it, so prefetching both lines overlaps the two misses (measured:
+/// `docs/benchmarks.md`, fourth round).
 /// The table is only 16-byte aligned, so a group or a bucket sometimes straddles two lines;
 /// prefetching the second line as well measured no faster. If a prefetch misses (the key probed
 /// further, or a future hashbrown lays its table out differently) the lookup is as before, only
