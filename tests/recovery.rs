@@ -394,9 +394,10 @@ fn a_hint_of_many_parts_loads_on_several_threads_to_the_same_keys_and_figures() 
 }
 
 /// The writer appends through a map of the active file, which it allocates ahead of its
-/// records (where the file system reserves blocks in place). A crash (here: a copy of the directory taken while the store is open, which is what
-/// a killed process leaves) finds zeros after the last record; open cuts them like a torn
-/// write, keeps every record, saves nothing beside the file, and appends after the records.
+/// records (where the file system reserves blocks in place). A crash (here: a copy of the
+/// directory taken while the store is open, which is what a killed process leaves) finds zeros
+/// after the last record; open cuts them like a torn write, keeps every record, saves nothing
+/// beside the file, and appends after the records.
 #[test]
 fn an_active_file_allocated_ahead_reopens_with_its_records_only() {
     let dir = tempfile::tempdir().unwrap();

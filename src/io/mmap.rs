@@ -291,6 +291,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (file, mut writer) = writer_over(&dir.path().join("a"), 20);
         assert!(!writer.append(&*file, 21, b"not at the mark"));
+        // Refused (false) where the file system does not reserve blocks in place (`allocate`):
+        // the writer then uses `pwrite`, and there is no map write to check.
         if writer.append(&*file, 20, b"record") {
             assert_eq!(writer.shared().get(20, 6), None, "not finished yet");
             writer.advance(26);
