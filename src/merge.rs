@@ -420,13 +420,7 @@ impl OutputWriter<'_> {
         out.file
             .write_all(raw)
             .context("writing merged file", &path)?;
-        out.hint.push(&HintEntry {
-            seq: rec.seq,
-            kind: rec.kind,
-            key: rec.key,
-            value_len: rec.value.len() as u32,
-            offset: out.len,
-        });
+        out.hint.push(&HintEntry::of(rec, out.len));
         out.sources.push(source);
         out.usage.total_bytes += raw.len() as u64;
         if rec.kind == RecordKind::Tombstone {

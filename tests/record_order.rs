@@ -49,14 +49,7 @@ fn write_merged_with_hint(dir: &Path, id: FileId, records: &[Rec], damaged: usiz
     let (mut bytes, offsets) = encode_file(id, Merged, records);
     let mut hint = HintBuilder::new(id);
     for (rec, &offset) in records.iter().zip(&offsets) {
-        let rec = record(rec);
-        hint.push(&HintEntry {
-            seq: rec.seq,
-            kind: rec.kind,
-            key: rec.key,
-            value_len: rec.value.len() as u32,
-            offset,
-        });
+        hint.push(&HintEntry::of(&record(rec), offset));
     }
     let last = (offsets[damaged] + record(&records[damaged]).encoded_len() - 1) as usize;
     bytes[last] ^= 0xFF;

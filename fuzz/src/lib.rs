@@ -587,13 +587,7 @@ pub fn encode_hint(id: FileId, records: &[RecordSpec]) -> Vec<u8> {
     let mut offset = HEADER_LEN as u64;
     for spec in records {
         let rec = spec.record();
-        hint.push(&HintEntry {
-            seq: rec.seq,
-            kind: rec.kind,
-            key: rec.key,
-            value_len: rec.value.len() as u32,
-            offset,
-        });
+        hint.push(&HintEntry::of(&rec, offset));
         offset += rec.encoded_len();
     }
     hint.finish(offset)

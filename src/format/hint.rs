@@ -8,7 +8,7 @@
 //! data file has another length is stale and ignored.
 
 use super::header::{FileHeader, FileKind, HEADER_LEN};
-use super::record::RecordKind;
+use super::record::{Record, RecordKind};
 use super::{DecodeResult, FileId, MAX_KEY_LEN, MAX_VALUE_LEN, Reader, valid_seq, verify_crc};
 use crate::error::CorruptionKind;
 
@@ -30,6 +30,19 @@ pub struct HintEntry<'a> {
     pub value_len: u32,
     /// Offset of the record in the data file.
     pub offset: u64,
+}
+
+impl<'a> HintEntry<'a> {
+    /// The entry that describes `record`, found at `offset` in its data file.
+    pub fn of(record: &Record<'a>, offset: u64) -> Self {
+        HintEntry {
+            seq: record.seq,
+            kind: record.kind,
+            key: record.key,
+            value_len: record.value.len() as u32,
+            offset,
+        }
+    }
 }
 
 /// Builds a hint file in memory, entry by entry.
