@@ -2,12 +2,12 @@
 //! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
 //! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads, `stall`:
-//! the slowest get right after a merge) to run
-//! only those, and set `BITCASK_PROFILE_KEYS` to
-//! change the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations per get or write
-//! phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store `open` opens
-//! (filled on the first run only). To profile one phase only, run the binary under
-//! callgrind and collect inside that phase's function:
+//! the slowest get right after a merge, `huge_pages`: gets from a merged file cached in huge
+//! pages against the same file in small pages) to run only those, and set
+//! `BITCASK_PROFILE_KEYS` to change the number of keys (200,000), `BITCASK_PROFILE_OPS` the
+//! operations per get or write phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store
+//! `open` opens (filled on the first run only). To profile one phase only, run the binary
+//! under callgrind and collect inside that phase's function:
 //!
 //! ```text
 //! valgrind --tool=callgrind --dump-instr=no --toggle-collect='*get_phase*' \
@@ -106,9 +106,23 @@ fn time_gets(db: &Database, what: &str) {
     let total = get_phase(db);
     let took = start.elapsed();
     println!(
-        "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total})",
-        took.as_nanos() as f64 / ops() as f64
+        "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total}; {})",
+        took.as_nanos() as f64 / ops() as f64,
+        huge_mapped()
     );
+}
+
+/// How much of this process's file maps the kernel mapped with huge pages (Linux), which
+/// merged files get on file systems with large folios (`io::chunked`).
+fn huge_mapped() -> String {
+    let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    smaps
+        .lines()
+        .find(|line| line.starts_with("FilePmdMapped:"))
+        .map_or_else(
+            || "FilePmdMapped unknown".into(),
+            |line| line.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
 }
 
 /// Writes of 100 B values under `SyncPolicy::Always` from `threads` threads sharing one handle
@@ -170,10 +184,68 @@ fn stall_phase() {
     db.close().unwrap();
 }
 
+/// Random gets from a merged store whose data file is cached in huge pages, as merge writes it
+/// (`io::chunked`), against the same store with its data file rewritten in 4 KiB writes (small
+/// pages), alternating 10 blocks of `ops()` gets in one process so both see the same machine.
+fn huge_pages_phase() {
+    let (huge, small) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [&huge, &small] {
+        filled(dir.path(), true).close().unwrap();
+    }
+    for entry in std::fs::read_dir(small.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "data") {
+            rewrite_in_small_writes(&path);
+        }
+    }
+    let (huge, small) = (open(huge.path()), open(small.path()));
+    let (mut on_huge, mut on_small) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        for (db, times) in [(&huge, &mut on_huge), (&small, &mut on_small)] {
+            let start = Instant::now();
+            std::hint::black_box(get_phase(db));
+            times.push(start.elapsed().as_nanos() as f64 / ops() as f64);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "get after merge, medians of 10 alternating blocks: huge pages {:.0} ns, small pages {:.0} ns ({})",
+        median(&mut on_huge),
+        median(&mut on_small),
+        huge_mapped()
+    );
+}
+
+/// Writes `path` again, same bytes, 4 KiB per write, so that its page cache is in small pages.
+fn rewrite_in_small_writes(path: &std::path::Path) {
+    use std::io::Write;
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::remove_file(path).unwrap();
+    let mut file = std::fs::File::create(path).unwrap();
+    for block in bytes.chunks(4096) {
+        file.write_all(block).unwrap();
+    }
+    file.sync_all().unwrap();
+}
+
 fn main() {
     let phases: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| ["get", "get_active", "write", "open", "always", "stall"].contains(&a.as_str()))
+        .filter(|a| {
+            [
+                "get",
+                "get_active",
+                "write",
+                "open",
+                "always",
+                "stall",
+                "huge_pages",
+            ]
+            .contains(&a.as_str())
+        })
         .collect();
     let run = |phase: &str| phases.is_empty() || phases.iter().any(|p| p == phase);
     if run("write") {
@@ -196,6 +268,9 @@ fn main() {
     }
     if run("stall") {
         stall_phase();
+    }
+    if run("huge_pages") {
+        huge_pages_phase();
     }
     if run("get_active") {
         let dir = tempfile::tempdir().unwrap();
