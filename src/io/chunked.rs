@@ -20,6 +20,8 @@ pub(crate) struct ChunkedAppender {
     file: FileHandle,
     /// Where `pending` starts: a multiple of [`CHUNK`].
     offset: u64,
+    /// Bytes not written yet: always less than a chunk, so a large record (values go up to
+    /// 1 GiB) is written straight from the caller's slice, not copied.
     pending: Vec<u8>,
 }
 
@@ -33,14 +35,24 @@ impl ChunkedAppender {
         }
     }
 
-    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(bytes);
-        let whole = self.pending.len() / CHUNK * CHUNK;
-        if whole > 0 {
-            self.file.write_at(&self.pending[..whole], self.offset)?;
-            self.offset += whole as u64;
-            self.pending.drain(..whole);
+    pub(crate) fn write_all(&mut self, mut bytes: &[u8]) -> Result<()> {
+        if !self.pending.is_empty() {
+            let fill = bytes.len().min(CHUNK - self.pending.len());
+            self.pending.extend_from_slice(&bytes[..fill]);
+            bytes = &bytes[fill..];
+            if self.pending.len() < CHUNK {
+                return Ok(());
+            }
+            self.file.write_at(&self.pending, self.offset)?;
+            self.offset += CHUNK as u64;
+            self.pending.clear();
         }
+        let whole = bytes.len() / CHUNK * CHUNK;
+        if whole > 0 {
+            self.file.write_at(&bytes[..whole], self.offset)?;
+            self.offset += whole as u64;
+        }
+        self.pending.extend_from_slice(&bytes[whole..]);
         Ok(())
     }
 
@@ -99,14 +111,23 @@ mod tests {
         let file = Arc::new(Recording::default());
         let mut appender = ChunkedAppender::new(file.clone());
         let mut expected = Vec::new();
-        // Small records, one record larger than two chunks, and a record ending on a chunk
-        // boundary exactly.
+        // Small records, records larger than two chunks (one of them with nothing pending),
+        // and a record ending on a chunk boundary exactly.
         let sizes = (0..40_000).map(|n| 37 + n % 101).chain([2 * CHUNK + 5]);
         for (n, size) in sizes.enumerate() {
             let record = vec![n as u8; size];
             appender.write_all(&record).unwrap();
             expected.extend_from_slice(&record);
         }
+        let to_boundary = CHUNK - expected.len() % CHUNK;
+        appender.write_all(&vec![3; to_boundary]).unwrap();
+        expected.extend(std::iter::repeat_n(3, to_boundary));
+        appender.write_all(&vec![5; 3 * CHUNK + 1]).unwrap();
+        expected.extend(std::iter::repeat_n(5, 3 * CHUNK + 1));
+        assert!(
+            appender.pending.capacity() <= CHUNK,
+            "large records are not copied"
+        );
         let to_boundary = CHUNK - expected.len() % CHUNK;
         appender.write_all(&vec![7; to_boundary]).unwrap();
         expected.extend(std::iter::repeat_n(7, to_boundary));
