@@ -112,8 +112,7 @@ fn time_gets(db: &Database, what: &str) {
     );
 }
 
-/// How much of this process's file maps the kernel mapped with huge pages (Linux), which
-/// merged files get on file systems with large folios (`io::chunked`).
+/// How much of this process's file maps the kernel mapped with huge pages (Linux).
 fn huge_mapped() -> String {
     let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     smaps
@@ -184,24 +183,31 @@ fn stall_phase() {
     db.close().unwrap();
 }
 
-/// Random gets from a merged store whose data file is cached in huge pages, as merge writes it
-/// (`io::chunked`), against the same store with its data file rewritten in 4 KiB writes (small
-/// pages), alternating 10 blocks of `ops()` gets in one process so both see the same machine.
+/// Random gets from a merged store whose data file was written in 2 MiB-aligned writes, so that
+/// the page cache may hold it in huge folios and map it with huge pages (ext4 on recent Linux),
+/// against the same store with its data file written in 4 KiB writes (small pages). 10 blocks
+/// of `ops()` gets each, alternating in one process (each store first in every other round).
+/// Merge itself writes through a 1 MiB buffer: `docs/benchmarks.md` (fifth round) says why.
 fn huge_pages_phase() {
     let (huge, small) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    for dir in [&huge, &small] {
+    for (dir, write_size) in [(&huge, 2 << 20), (&small, 4096)] {
         filled(dir.path(), true).close().unwrap();
-    }
-    for entry in std::fs::read_dir(small.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "data") {
-            rewrite_in_small_writes(&path);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "data") {
+                rewrite_in_writes_of(&path, write_size);
+            }
         }
     }
-    let (huge, small) = (open(huge.path()), open(small.path()));
+    let (huge_dir, small_dir) = (huge.path(), small.path());
+    let (huge, small) = (open(huge_dir), open(small_dir));
     let (mut on_huge, mut on_small) = (Vec::new(), Vec::new());
-    for _ in 0..10 {
-        for (db, times) in [(&huge, &mut on_huge), (&small, &mut on_small)] {
+    for round in 0..10 {
+        let mut order = [(&huge, &mut on_huge), (&small, &mut on_small)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (db, times) in order {
             let start = Instant::now();
             std::hint::black_box(get_phase(db));
             times.push(start.elapsed().as_nanos() as f64 / ops() as f64);
@@ -212,23 +218,57 @@ fn huge_pages_phase() {
         v[v.len() / 2]
     };
     println!(
-        "get after merge, medians of 10 alternating blocks: huge pages {:.0} ns, small pages {:.0} ns ({})",
+        "get after merge, medians of 10 alternating blocks: 2 MiB writes {:.0} ns, 4 KiB writes {:.0} ns (huge-mapped: {} kB and {} kB)",
         median(&mut on_huge),
         median(&mut on_small),
-        huge_mapped()
+        huge_mapped_under(huge_dir),
+        huge_mapped_under(small_dir),
     );
 }
 
-/// Writes `path` again, same bytes, 4 KiB per write, so that its page cache is in small pages.
-fn rewrite_in_small_writes(path: &std::path::Path) {
+/// Writes `path` again, same bytes, `write_size` bytes per write from offset 0.
+fn rewrite_in_writes_of(path: &std::path::Path, write_size: usize) {
     use std::io::Write;
     let bytes = std::fs::read(path).unwrap();
     std::fs::remove_file(path).unwrap();
     let mut file = std::fs::File::create(path).unwrap();
-    for block in bytes.chunks(4096) {
+    for block in bytes.chunks(write_size) {
         file.write_all(block).unwrap();
     }
     file.sync_all().unwrap();
+}
+
+/// `FilePmdMapped` summed over this process's maps of files under `dir` (Linux; 0 elsewhere).
+fn huge_mapped_under(dir: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut in_dir = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("FilePmdMapped:") {
+            if in_dir {
+                total += kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        } else if is_map_header(line) {
+            // Address range, permissions, offset, device, inode, path.
+            in_dir = line
+                .split_whitespace()
+                .nth(5)
+                .is_some_and(|path| std::path::Path::new(path).starts_with(dir));
+        }
+    }
+    total
+}
+
+/// Whether a line of `/proc/self/smaps` starts a map (`7f52...-7f52... r--s ...`).
+fn is_map_header(line: &str) -> bool {
+    line.split_whitespace().next().is_some_and(|range| {
+        range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    })
 }
 
 fn main() {

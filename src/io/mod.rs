@@ -1,9 +1,7 @@
 //! Everything that touches the file system: the [`vfs::Vfs`] seam and its real implementation,
-//! file names, atomic file creation, directory syncs, the directory lock, the memory maps (in
-//! [`mmap`], which holds most of the crate's `unsafe`), and huge-page-aligned writes of merged
-//! files (in [`chunked`]).
+//! file names, atomic file creation, directory syncs, the directory lock, and the memory maps
+//! (in [`mmap`], which holds most of the crate's `unsafe`).
 
-pub(crate) mod chunked;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mmap;
