@@ -238,6 +238,7 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
         for fault in faults {
             let fs = SimFs::new();
             let (_, db) = prepared(&fs);
+            assert_eq!(fs.ops(), before, "the workload is deterministic");
             fs.fail_at(at, fault);
             let merged = db.merge();
             let what = format!(
