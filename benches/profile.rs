@@ -106,22 +106,9 @@ fn time_gets(db: &Database, what: &str) {
     let total = get_phase(db);
     let took = start.elapsed();
     println!(
-        "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total}; {})",
-        took.as_nanos() as f64 / ops() as f64,
-        huge_mapped()
+        "get (zero-copy, {what}, 1 thread): {:.0} ns/op (checksum {total})",
+        took.as_nanos() as f64 / ops() as f64
     );
-}
-
-/// How much of this process's file maps the kernel mapped with huge pages (Linux).
-fn huge_mapped() -> String {
-    let smaps = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    smaps
-        .lines()
-        .find(|line| line.starts_with("FilePmdMapped:"))
-        .map_or_else(
-            || "FilePmdMapped unknown".into(),
-            |line| line.split_whitespace().collect::<Vec<_>>().join(" "),
-        )
 }
 
 /// Writes of 100 B values under `SyncPolicy::Always` from `threads` threads sharing one handle

@@ -8,13 +8,16 @@
 //!
 //! `BITCASK_KILL9_ROUNDS` sets the number of rounds (default 200).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bitcask::{Config, Database, MergePolicy, SyncPolicy};
+use bitcask::{Config, MergePolicy, SyncPolicy};
+use common::contents;
 
 /// Operations between two explicit syncs in the `sync` mode.
 const SYNC_EVERY: u64 = 16;
@@ -119,12 +122,6 @@ fn run_child(dir: &Path, always: bool, start: u64, delay: Duration) -> Option<u6
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     reader.join().unwrap()
-}
-
-fn contents(db: &Database) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    db.keys()
-        .map(|k| (k.clone(), db.read(&k).unwrap()))
-        .collect()
 }
 
 #[test]

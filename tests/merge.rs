@@ -3,7 +3,7 @@
 mod common;
 
 use bitcask::{Database, Error};
-use common::{files_with_ext, open_small};
+use common::{contents, files_with_ext, open_small};
 
 fn overwrite_heavy(db: &Database, keys: u32, rounds: u32) {
     for round in 0..rounds {
@@ -180,12 +180,6 @@ fn write_all(db: &Database, values: &[(Vec<u8>, Vec<u8>)]) -> Contents {
     }
     db.sync().unwrap();
     values.iter().cloned().collect()
-}
-
-fn contents(db: &Database) -> Contents {
-    db.keys()
-        .map(|k| (k.clone(), db.read(&k).unwrap()))
-        .collect()
 }
 
 #[test]

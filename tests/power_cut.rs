@@ -8,11 +8,14 @@
 //! fails cleanly, reads keep working, and after reopening the state is again a valid prefix
 //! and writing works.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use bitcask::sim::{Fault, SimFs};
 use bitcask::{Config, Database, SyncPolicy};
+use common::contents;
 
 const DIR: &str = "/store";
 
@@ -84,15 +87,6 @@ fn open(fs: &SimFs) -> bitcask::Result<Database> {
         .sync_policy(SyncPolicy::Always)
         .background_merge(false)
         .open()
-}
-
-fn contents(db: &Database) -> State {
-    db.keys()
-        .map(|k| {
-            let v = db.read(&k).expect("every listed key reads");
-            (k, v)
-        })
-        .collect()
 }
 
 /// How far a run got: logical steps acknowledged, and whether one more was in flight.

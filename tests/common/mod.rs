@@ -26,6 +26,16 @@ pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Every live key with its value, read back through `read`.
+pub fn contents(db: &Database) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    db.keys()
+        .map(|k| {
+            let v = db.read(&k).expect("every listed key reads");
+            (k, v)
+        })
+        .collect()
+}
+
 /// Copies every file of `from` into `to` (created if missing).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
