@@ -3,7 +3,9 @@
 //! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
 //! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads, `stall`:
 //! the slowest get right after a merge, `huge_pages`: gets from a merged file cached in huge
-//! pages against the same file in small pages) to run only those, and set
+//! pages against the same file in small pages, `scaling`: gets from 1 and 2 threads sharing one
+//! handle, alternately, `fsync_device`: this disk's `fdatasync` rate with no store at all) to run
+//! only those, and set
 //! `BITCASK_PROFILE_KEYS` to change the number of keys (200,000), `BITCASK_PROFILE_OPS` the
 //! operations per get or write phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store
 //! `open` opens (filled on the first run only). To profile one phase only, run the binary
@@ -53,14 +55,131 @@ fn next(state: &mut u64) -> u64 {
 /// `ops()` zero-copy gets of random existing keys.
 #[inline(never)]
 fn get_phase(db: &Database) -> usize {
+    get_from(db, 0x9E37_79B9_7F4A_7C15)
+}
+
+/// Gets per second from `threads` threads sharing `db`, each doing `ops()` random gets from
+/// its own random sequence.
+fn get_rate(db: &Database, threads: u64) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || get_from(db, 0x9E37_79B9_7F4A_7C15 ^ (t + 1)));
+        }
+    });
+    (threads * ops()) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `ops()` zero-copy gets of random existing keys, starting the random sequence at `state`.
+fn get_from(db: &Database, mut state: u64) -> usize {
     let keys = keys();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut total = 0;
     for _ in 0..ops() {
         let value = db.get(&key(next(&mut state) % keys)).unwrap().unwrap();
         total += value[0] as usize;
     }
     total
+}
+
+/// Reads from 2 threads against 1 on a merged store, run alternately so that both see the same
+/// machine: 5 pairs, each pair's ratio, and the medians.
+fn scaling_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = filled(dir.path(), true);
+    get_rate(&db, 1); // warm the page cache and the keydir
+    let (mut one, mut two, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (a, b) = (get_rate(&db, 1), get_rate(&db, 2));
+        println!("get 1 thread {a:.0}/s, 2 threads {b:.0}/s ({:.2}x)", b / a);
+        one.push(a);
+        two.push(b);
+        ratios.push(b / a);
+    }
+    println!(
+        "get, medians of 5 alternating pairs: 1 thread {:.0}/s, 2 threads {:.0}/s; median ratio {:.2}x",
+        median(&mut one),
+        median(&mut two),
+        median(&mut ratios)
+    );
+    db.close().unwrap();
+}
+
+/// What the disk under the temporary directory gives a log without any store: 137-byte appends
+/// (a record of a 16 B key and a 100 B value), each followed by `fdatasync`, from 1, 2 and 4
+/// threads appending to one file concurrently (each thread syncs its own append; no group
+/// commit), into a file extended with `fallocate` as the active file is; and from 1 thread into
+/// a file whose blocks were written with zeros first. Medians of 3 rounds of 1.5 s.
+#[cfg(target_os = "linux")]
+fn fsync_device_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut rates, mut zeroed): ([Vec<f64>; 3], Vec<f64>) = Default::default();
+    for round in 0..3 {
+        for (slot, threads) in [1, 2, 4].into_iter().enumerate() {
+            let file = log_file(&dir.path().join(format!("{round}-{threads}")), false);
+            rates[slot].push(fsynced_appends(&file, threads));
+        }
+        let file = log_file(&dir.path().join(format!("{round}-zeroed")), true);
+        zeroed.push(fsynced_appends(&file, 1));
+    }
+    let [one, two, four] = rates.each_mut().map(|r| median(r));
+    println!(
+        "fdatasync'ed 137 B appends, no store, medians of 3: fallocated file 1 thread {one:.0}/s, 2 threads {two:.0}/s ({:.2}x), 4 threads {four:.0}/s ({:.2}x); zero-filled file 1 thread {:.0}/s",
+        two / one,
+        four / one,
+        median(&mut zeroed)
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fsync_device_phase() {
+    println!("fsync_device: Linux only (it uses fallocate)");
+}
+
+/// A new 64 MiB file at `path`, allocated with `fallocate` or written with zeros, and synced.
+#[cfg(target_os = "linux")]
+fn log_file(path: &std::path::Path, zero_filled: bool) -> std::fs::File {
+    const LEN: usize = 64 << 20;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .unwrap();
+    if zero_filled {
+        std::io::Write::write_all(&mut file, &vec![0; LEN]).unwrap();
+    } else {
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, LEN as u64).unwrap();
+    }
+    file.sync_all().unwrap();
+    file
+}
+
+/// Appends of 137 B, each followed by `fdatasync`, from `threads` threads into `file` for
+/// 1.5 s; returns appends per second.
+#[cfg(target_os = "linux")]
+fn fsynced_appends(file: &std::fs::File, threads: u64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (next_offset, appends) = (AtomicU64::new(0), AtomicU64::new(0));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while start.elapsed().as_secs_f64() < 1.5 {
+                    let at = next_offset.fetch_add(137, Ordering::Relaxed);
+                    file.write_at(&[0x5A; 137], at).unwrap();
+                    file.sync_data().unwrap();
+                    appends.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    appends.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// `ops()` writes of 100 B values over `keys()` keys, no sync.
@@ -200,10 +319,6 @@ fn huge_pages_phase() {
             times.push(start.elapsed().as_nanos() as f64 / ops() as f64);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     println!(
         "get after merge, medians of 10 alternating blocks: 2 MiB writes {:.0} ns, 4 KiB writes {:.0} ns (huge-mapped: {} kB and {} kB)",
         median(&mut on_huge),
@@ -270,6 +385,8 @@ fn main() {
                 "always",
                 "stall",
                 "huge_pages",
+                "scaling",
+                "fsync_device",
             ]
             .contains(&a.as_str())
         })
@@ -299,6 +416,12 @@ fn main() {
     if run("huge_pages") {
         huge_pages_phase();
     }
+    if run("scaling") {
+        scaling_phase();
+    }
+    if run("fsync_device") {
+        fsync_device_phase();
+    }
     if run("get_active") {
         let dir = tempfile::tempdir().unwrap();
         let db = filled(dir.path(), false);
@@ -312,10 +435,6 @@ fn main() {
             one.push(always_phase(1, 2.0));
             four.push(always_phase(4, 2.0));
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let (one, four) = (median(&mut one), median(&mut four));
         println!(
             "writes under SyncPolicy::Always (100 B), medians of 3 runs of 2 s: 1 thread {one:.0}/s, 4 threads {four:.0}/s ({:.2}x)",
