@@ -1,14 +1,19 @@
-//! Single-thread hot loops of random `get` (from sealed files after a merge, and from the active
-//! file right after a fill) and of no-sync `write`, and opening a merged store (hint files), for
-//! profilers. `cargo bench --bench profile` runs them all and prints timings; name phases
-//! (`get`, `get_active`, `write`, `open`, `always`: fsynced writes from 1 and 4 threads, `stall`:
-//! the slowest get right after a merge, `huge_pages`: gets from a merged file cached in huge
-//! pages against the same file in small pages, `scaling`: gets from 1 and 2 threads sharing one
-//! handle, alternately, `fsync_device`: this disk's `fdatasync` rate with no store at all) to run
-//! only those, and set
-//! `BITCASK_PROFILE_KEYS` to change the number of keys (200,000), `BITCASK_PROFILE_OPS` the
-//! operations per get or write phase (500,000), and `BITCASK_PROFILE_DIR` to keep the store
-//! `open` opens (filled on the first run only). To profile one phase only, run the binary
+//! Focused phases for profilers and for measurements that need two variants run alternately.
+//! `cargo bench --bench profile` runs them all and prints timings; name phases to run only those:
+//!
+//! - `get`: random zero-copy gets from sealed files after a merge; `get_active`: the same from
+//!   the active file right after a fill;
+//! - `write`: no-sync writes; `open`: opening a merged store (hint files);
+//! - `always`: fsynced writes from 1 and 4 threads, alternately;
+//! - `stall`: the slowest get right after a merge;
+//! - `huge_pages`: gets from a merged file cached in huge pages against the same file in small
+//!   pages;
+//! - `scaling`: gets from 1 and 2 threads sharing one handle, alternately in pairs;
+//! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store.
+//!
+//! `BITCASK_PROFILE_KEYS` sets the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations
+//! per get or write phase (500,000), and `BITCASK_PROFILE_DIR` keeps the store `open` opens
+//! (filled on the first run only). To profile one phase only, run the binary
 //! under callgrind and collect inside that phase's function:
 //!
 //! ```text
