@@ -9,6 +9,7 @@
 //!   slack and the engine's small fixed buffers).
 //! - Disk: the store directory's allocated bytes (st_blocks * 512) and `stats()` after the fill,
 //!   after overwriting every key once, and after `merge()`.
+//! - `keys()`: `RssAnon` growth while its snapshot is held, and the time to take and walk it.
 //! - Open: median of 7 opens (+close) with hint files (after merge) and of a never-merged copy.
 
 use std::path::Path;
@@ -99,6 +100,25 @@ fn median_open(dir: &Path) -> Duration {
     times[times.len() / 2]
 }
 
+/// What `keys()` costs: the snapshot's resident memory (`RssAnon` growth while it is held),
+/// the time to take it, and the time to walk it.
+fn keys_line(db: &Database) {
+    let anon_before = status_bytes("RssAnon");
+    let start = Instant::now();
+    let keys = db.keys();
+    let taken = start.elapsed();
+    let anon_held = status_bytes("RssAnon");
+    let start = Instant::now();
+    let (count, bytes) = keys.fold((0u64, 0usize), |(n, b), key| (n + 1, b + key.len()));
+    let walked = start.elapsed();
+    assert_eq!(count, KEYS);
+    println!(
+        "keys(): snapshot +{} resident ({:.1} B/key for {bytes} B of keys), taken in {taken:.2?}, walked in {walked:.2?}",
+        mib(anon_held.saturating_sub(anon_before)),
+        anon_held.saturating_sub(anon_before) as f64 / count as f64,
+    );
+}
+
 fn main() {
     let user_bytes = KEYS * (key_len() + VALUE_LEN) as u64;
     println!(
@@ -134,6 +154,7 @@ fn main() {
         mib(status_bytes("VmHWM")),
         mib(status_bytes("RssFile")),
     );
+    keys_line(&db);
     db.sync().unwrap();
     disk_line("after fill", dir.path(), &db);
     for n in 0..KEYS {

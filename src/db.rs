@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use crate::background::Workers;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::keydir::KeyList;
 use crate::options::{Config, Options};
 use crate::sync::Arc;
 use crate::value::Value;
@@ -77,11 +78,13 @@ pub struct FileStats {
 
 /// Iterator over the live keys, from [`Database::keys`].
 ///
-/// It walks a snapshot taken when `keys()` was called (copies of the keys), so writing while
-/// iterating is fine and cannot deadlock. Order is unspecified (hash order).
+/// It walks a snapshot taken when `keys()` was called (copies of the keys, packed into one
+/// buffer: about the key's length + 4 bytes each while the iterator lives), so writing while
+/// iterating is fine and cannot deadlock. Each key is handed out as its own `Vec`. Order is
+/// unspecified (hash order).
 #[derive(Debug)]
 pub struct Keys {
-    inner: std::vec::IntoIter<Vec<u8>>,
+    inner: KeyList,
 }
 
 impl Iterator for Keys {
@@ -175,7 +178,7 @@ impl Database {
         let keys = if engine.check_open().is_ok() {
             engine.keydir.keys()
         } else {
-            Vec::new()
+            KeyList::default()
         };
         Keys {
             inner: keys.into_iter(),

@@ -99,6 +99,49 @@ impl FileUsage {
 /// Per-file accounting, keyed by file id (foldhash: it is looked up on every write).
 pub(crate) type Usage = StdHashMap<FileId, FileUsage, foldhash::fast::RandomState>;
 
+/// Copies of keys packed into one buffer (two allocations in all, instead of one per key), handed
+/// out one owned key at a time.
+#[derive(Debug, Default)]
+pub(crate) struct KeyList {
+    bytes: Vec<u8>,
+    /// Length of each key, in order; a key is at most `MAX_KEY_LEN` (64 KiB) long.
+    lens: Vec<u32>,
+    /// Keys handed out so far, and where the next one starts in `bytes`.
+    taken: usize,
+    next_start: usize,
+}
+
+impl KeyList {
+    fn with_capacity(keys: usize) -> Self {
+        KeyList {
+            lens: Vec::with_capacity(keys),
+            ..KeyList::default()
+        }
+    }
+
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.lens.push(key.len() as u32);
+    }
+}
+
+impl Iterator for KeyList {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let len = *self.lens.get(self.taken)? as usize;
+        let key = self.bytes[self.next_start..self.next_start + len].to_vec();
+        self.taken += 1;
+        self.next_start += len;
+        Some(key)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.lens.len() - self.taken;
+        (left, Some(left))
+    }
+}
+
 /// The concurrent index from key to location.
 #[derive(Debug, Default)]
 pub(crate) struct Keydir {
@@ -144,9 +187,9 @@ impl Keydir {
     }
 
     /// A copy of every live key, taken shard by shard.
-    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
-        let mut keys = Vec::with_capacity(self.map.len());
-        self.map.for_each(|key, _| keys.push(key.to_vec()));
+    pub(crate) fn keys(&self) -> KeyList {
+        let mut keys = KeyList::with_capacity(self.map.len());
+        self.map.for_each(|key, _| keys.push(key));
         keys
     }
 
@@ -333,5 +376,29 @@ fn unlinked(usage: &mut Usage, file_id: FileId, len: u64) {
     if let Some(file) = usage.get_mut(&file_id) {
         file.live_bytes -= len;
         file.live_keys -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_list_hands_back_every_key_in_order_with_exact_sizes() {
+        let keys: Vec<Vec<u8>> = vec![b"".to_vec(), b"a".to_vec(), vec![7; 300], b"bc".to_vec()];
+        let mut list = KeyList::with_capacity(1);
+        for key in &keys {
+            list.push(key);
+        }
+        for (taken, key) in keys.iter().enumerate() {
+            assert_eq!(
+                list.size_hint(),
+                (keys.len() - taken, Some(keys.len() - taken))
+            );
+            assert_eq!(list.next().as_ref(), Some(key));
+        }
+        assert_eq!(list.size_hint(), (0, Some(0)));
+        assert_eq!(list.next(), None);
+        assert_eq!(KeyList::default().next(), None);
     }
 }
