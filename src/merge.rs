@@ -347,7 +347,9 @@ fn copy_inputs(
                     }
                 }
                 RecordKind::Tombstone => {
-                    if !engine.keydir.contains(rec.key) && rec.seq > oldest_surviving_seq {
+                    // Kept even when a newer put of the key is live: that put may not be durable
+                    // yet, and a power cut would leave the older put in a surviving file live.
+                    if rec.seq > oldest_surviving_seq {
                         writer.copy(&rec, raw, None)?;
                     }
                 }

@@ -159,3 +159,60 @@ fn needs_merge_follows_the_policy() {
     db.merge().unwrap();
     assert!(!db.needs_merge());
 }
+
+/// A partial merge must not drop a durable tombstone just because a newer put of its key is
+/// live: that put may not be durable yet, and after a power cut the older put in a file the
+/// merge left alone would come back.
+#[test]
+fn partial_merge_keeps_a_synced_tombstone_whose_newer_put_is_not_durable() {
+    use bitcask::SyncPolicy;
+    use bitcask::sim::SimFs;
+
+    const DIR: &str = "/store";
+    let fs = SimFs::new();
+    let mut policy = MergePolicy::default();
+    policy.small_file_bytes = 0; // merge only fragmented files: a partial merge
+    policy.check_interval = Duration::from_millis(5);
+    let db = Config::new(DIR)
+        .file_system(fs.clone())
+        .data_file_limit(1000)
+        .sync_policy(SyncPolicy::Never)
+        .merge_policy(policy)
+        .open()
+        .unwrap();
+    // File A: the old put of `victim` among live fillers, so the merge leaves A alone.
+    db.write(b"victim", &[1; 100]).unwrap();
+    for i in 0..7u8 {
+        db.write(&[b'f', i], &[2; 100]).unwrap();
+    }
+    // File B: the tombstone of `victim` among overwrites, so B is fragmented; then synced.
+    db.remove(b"victim").unwrap();
+    for _ in 0..8 {
+        db.write(b"junk", &[3; 100]).unwrap();
+    }
+    db.sync().unwrap();
+    // A newer put of `victim`, never synced; appending it rotates B out, so the merge may pick B.
+    db.write(b"victim", &[4; 100]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.stats().merges == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = db.stats();
+    assert!(stats.merges > 0, "no background merge ran: {stats:?}");
+    assert!(
+        stats.files.iter().any(|f| f.file_id == 1),
+        "file A should have survived the partial merge: {stats:?}"
+    );
+    // The power goes: the unsynced put is lost, the synced remove must hold.
+    let rebooted = Config::new(DIR)
+        .file_system(fs.crash_image())
+        .background_merge(false)
+        .open()
+        .unwrap();
+    assert!(
+        rebooted.get(b"victim").unwrap().is_none(),
+        "the removed key came back with its old value after a partial merge and a power cut"
+    );
+    assert_eq!(rebooted.read(b"junk").unwrap(), [3; 100]);
+    drop(db);
+}
