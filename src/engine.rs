@@ -18,7 +18,7 @@ use crate::io::vfs::Vfs;
 use crate::keydir::Keydir;
 use crate::merge::{MergeCounters, MergeState};
 use crate::options::{Config, SyncPolicy};
-use crate::sync::{AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering, ProtocolBreak, broken};
 use crate::value::Value;
 use crate::writer::Writer;
 
@@ -84,11 +84,17 @@ impl Engine {
             let mut writer = self.lock_writer()?;
             // Only the writer adds keys, so under its lock this answer cannot go stale.
             if !self.keydir.contains(key) {
-                return Ok(());
+                if broken(ProtocolBreak::NoopRemoveSkipsWait) {
+                    return Ok(());
+                }
+                // Nothing to append, but the remove that made the key absent may still be
+                // waiting for its fsync: this call returns once that remove is durable too.
+                writer.last_seq()
+            } else {
+                let (loc, seq) = writer.append(self, RecordKind::Tombstone, key, b"")?;
+                self.keydir.remove(key, loc, seq);
+                seq
             }
-            let (loc, seq) = writer.append(self, RecordKind::Tombstone, key, b"")?;
-            self.keydir.remove(key, loc, seq);
-            seq
         };
         self.commit(seq)
     }

@@ -44,6 +44,18 @@ struct State {
 }
 
 impl GroupCommit {
+    /// Group commit for a store whose records up to `seq` are all durable (open syncs what it
+    /// recovers).
+    pub(crate) fn durable_up_to(seq: u64) -> Self {
+        GroupCommit {
+            state: Mutex::new(State {
+                durable_seq: seq,
+                ..State::default()
+            }),
+            ..GroupCommit::default()
+        }
+    }
+
     /// Returns once every record up to `seq` is durable.
     pub(crate) fn wait_durable(&self, engine: &Engine, seq: u64) -> Result<()> {
         self.waiting_upto.fetch_max(seq, Ordering::Relaxed);

@@ -497,6 +497,9 @@ pub enum ProtocolBreak {
     UnconditionalRepoint = 3,
     /// A group-commit follower returns while a leader's fsync runs, without waiting for it.
     FollowerSkipsWait = 4,
+    /// A `remove` of a key that is already absent returns without waiting for the remove that
+    /// made it absent to be durable.
+    NoopRemoveSkipsWait = 5,
 }
 
 #[cfg(loom)]

@@ -184,3 +184,47 @@ model_and_twin!(
     group_commit,
     FollowerSkipsWait
 );
+
+// 5. A remove of a key another thread is removing: whichever call finds the key already absent
+//    still returns only once the key's removal is durable.
+const REMOVED: &[u8] = b"removed-key";
+
+/// Whether the synced bytes hold the put of `REMOVED` and its tombstone.
+fn removal_durable(fs: &SimFs) -> bool {
+    let synced = fs
+        .synced_contents(&Path::new(DIR).join("0000000001.data"))
+        .unwrap_or_default();
+    synced
+        .windows(REMOVED.len())
+        .filter(|w| *w == REMOVED)
+        .count()
+        >= 2
+}
+
+fn concurrent_removes() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Always);
+    db.write(REMOVED, b"value").unwrap();
+    let (other, other_fs) = (db.clone(), fs.clone());
+    let remover = loom::thread::spawn(move || {
+        other.remove(REMOVED).unwrap();
+        assert!(
+            removal_durable(&other_fs),
+            "a remove returned before the removal was durable"
+        );
+    });
+    db.remove(REMOVED).unwrap();
+    assert!(
+        removal_durable(&fs),
+        "a remove returned before the removal was durable"
+    );
+    remover.join().unwrap();
+}
+
+model_and_twin!(
+    model_5_concurrent_removes,
+    model_5_broken_twin_noop_remove_skips_wait_is_caught,
+    twin_5_noop_remove_skips_wait,
+    concurrent_removes,
+    NoopRemoveSkipsWait
+);

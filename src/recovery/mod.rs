@@ -139,7 +139,9 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         keydir,
         files: Files::new(FileSet::default()),
         writer: Mutex::new(writer),
-        commits: GroupCommit::default(),
+        // Every record found is durable: sealed files were synced before they were sealed, and
+        // the tail was synced above.
+        commits: GroupCommit::durable_up_to(loaded.max_seq),
         next_file_id,
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
