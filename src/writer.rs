@@ -5,6 +5,8 @@
 //! the writer's lock. A failed write or fsync poisons the writer: the file's tail is then
 //! unknown, so it refuses further writes until the store is reopened.
 
+use std::path::Path;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
@@ -151,7 +153,8 @@ impl Writer {
             kind: FileKind::Data,
             file_id: new_id,
         };
-        let file = io::create_data_file(fs, engine.layout.dir(), &new_path, &header.encode())?;
+        let file = io::create_data_file(fs, engine.layout.dir(), &new_path, &header.encode())
+            .map_err(|e| self.poison_if_named(engine, &new_path, e))?;
         engine
             .keydir
             .track_file(new_id, FileUsage::new(HEADER_LEN as u64));
@@ -178,6 +181,18 @@ impl Writer {
             self.poison_on_error(trimmed, "trimming", engine)?;
         }
         Ok(())
+    }
+
+    /// A rotation failed to create its new file `path`. If the file has its name already (the
+    /// rename was done, the directory fsync then failed), no record may go into the old file
+    /// any more: after a crash, recovery takes the newest file as the one that may end in a torn
+    /// record, and the old file would end in an unfinished tail. So the writer refuses writes
+    /// until the store is reopened, which starts from a consistent pair of files.
+    fn poison_if_named(&mut self, engine: &Engine, path: &Path, error: Error) -> Error {
+        if !matches!(io::exists(engine.fs(), path), Ok(false)) {
+            self.poison(format!("creating the next data file failed: {error}"));
+        }
+        error
     }
 
     pub(crate) fn check_poisoned(&self) -> Result<()> {

@@ -144,6 +144,22 @@ impl SimFs {
         }
     }
 
+    /// What a new process would find if this one were killed now (kill -9): every write so far
+    /// under the current names, since the page cache outlives the process; no locks held.
+    pub fn kill_image(&self) -> SimFs {
+        let state = self.state.lock();
+        let image = State {
+            inodes: state.inodes.clone(),
+            names: state.names.clone(),
+            durable_names: state.durable_names.clone(),
+            dirs: state.dirs.clone(),
+            ..State::default()
+        };
+        SimFs {
+            state: Arc::new(Mutex::new(image)),
+        }
+    }
+
     /// The synced contents of the file now named `path`, if there is one.
     pub fn synced_contents(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.state.lock();
