@@ -44,12 +44,19 @@ impl Signal {
         !state.stopped
     }
 
-    /// Waits for `timeout` ignoring pokes; returns false once stopped.
+    /// Waits for `timeout` ignoring pokes (until stopped, if the deadline is past what `Instant`
+    /// can hold); returns false once stopped.
     fn wait_timer(&self, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut state = self.state.lock();
-        while !state.stopped && std::time::Instant::now() < deadline {
-            self.changed.wait_until(&mut state, deadline);
+        while !state.stopped {
+            match deadline {
+                Some(deadline) if std::time::Instant::now() >= deadline => break,
+                Some(deadline) => {
+                    self.changed.wait_until(&mut state, deadline);
+                }
+                None => self.changed.wait(&mut state),
+            }
         }
         !state.stopped
     }
@@ -62,28 +69,41 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Starts the workers the configuration asks for.
+    /// Starts the workers the configuration asks for. If one cannot be started, those already
+    /// running are stopped again, so none keeps the engine (and its directory lock) alive.
     pub(crate) fn start(engine: &Arc<Engine>) -> std::io::Result<Workers> {
-        let mut threads = Vec::new();
+        let workers = Workers::default();
+        if let Err(e) = workers.spawn_all(engine) {
+            workers.stop(engine);
+            return Err(e);
+        }
+        Ok(workers)
+    }
+
+    fn spawn_all(&self, engine: &Arc<Engine>) -> std::io::Result<()> {
         if engine.config.background_merge {
-            let engine = Arc::clone(engine);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("bitcask-merge".into())
-                    .spawn(move || merge_loop(&engine))?,
-            );
+            self.spawn("bitcask-merge", engine, merge_loop)?;
         }
         if let SyncPolicy::Interval(every) = engine.config.sync {
-            let engine = Arc::clone(engine);
-            threads.push(
-                std::thread::Builder::new()
-                    .name("bitcask-flush".into())
-                    .spawn(move || flush_loop(&engine, every))?,
-            );
+            self.spawn("bitcask-flush", engine, move |engine| {
+                flush_loop(engine, every)
+            })?;
         }
-        Ok(Workers {
-            threads: Mutex::new(threads),
-        })
+        Ok(())
+    }
+
+    fn spawn(
+        &self,
+        name: &str,
+        engine: &Arc<Engine>,
+        work: impl FnOnce(&Engine) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let engine = Arc::clone(engine);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(&engine))?;
+        self.threads.lock().push(thread);
+        Ok(())
     }
 
     /// Stops the workers and waits for them (a running merge abandons its work safely).

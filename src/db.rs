@@ -243,11 +243,19 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // While a thread unwinds from a panic, skip the orderly close: it takes locks that the
-        // panic may have left in any state. Nothing acknowledged is lost (writes are in the
-        // page cache, synced ones on disk), and the directory lock is released as the engine
-        // drops.
-        if self.engine.check_open().is_ok() && !std::thread::panicking() {
+        if self.engine.check_open().is_err() {
+            return;
+        }
+        if std::thread::panicking() {
+            // While a thread unwinds from a panic, skip the orderly close: it takes locks that
+            // the panic may have left in any state. Nothing acknowledged is lost (writes are in
+            // the page cache, synced ones on disk). The workers are told to stop without being
+            // waited for; once they have, the engine drops and releases the directory lock.
+            self.engine
+                .closing
+                .store(true, crate::sync::Ordering::Release);
+            self.engine.background.stop();
+        } else {
             // Nobody is left to hear about a failure; a failed sync here loses nothing that was
             // promised durable (only `sync`, `close` and SyncPolicy::Always promise that).
             let _ = self.close();

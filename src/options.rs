@@ -41,6 +41,7 @@ pub enum SyncPolicy {
     Always,
     /// A background thread calls [`Database::sync`] at this interval: after a power loss, writes
     /// that returned more than one interval (plus the duration of one fsync) earlier survive.
+    /// The interval must be more than zero.
     Interval(Duration),
 }
 
@@ -63,7 +64,8 @@ pub struct MergePolicy {
     /// ... and every sealed file smaller than this, to consolidate small files. Default 10 MiB.
     pub small_file_bytes: u64,
     /// How often the merge thread checks the trigger. It also checks whenever a data file is
-    /// sealed; overwrites alone make sealed files fragmented without sealing one. Default 1 s.
+    /// sealed; overwrites alone make sealed files fragmented without sealing one. Default 1 s;
+    /// must be more than zero.
     pub check_interval: Duration,
 }
 
@@ -159,6 +161,9 @@ impl Config {
         }
         if self.sync == SyncPolicy::Interval(Duration::ZERO) {
             return invalid("SyncPolicy::Interval needs a non-zero interval");
+        }
+        if policy.check_interval.is_zero() {
+            return invalid("MergePolicy::check_interval must be more than zero");
         }
         Ok(())
     }

@@ -242,6 +242,31 @@ fn dropping_the_last_handle_releases_the_directory() {
     );
 }
 
+/// A thread that panics while it holds the last handle skips the orderly close, but the
+/// background workers still stop, so the directory is soon free again with the data in it.
+#[test]
+fn dropping_the_last_handle_in_a_panic_releases_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap(); // background merge on (the default)
+    db.write(b"k", b"v").unwrap();
+    let panicked = std::thread::spawn(move || {
+        let _held = db;
+        panic!("the application fails while it holds the store");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reopened = loop {
+        match Database::open(dir.path()) {
+            Err(Error::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(reopened.unwrap().read(b"k").unwrap(), b"v");
+}
+
 #[test]
 fn base_dir_that_is_a_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,7 +340,7 @@ fn handle_is_send_sync_and_clone() {
 }
 
 #[test]
-fn out_of_range_merge_policy_and_zero_sync_interval_are_rejected() {
+fn out_of_range_merge_policy_and_zero_intervals_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut policy = bitcask::MergePolicy::default();
     policy.trigger_fragmentation = 1.5;
@@ -329,6 +354,14 @@ fn out_of_range_merge_policy_and_zero_sync_interval_are_rejected() {
         .open()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    // A zero check interval would make the merge thread spin on a core.
+    let mut policy = bitcask::MergePolicy::default();
+    policy.check_interval = std::time::Duration::ZERO;
+    let err = Config::new(dir.path())
+        .merge_policy(policy)
+        .open()
+        .unwrap_err();
+    assert!(err.to_string().contains("check_interval"), "{err}");
     // Rejected settings take nothing: the directory opens with valid ones.
     Database::open(dir.path()).unwrap();
 }
