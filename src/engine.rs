@@ -11,14 +11,14 @@ use crate::fileset::{FileSet, Files};
 use crate::format::record::RecordKind;
 use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::group_commit::GroupCommit;
-use crate::io::layout::Layout;
+use crate::io::layout::{FileIds, Layout};
 use crate::io::lock::DirLock;
 use crate::io::mmap::pinned_value;
 use crate::io::vfs::Vfs;
 use crate::keydir::Keydir;
 use crate::merge::{MergeCounters, MergeState};
 use crate::options::{Config, SyncPolicy};
-use crate::sync::{AtomicBool, AtomicU32, Mutex, MutexGuard, Ordering, ProtocolBreak, broken};
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, ProtocolBreak, broken};
 use crate::value::Value;
 use crate::writer::Writer;
 
@@ -31,8 +31,8 @@ pub(crate) struct Engine {
     pub files: Files,
     pub writer: Mutex<Writer>,
     pub commits: GroupCommit,
-    /// The next data file id; rotation and merge both take ids from it.
-    pub next_file_id: AtomicU32,
+    /// Where rotation and merge take new data file ids from.
+    pub file_ids: FileIds,
     /// Set first thing in `close`: a running merge abandons its work at the next record.
     pub closing: AtomicBool,
     pub closed: AtomicBool,

@@ -95,6 +95,15 @@ pub enum Error {
     )]
     SequenceExhausted,
 
+    /// Every data file id up to `u32::MAX` is taken, so no new data file can be created (a
+    /// file named with the largest id is in the directory: likely a stray one).
+    #[error(
+        "no data file id is left: the directory holds a file numbered 4294967295 (u32::MAX), the \
+         largest id; remove it if it is not part of the store, or copy the live pairs into a new \
+         store (e.g. with `bitcask export` and `import`)"
+    )]
+    FileIdsExhausted,
+
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -434,7 +434,7 @@ impl OutputWriter<'_> {
     }
 
     fn start(&self) -> Result<Output> {
-        let id = self.engine.next_file_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.engine.file_ids.take()?;
         let path = tmp_data_path(&self.engine.layout, id);
         let file = self
             .engine

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::format::FileId;
-use crate::format::record::{Record, RecordKind};
+use crate::format::record::{RECORD_HEADER_LEN, Record, RecordKind};
 use crate::io::mmap::{AppendMap, Mapping};
 use crate::io::vfs::FileHandle;
 use crate::keydir::Location;
@@ -78,8 +78,10 @@ impl Segment {
         let mut bytes = vec![0; len];
         file.read_at(&mut bytes, loc.start())
             .context("reading active file", &self.path)?;
-        let value_start = len - loc.value_len as usize;
-        self.check(key, loc, &bytes)?;
+        // The value as the record itself delimits it, as on the mapped path.
+        let value_len = self.check(key, loc, &bytes)?.value.len();
+        let value_start = RECORD_HEADER_LEN + key.len();
+        bytes.truncate(value_start + value_len);
         bytes.drain(..value_start);
         Ok(Cow::Owned(bytes))
     }

@@ -17,7 +17,7 @@ use crate::io::mmap::AppendWriter;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
 use crate::segment::{Segment, Storage};
-use crate::sync::{Arc, Ordering};
+use crate::sync::Arc;
 
 /// The writer's state: the active file and the next sequence number.
 #[derive(Debug)]
@@ -147,7 +147,7 @@ impl Writer {
         let fs = engine.fs();
         let sealed_path = engine.layout.data_path(self.file_id);
         let map = self.file.map(&sealed_path)?;
-        let new_id = engine.next_file_id.fetch_add(1, Ordering::Relaxed);
+        let new_id = engine.file_ids.take()?;
         let new_path = engine.layout.data_path(new_id);
         let header = FileHeader {
             kind: FileKind::Data,

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bitcask::format::commit::MergeCommit;
-use bitcask::{CorruptionKind, Database, Error};
+use bitcask::{Config, CorruptionKind, Database, Error};
 use common::{copy_dir, file_id, files_with_ext, open_small};
 
 /// How many cut tails open saved beside their data files (`NNNNNNNNNN.data.cut-OFFSET`).
@@ -439,4 +439,32 @@ fn an_active_file_allocated_ahead_reopens_with_its_records_only() {
 
 fn db_total(dir: &Path) -> u64 {
     Database::open(dir).unwrap().stats().total_bytes
+}
+
+/// A stray file named with the largest id (4294967295) leaves no id for new data files: open
+/// and rotation report it by name instead of wrapping the id around to 0 and renaming a new file
+/// over an existing one.
+#[test]
+fn a_stray_file_with_the_largest_id_is_a_clear_error_not_a_wrapped_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let stray = dir.path().join(format!("{}.hint", u32::MAX));
+    std::fs::write(&stray, b"not a hint file").unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::FileIdsExhausted), "{err}");
+    assert!(err.to_string().contains("4294967295"), "{err}");
+    std::fs::remove_file(&stray).unwrap();
+
+    // One id left: open takes it for the active file; the rotation then has none.
+    let config = Config::new(dir.path())
+        .data_file_limit(256)
+        .background_merge(false);
+    std::fs::write(dir.path().join(format!("{}.hint", u32::MAX - 1)), b"stray").unwrap();
+    let db = config.clone().open().unwrap();
+    db.write(b"first", &[1; 200]).unwrap();
+    let err = db.write(b"second", &[2; 200]).unwrap_err();
+    assert!(matches!(err, Error::FileIdsExhausted), "{err}");
+    assert_eq!(db.read(b"first").unwrap(), [1; 200]);
+    db.close().unwrap();
+    let reopened = config.open().unwrap();
+    assert_eq!(reopened.read(b"first").unwrap(), [1; 200]);
 }

@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::FileId;
 use crate::io::vfs::Vfs;
+use crate::sync::{AtomicU64, Ordering};
 
 const DATA_EXT: &str = "data";
 const HINT_EXT: &str = "hint";
@@ -19,6 +20,29 @@ const TMP_EXT: &str = "tmp";
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     dir: PathBuf,
+}
+
+/// Hands out data file ids, each once and in increasing order, from one past the largest id
+/// found in the directory; rotation and merge both take ids from it. Past the largest id a
+/// file name can hold (`u32::MAX`) it refuses, so an id is never reused.
+#[derive(Debug)]
+pub(crate) struct FileIds {
+    next: AtomicU64,
+}
+
+impl FileIds {
+    /// Ids after `largest` (from 1 in an empty directory).
+    pub(crate) fn after(largest: Option<FileId>) -> Self {
+        FileIds {
+            next: AtomicU64::new(largest.map_or(1, |id| u64::from(id) + 1)),
+        }
+    }
+
+    /// A new id, or [`Error::FileIdsExhausted`].
+    pub(crate) fn take(&self) -> Result<FileId> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        FileId::try_from(id).map_err(|_| Error::FileIdsExhausted)
+    }
 }
 
 /// What a directory listing found.

@@ -15,13 +15,13 @@ use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN};
 use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
-use crate::io::layout::Layout;
+use crate::io::layout::{FileIds, Layout};
 use crate::io::lock::DirLock;
 use crate::io::vfs::{EntryKind, FileHandle, OpenMode, Vfs};
 use crate::keydir::{FileUsage, Keydir, LiveDeltas, Location};
 use crate::options::Config;
 use crate::segment::{Segment, Storage};
-use crate::sync::{Arc, AtomicBool, AtomicU32, Mutex};
+use crate::sync::{Arc, AtomicBool, Mutex};
 use crate::writer::Writer;
 use crate::{io, merge};
 
@@ -83,12 +83,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         .iter()
         .map(|&id| open_data_file(fs, &layout, id).map(|file| (id, file.kind)))
         .collect::<Result<Vec<_>>>()?;
-    let next_id = listing
-        .data
-        .iter()
-        .chain(&listing.hints)
-        .max()
-        .map_or(1, |max| max + 1);
+    let file_ids = FileIds::after(listing.data.iter().chain(&listing.hints).max().copied());
     // Only the newest file the writer appended to can end in a torn record.
     let tail_id = kinds
         .iter()
@@ -121,10 +116,9 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     }
     keydir.set_live(&loaded.live);
 
-    let next_file_id = AtomicU32::new(next_id);
     let active = match reusable_tail {
         Some(tail) => tail,
-        None => create_active(fs, &layout, &next_file_id, &keydir)?,
+        None => create_active(fs, &layout, &file_ids, &keydir)?,
     };
     let writer = Writer::new(
         active.file,
@@ -142,7 +136,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         // Every record found is durable: sealed files were synced before they were sealed, and
         // the tail was synced above.
         commits: GroupCommit::durable_up_to(loaded.max_seq),
-        next_file_id,
+        file_ids,
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         merge: Mutex::new(merge::MergeState::default()),
@@ -321,10 +315,10 @@ fn seal(file: FoundFile) -> Result<Arc<Segment>> {
 fn create_active(
     fs: &dyn Vfs,
     layout: &Layout,
-    ids: &AtomicU32,
+    ids: &FileIds,
     keydir: &Keydir,
 ) -> Result<FoundFile> {
-    let id = ids.fetch_add(1, crate::sync::Ordering::Relaxed);
+    let id = ids.take()?;
     let path = layout.data_path(id);
     let header = FileHeader {
         kind: FileKind::Data,
