@@ -1,5 +1,6 @@
-//! One data file as readers see it: sealed files through their memory map (zero-copy), the
-//! active file through positional reads. Every read re-validates the record's checksum and key.
+//! One data file as readers see it: sealed files through their memory map, the active file
+//! through the map it grows into (both zero-copy), or with positional reads where that map is
+//! missing or too short. Every read re-validates the record's checksum and key.
 
 use std::borrow::Cow;
 use std::path::PathBuf;

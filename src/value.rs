@@ -7,8 +7,10 @@ use crate::io::mmap::MappedBytes;
 
 /// A value read from the store. Derefs to `[u8]`.
 ///
-/// Values in sealed files borrow straight from the file's memory map; values still in the active
-/// file are copied out of it. A mapped value keeps the calling thread's epoch pinned, which delays
+/// Values borrow straight from their file's memory map: sealed files, and the active file too,
+/// which is mapped while it grows. A value is copied only where the active file has no map (a
+/// file system that cannot map it) or the record lies past the map's reserved size, and is
+/// read with `pread`. A mapped value keeps the calling thread's epoch pinned, which delays
 /// unmapping files that a merge retired, so do not hoard values; `to_vec()` when you need to keep
 /// the bytes. (That pin is also why `Value` is not `Send`.)
 pub struct Value(Repr);
