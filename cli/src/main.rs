@@ -144,7 +144,7 @@ enum Command {
     ///
     /// The copy goes to DIR.repaired (or --out). The report lists what was dropped. With
     /// --in-place, once the copy is complete and synced, the original is renamed to
-    /// DIR.damaged-<unix seconds> and the copy takes its place; the original is never deleted.
+    /// `DIR.damaged-<unix seconds>` and the copy takes its place; the original is never deleted.
     Repair {
         /// Where to write the repaired store (must not exist, or be empty).
         #[arg(long, value_name = "DIR")]
