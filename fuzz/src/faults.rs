@@ -10,7 +10,8 @@
 //! - Before the fault strikes, every operation succeeds and every read agrees with the model.
 //! - After a **power cut**, what a rebooted machine finds ([`SimFs::crash_image`]) opens and
 //!   holds exactly the model after some prefix of the issued logical operations that contains
-//!   every durable one. Optionally the power is cut again while that image recovers, and the
+//!   every durable one. After a **kill** of the process ([`SimFs::kill_image`], checked at every
+//!   `sync` and at the end while the power is on), the prefix contains every acknowledged one. Optionally the power is cut again while that image recovers, and the
 //!   twice-crashed image must recover to the same contents.
 //! - After an **injected error** (EIO, ENOSPC, a short write) the call fails with an error (or
 //!   succeeds, if the engine could work around it), reads on the handle still agree with the
@@ -363,7 +364,10 @@ impl Run<'_> {
                     FaultOp::Merge | FaultOp::Reopen | FaultOp::DropReopen => {
                         check_all(db, &self.model, &ctx);
                     }
-                    FaultOp::Sync => self.check_crash_image(&ctx),
+                    FaultOp::Sync => {
+                        self.check_crash_image(&ctx);
+                        self.check_kill_image(&ctx);
+                    }
                     _ => {}
                 }
             }
@@ -384,6 +388,26 @@ impl Run<'_> {
             self.history.find(&state, from, to).is_some(),
             "{ctx}: a power cut now: the image holds {}, not the state after {from}..={to} \
              logical ops",
+            show(&state)
+        );
+    }
+
+    /// The process is killed now (kill -9): the page cache survives, so the image holds a prefix
+    /// with every acknowledged operation, whatever the sync policy (checked on a copy; the run
+    /// goes on). Not checked once the power is off: then the crash image is what counts.
+    fn check_kill_image(&self, ctx: &str) {
+        if self.fs.is_powered_off() {
+            return;
+        }
+        let db = self
+            .input
+            .open(&self.fs.kill_image())
+            .unwrap_or_else(|e| panic!("{ctx}: a kill now: the image does not open: {e}"));
+        let state = contents(&db, ctx);
+        let (from, to) = (self.history.acked, self.history.issued.len());
+        assert!(
+            self.history.find(&state, from, to).is_some(),
+            "{ctx}: a kill now: the image holds {}, not the state after {from}..={to} logical ops",
             show(&state)
         );
     }
@@ -576,6 +600,7 @@ fn run_checked(input: &FaultsInput) -> u64 {
     }
     let ctx = run.ctx("the end of the operations");
     run.check_crash_image(&ctx);
+    run.check_kill_image(&ctx);
     // A last reopen, with the fault still armed: close can fail too.
     run.run_op("the last reopen", &FaultOp::Reopen);
     let ops = run.fs.ops().saturating_sub(first_open);
