@@ -3,7 +3,8 @@
 //! policy that decides when the background thread merges and which files it takes.
 //!
 //! Commit protocol (crash-safe at every step; `docs/design.md` walks each crash point):
-//! 1. write outputs as `*.data.tmp` + `*.hint.tmp` and fsync them;
+//! 1. write outputs as `*.data.tmp` + `*.hint.tmp` and fsync them; then make everything the
+//!    writer appended so far durable (what was left out relies on newer records);
 //! 2. write the `MERGE` record (inputs, outputs) atomically: **the commit point**;
 //! 3. rename outputs into place, fsync the directory;
 //! 4. publish outputs, repoint keydir entries that still point at the copied records;
@@ -205,9 +206,22 @@ fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<u64, MergeError> {
         inputs: input_ids.clone(),
         outputs: outputs.iter().map(|o| o.id).collect(),
     };
+    make_newer_records_durable(engine, &commit)?;
     commit_record(engine, &commit)?;
     install(engine, &input_ids, outputs).map_err(MergeError::AfterCommit)?;
     Ok(input_bytes.saturating_sub(output_bytes))
+}
+
+/// Step 2, first half: the copy left out every record whose key the keydir pointed at a newer
+/// one. That newer record may still be only in the page cache (the active file), and once the
+/// inputs are gone a power cut would lose both: an older value, or none, would come back in
+/// place of a synced one. So everything appended so far is made durable before the commit (one
+/// fsync of the active file, shared with any writer waiting in the group commit).
+fn make_newer_records_durable(engine: &Engine, commit: &MergeCommit) -> Result<(), MergeError> {
+    engine.sync().map_err(|e| {
+        remove_outputs(engine.fs(), &engine.layout, &commit.outputs);
+        MergeError::BeforeCommit(e)
+    })
 }
 
 /// Step 2: writes the `MERGE` record. Its rename into place is the commit point: once the
@@ -347,9 +361,9 @@ fn copy_inputs(
                     }
                 }
                 RecordKind::Tombstone => {
-                    // Kept even when a newer put of the key is live: that put may not be durable
-                    // yet, and a power cut would leave the older put in a surviving file live.
-                    if rec.seq > oldest_surviving_seq {
+                    // A live key's newer put shadows every older one (and is made durable before
+                    // the commit, see `make_newer_records_durable`).
+                    if !engine.keydir.contains(rec.key) && rec.seq > oldest_surviving_seq {
                         writer.copy(&rec, raw, None)?;
                     }
                 }

@@ -160,11 +160,21 @@ fn needs_merge_follows_the_policy() {
     assert!(!db.needs_merge());
 }
 
-/// A partial merge must not drop a durable tombstone just because a newer put of its key is
-/// live: that put may not be durable yet, and after a power cut the older put in a file the
-/// merge left alone would come back.
-#[test]
-fn partial_merge_keeps_a_synced_tombstone_whose_newer_put_is_not_durable() {
+/// How a partial merge's input B ends for [`synced_b_then_unsynced_newer_put`].
+enum InB {
+    /// `remove(victim)`.
+    Tombstone,
+    /// `write(victim, [2; 100])`.
+    Put,
+}
+
+/// File A: `victim` = [1; 100] among live fillers, so the merge leaves A alone. File B: `in_b`
+/// for `victim` among overwrites, then synced. Then `victim` = [4; 100], never synced, whose
+/// append seals B. Only then do overwrites of B's last live keys make B fragmented enough for
+/// the merge thread's timer (B did not qualify when it was sealed, so no merge can have looked
+/// at B before the newer put was in the keydir). Waits for that partial merge, and returns what
+/// a power cut then leaves.
+fn synced_b_then_unsynced_newer_put(in_b: InB) -> Database {
     use bitcask::SyncPolicy;
     use bitcask::sim::SimFs;
 
@@ -172,6 +182,7 @@ fn partial_merge_keeps_a_synced_tombstone_whose_newer_put_is_not_durable() {
     let fs = SimFs::new();
     let mut policy = MergePolicy::default();
     policy.small_file_bytes = 0; // merge only fragmented files: a partial merge
+    policy.trigger_fragmentation = 0.9;
     policy.check_interval = Duration::from_millis(5);
     let db = Config::new(DIR)
         .file_system(fs.clone())
@@ -180,19 +191,36 @@ fn partial_merge_keeps_a_synced_tombstone_whose_newer_put_is_not_durable() {
         .merge_policy(policy)
         .open()
         .unwrap();
-    // File A: the old put of `victim` among live fillers, so the merge leaves A alone.
-    db.write(b"victim", &[1; 100]).unwrap();
-    for i in 0..7u8 {
-        db.write(&[b'f', i], &[2; 100]).unwrap();
+    let file_of = |db: &Database| db.stats().files.last().unwrap().file_id;
+    // Records are 21 B of header plus key and value; files start with a 20 B header.
+    db.write(b"victim", &[1; 100]).unwrap(); // 127 B
+    for i in 0..6u8 {
+        db.write(&[b'f', i], &[2; 100]).unwrap(); // 123 B each: A ends at 885 B
     }
-    // File B: the tombstone of `victim` among overwrites, so B is fragmented; then synced.
-    db.remove(b"victim").unwrap();
-    for _ in 0..8 {
-        db.write(b"junk", &[3; 100]).unwrap();
+    assert_eq!(file_of(&db), 1);
+    db.write(b"f6", &[2; 100]).unwrap(); // B starts here
+    // Then overwrites up to B's last 125 B record: B ends at 920 or 895 B, under 0.9 dead.
+    let overwrites = match in_b {
+        InB::Tombstone => {
+            db.remove(b"victim").unwrap(); // 27 B
+            6
+        }
+        InB::Put => {
+            db.write(b"victim", &[2; 100]).unwrap(); // 127 B
+            5
+        }
+    };
+    for _ in 0..overwrites {
+        db.write(b"junk", &[3; 100]).unwrap(); // 125 B each
     }
     db.sync().unwrap();
-    // A newer put of `victim`, never synced; appending it rotates B out, so the merge may pick B.
+    assert_eq!(file_of(&db), 2, "B is still the active file");
     db.write(b"victim", &[4; 100]).unwrap();
+    assert_eq!(file_of(&db), 3, "the newer put did not seal B");
+    assert_eq!(db.stats().merges, 0, "B was merged before it qualified");
+    // Overwriting B's live keys makes it all dead; the timer finds it.
+    db.write(b"f6", &[5; 100]).unwrap();
+    db.write(b"junk", &[5; 100]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while db.stats().merges == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -200,19 +228,52 @@ fn partial_merge_keeps_a_synced_tombstone_whose_newer_put_is_not_durable() {
     let stats = db.stats();
     assert!(stats.merges > 0, "no background merge ran: {stats:?}");
     assert!(
+        stats.files.iter().all(|f| f.file_id != 2),
+        "B was not merged: {stats:?}"
+    );
+    assert!(
         stats.files.iter().any(|f| f.file_id == 1),
         "file A should have survived the partial merge: {stats:?}"
     );
-    // The power goes: the unsynced put is lost, the synced remove must hold.
     let rebooted = Config::new(DIR)
         .file_system(fs.crash_image())
         .background_merge(false)
         .open()
         .unwrap();
-    assert!(
-        rebooted.get(b"victim").unwrap().is_none(),
-        "the removed key came back with its old value after a partial merge and a power cut"
-    );
-    assert_eq!(rebooted.read(b"junk").unwrap(), [3; 100]);
     drop(db);
+    for (key, synced) in [(&b"junk"[..], [3; 100]), (b"f6", [2; 100])] {
+        let now = rebooted.read(key).unwrap();
+        assert!(
+            now == synced || now == [5; 100],
+            "{key:?} lost its synced value"
+        );
+    }
+    rebooted
+}
+
+/// A partial merge leaves out a synced tombstone because a newer put of its key is live; that
+/// put is not synced. After a power cut the key must be removed or hold the newer value, never
+/// the older value from the file the merge left alone.
+#[test]
+fn a_partial_merge_and_a_power_cut_never_bring_back_a_synced_remove() {
+    let rebooted = synced_b_then_unsynced_newer_put(InB::Tombstone);
+    let victim = rebooted.get(b"victim").unwrap().map(|v| v.to_vec());
+    assert!(
+        victim.is_none() || victim == Some(vec![4; 100]),
+        "the removed key came back with {victim:?}"
+    );
+}
+
+/// The same for a synced put that the merge leaves out because a newer, unsynced put of its key
+/// is live: after a power cut the key holds the synced value or the newer one, never the older
+/// value from the file the merge left alone.
+#[test]
+fn a_partial_merge_and_a_power_cut_never_lose_a_synced_put() {
+    let rebooted = synced_b_then_unsynced_newer_put(InB::Put);
+    let victim = rebooted.read(b"victim").unwrap();
+    assert!(
+        victim == [2; 100] || victim == [4; 100],
+        "the key went back to {:?}",
+        &victim[..4]
+    );
 }
