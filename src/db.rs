@@ -152,7 +152,10 @@ impl Database {
         Ok(self.engine().keydir.contains(key))
     }
 
-    /// Removes `key` (writes a tombstone). Removing a missing key does nothing and succeeds.
+    /// Removes `key` (writes a tombstone). Removing a missing key writes nothing and succeeds;
+    /// under [`SyncPolicy::Always`](crate::SyncPolicy::Always) it first waits until every
+    /// earlier write and remove is durable (another thread's remove of the key may still be
+    /// waiting for its fsync), so it can fail as they can.
     pub fn remove(&self, key: &[u8]) -> Result<()> {
         self.engine().remove(key)
     }
@@ -250,7 +253,8 @@ impl Drop for Handle {
             // While a thread unwinds from a panic, skip the orderly close: it takes locks that
             // the panic may have left in any state. Nothing acknowledged is lost (writes are in
             // the page cache, synced ones on disk). The workers are told to stop without being
-            // waited for; once they have, the engine drops and releases the directory lock.
+            // waited for (under `SyncPolicy::Interval` the flush thread syncs once more); once
+            // they have, the engine drops and releases the directory lock.
             self.engine
                 .closing
                 .store(true, crate::sync::Ordering::Release);

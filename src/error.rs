@@ -95,12 +95,13 @@ pub enum Error {
     )]
     SequenceExhausted,
 
-    /// Every data file id up to `u32::MAX` is taken, so no new data file can be created (a
-    /// file named with the largest id is in the directory: likely a stray one).
+    /// Every data file id up to `u32::MAX` is taken, so no new data file can be created. New
+    /// files take ids above the largest number among the directory's `*.data` and `*.hint`
+    /// names, so a stray file with a large number is the likely cause.
     #[error(
-        "no data file id is left: the directory holds a file numbered 4294967295 (u32::MAX), the \
-         largest id; remove it if it is not part of the store, or copy the live pairs into a new \
-         store (e.g. with `bitcask export` and `import`)"
+        "no data file id is left: new files take ids above the largest number among the \
+         directory's *.data and *.hint names, and ids end at 4294967295 (u32::MAX); look for a \
+         stray file with a number that large and remove it"
     )]
     FileIdsExhausted,
 

@@ -65,7 +65,7 @@ pub struct MergePolicy {
     pub small_file_bytes: u64,
     /// How often the merge thread checks the trigger. It also checks whenever a data file is
     /// sealed; overwrites alone make sealed files fragmented without sealing one. Default 1 s;
-    /// must be more than zero.
+    /// must be more than zero when the merge thread runs.
     pub check_interval: Duration,
 }
 
@@ -162,7 +162,7 @@ impl Config {
         if self.sync == SyncPolicy::Interval(Duration::ZERO) {
             return invalid("SyncPolicy::Interval needs a non-zero interval");
         }
-        if policy.check_interval.is_zero() {
+        if self.background_merge && policy.check_interval.is_zero() {
             return invalid("MergePolicy::check_interval must be more than zero");
         }
         Ok(())

@@ -451,7 +451,7 @@ fn a_stray_file_with_the_largest_id_is_a_clear_error_not_a_wrapped_id() {
     std::fs::write(&stray, b"not a hint file").unwrap();
     let err = Database::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::FileIdsExhausted), "{err}");
-    assert!(err.to_string().contains("4294967295"), "{err}");
+    assert!(err.to_string().contains("stray file"), "{err}");
     std::fs::remove_file(&stray).unwrap();
 
     // One id left: open takes it for the active file; the rotation then has none.
