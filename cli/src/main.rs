@@ -159,7 +159,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        Err(e) if e.is_broken_pipe() => ExitCode::from(EXIT_OK),
+        // `keys | head` is not a failure; an export whose reader went away is cut short.
+        Err(e) if e.is_broken_pipe() && !matches!(cli.command, Command::Export { .. }) => {
+            ExitCode::from(EXIT_OK)
+        }
         Err(e) => {
             eprintln!("bitcask: {e}");
             ExitCode::from(e.exit_code())

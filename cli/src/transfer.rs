@@ -7,13 +7,14 @@
 //! stay: each is a complete record, so the store opens and reads as usual, and running the same
 //! import again finishes the job (puts overwrite).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bitcask::Database;
 
 use crate::error::{CliError, CliResult};
+use crate::files;
 use crate::output::{counted, write_stdout};
 use crate::progress::Progress;
 use crate::store;
@@ -57,17 +58,61 @@ fn export_to_stdout(db: &Database, keys: &[Vec<u8>], progress: &Progress) -> Cli
     Ok(count)
 }
 
-/// Writes the stream to `path` and fsyncs it. A failure leaves a file without a valid end
-/// record, which `import` rejects.
+/// Writes the stream to `path`. A regular file (or a new one) is written under a temporary name
+/// beside it, fsynced and renamed into place, so a failure midway leaves any previous file at
+/// `path` as it was. Anything else (a pipe, a FIFO, `/dev/stdout`) is streamed into as it is:
+/// there is nothing to replace or fsync.
 fn export_to_file(
     db: &Database,
     keys: &[Vec<u8>],
     path: &Path,
     progress: &Progress,
 ) -> CliResult<u64> {
-    let file = File::create(path).map_err(CliError::io("creating", path))?;
+    let replaceable = match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(CliError::io("inspecting", path)(e)),
+    };
     let label = path.display().to_string();
-    let (file, count) = write_stream(db, keys, BufWriter::new(file), &label, progress)?;
+    if !replaceable {
+        let sink = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(CliError::io("opening", path))?;
+        let (mut sink, count) = write_stream(db, keys, BufWriter::new(sink), &label, progress)?;
+        sink.flush().map_err(CliError::io("writing", path))?;
+        return Ok(count);
+    }
+    let partial = partial_path(path);
+    let written = write_synced(db, keys, &partial, &label, progress).and_then(|count| {
+        std::fs::rename(&partial, path).map_err(CliError::io("renaming into place", &partial))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        files::sync_dir(parent.unwrap_or(Path::new(".")))?;
+        Ok(count)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// `path` with `.partial` appended: where an export to `path` is written until it is complete.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Writes the stream to a new file at `path` and fsyncs it.
+fn write_synced(
+    db: &Database,
+    keys: &[Vec<u8>],
+    path: &Path,
+    label: &str,
+    progress: &Progress,
+) -> CliResult<u64> {
+    let file = File::create(path).map_err(CliError::io("creating", path))?;
+    let (file, count) = write_stream(db, keys, BufWriter::new(file), label, progress)?;
     file.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())

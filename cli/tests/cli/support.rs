@@ -72,6 +72,16 @@ pub fn bitcask() -> Command {
     command
 }
 
+/// Starts `command` with stdout piped (stdin and stderr too), under the fork guard.
+pub fn spawn(mut command: Command) -> std::process::Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
+    command.spawn().expect("the binary starts")
+}
+
 /// Runs `command` with `stdin` as its standard input.
 pub fn run(mut command: Command, stdin: &[u8]) -> Run {
     command

@@ -2,7 +2,9 @@
 
 use std::ffi::OsStr;
 
-use crate::support::{TestStore, snapshot};
+use crate::support::{
+    TestStore, bitcask, build_multi_file_store, flip_byte, locate, snapshot, spawn,
+};
 
 const BINARY_PAIRS: [(&[u8], &[u8]); 3] = [
     (b"", b"empty key"),
@@ -97,4 +99,64 @@ fn a_stream_with_a_wrong_checksum_exits_4_and_imports_nothing() {
     let run = store.run_with_stdin(&["import"], &stream).expect(4);
     assert!(run.stderr.contains("checksum mismatch"), "{}", run.stderr);
     assert!(!store.dir.exists(), "the store is not even created");
+}
+
+/// An export that fails midway (here on a damaged value) leaves an earlier export at the same
+/// path as it was, and no partial file beside it.
+#[test]
+fn a_failed_export_leaves_the_previous_file_untouched() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    store.run(&["merge"]).expect(0); // hint files: open does not scan, the read finds the damage
+    let file = store.parent().join("backup.bin");
+    let export = [OsStr::new("export"), OsStr::new("-o"), file.as_os_str()];
+    store.run(&export).expect(0);
+    let before = std::fs::read(&file).unwrap();
+    let (path, offset) = locate(&store.dir, b"k3");
+    flip_byte(&path, offset + 25);
+    let run = store.run(&export);
+    assert_ne!(run.code, 0, "the export of a damaged value succeeded");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the earlier export changed"
+    );
+    assert!(!store.parent().join("backup.bin.partial").exists());
+}
+
+/// `-o` into something that is not a regular file is streamed into, not fsynced or replaced.
+#[test]
+fn export_to_dev_null_succeeds() {
+    let store = TestStore::new();
+    store.fill(&BINARY_PAIRS);
+    let run = store.run(&["export", "-o", "/dev/null"]).expect(0);
+    assert_eq!(run.out(), "exported 3 pairs to /dev/null\n");
+}
+
+/// A reader that goes away before the end leaves an incomplete stream: `export` fails, unlike
+/// `keys | head`, where stopping early is the reader's choice.
+#[test]
+fn export_fails_when_its_reader_goes_away() {
+    use std::io::Read;
+
+    let store = TestStore::new();
+    let value = [7u8; 200];
+    let keys: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let pairs: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &value[..])).collect();
+    store.fill(&pairs); // about 400 KB of stream: more than a pipe holds
+    let mut command = bitcask();
+    command.arg("--dir").arg(&store.dir).arg("export");
+    let mut child = spawn(command);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut start = [0u8; 16];
+    stdout.read_exact(&mut start).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    assert_ne!(
+        output.status.code(),
+        Some(0),
+        "a cut-short export reported success"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("export stream"), "{stderr}");
 }
