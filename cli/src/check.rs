@@ -19,7 +19,7 @@ use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
 use crate::output::{counted, escape, human_bytes, write_stdout};
 use crate::progress::Progress;
-use crate::salvage::{BadRange, Item, walk};
+use crate::salvage::{BadRange, Item, walk, walk_from};
 use crate::store;
 
 /// Hint entries that do not match reported per hint file before the rest is summarised.
@@ -46,6 +46,7 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     }
     check_orphan_hints(&store_files, &mut report);
     check_merge_record(dir, &store_files, &mut report)?;
+    note_saved_tails(&store_files, &mut report)?;
     note_tmps(&store_files, &mut report);
     progress.finish();
     report.print(dir)?;
@@ -193,8 +194,8 @@ fn describe(bad: &BadRange, file_len: u64, is_tail: bool) -> String {
         format!("valid records resume at offset {}", bad.end)
     };
     let cut = if is_tail {
-        "; this is the newest data file, so the next open cuts it off here, dropping the valid \
-         records after it"
+        "; this is the newest data file, so the next open cuts it off here (saving any valid \
+         records after it beside the file as a saved tail)"
     } else {
         ""
     };
@@ -333,6 +334,26 @@ fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report)
                 report.add(Severity::Damage, &path, None, message);
             }
         }
+    }
+    Ok(())
+}
+
+/// Saved tails hold records an earlier open cut off the newest data file: not in the store any
+/// more, and not put back by `repair` (their seqs may be reused by later writes, so nothing says
+/// whether they are older or newer than what the store holds). A person decides.
+fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) -> CliResult {
+    for (&(id, offset), path) in &store_files.saved_tails {
+        let bytes = files::read(path)?;
+        let records = walk_from(&bytes, 0)
+            .filter(|item| matches!(item, Item::Record { .. }))
+            .count() as u64;
+        let message = format!(
+            "saved tail: {} that an open cut off data file {id:010} at offset {offset} (valid \
+             records followed damage); they are not in the store, and `repair` does not copy \
+             them back. `bitcask dump` lists them; `bitcask put` re-adds what is still wanted",
+            counted(records, "valid record")
+        );
+        report.add(Severity::Warning, path, None, message);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `dump FILE`: the contents of one data file, hint file or `MERGE` record, one line per record,
-//! for debugging. Damaged bytes are shown in place (with the offset where records resume) and
+//! `dump FILE`: the contents of one data file, hint file, saved tail or `MERGE` record, one line
+//! per record, for debugging. Damaged bytes are shown in place (with the offset where records resume) and
 //! make the command exit with code 1. The file is only read.
 
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ use bitcask::format::record::{Record, RecordKind};
 use crate::error::{CliError, CliResult};
 use crate::files;
 use crate::output::{counted, quoted, show_key, write_stdout};
-use crate::salvage::{Item, walk};
+use crate::salvage::{Item, Walk, walk, walk_from};
 
 /// Bytes of a value shown before it is cut off with `...`.
 const VALUE_PREVIEW: usize = 32;
@@ -28,7 +28,12 @@ pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
         path.display(),
         bytes.len()
     );
+    let saved_tail = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(files::saved_tail);
     let damaged = match FileHeader::decode(&bytes) {
+        _ if let Some(cut) = saved_tail => dump_saved_tail(cut, &bytes, hex, &mut out),
         Ok(header) if header.kind == FileKind::Hint => dump_hint(&bytes, hex, &mut out),
         Ok(header) => dump_data(Some(header), &bytes, hex, &mut out),
         Err(CorruptionKind::BadMagic) if MergeCommit::decode(&bytes).is_ok() => {
@@ -74,30 +79,46 @@ fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut Stri
         };
         let _ = writeln!(out, "header  {kind}, file id {}", header.file_id);
     }
+    dump_records(walk(bytes), 0, bytes.len() as u64, hex, out)
+}
+
+/// Prints the records of a saved tail (no header), at their offsets in the data file they were
+/// cut from; returns whether anything was damaged.
+fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut String) -> bool {
+    let (id, at) = cut;
+    let _ = writeln!(
+        out,
+        "saved   bytes an open cut off data file {id:010} at offset {at} (valid records followed \
+         damage); they are not in the store. Offsets below are in that data file"
+    );
+    dump_records(walk_from(bytes, 0), at, bytes.len() as u64, hex, out)
+}
+
+/// Prints walked records at `base` + their offset; returns whether anything was damaged.
+fn dump_records(items: Walk, base: u64, len: u64, hex: bool, out: &mut String) -> bool {
     let _ = writeln!(
         out,
         "{:>10}  {:>8}  {:<9}  KEY = VALUE",
         "OFFSET", "SEQ", "KIND"
     );
     let (mut records, mut bad_ranges) = (0u64, 0u64);
-    let len = bytes.len() as u64;
-    for item in walk(bytes) {
+    for item in items {
         match item {
             Item::Record { offset, record } => {
                 records += 1;
-                let _ = writeln!(out, "{}", record_line(offset, &record, hex));
+                let _ = writeln!(out, "{}", record_line(base + offset, &record, hex));
             }
             Item::Bad(bad) => {
                 bad_ranges += 1;
                 let resume = if bad.reaches_end(len) {
                     "to the end of the file".to_string()
                 } else {
-                    format!("next record at offset {}", bad.end)
+                    format!("next record at offset {}", base + bad.end)
                 };
                 let _ = writeln!(
                     out,
                     "{:>10}  DAMAGED: {}; {} skipped, {resume}",
-                    bad.start,
+                    base + bad.start,
                     bad.kind,
                     counted(bad.len(), "byte")
                 );

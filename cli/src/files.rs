@@ -3,8 +3,10 @@
 //! store's lock.
 //!
 //! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
-//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record) and `*.tmp` (files
-//! not yet renamed into place). Other names are not the store's and are left alone.
+//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `*.tmp` (files not
+//! yet renamed into place) and `NNNNNNNNNN.data.cut-OFFSET` (a saved tail: bytes an open cut off
+//! the newest data file at OFFSET because valid records followed damage; no file header). Other
+//! names are not the store's and are left alone.
 
 use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};
@@ -27,6 +29,8 @@ pub struct StoreFiles {
     pub merge_record: Option<PathBuf>,
     /// Leftover temporary files.
     pub tmps: Vec<PathBuf>,
+    /// Saved tails, by the data file and offset they were cut from.
+    pub saved_tails: BTreeMap<(u32, u64), PathBuf>,
 }
 
 impl StoreFiles {
@@ -50,6 +54,8 @@ impl StoreFiles {
             self.merge_record = Some(path);
         } else if name.ends_with(".tmp") {
             self.tmps.push(path);
+        } else if let Some(cut) = saved_tail(name) {
+            self.saved_tails.insert(cut, path);
         } else if let Some(id) = parse_id(name, ".data") {
             self.data.insert(id, path);
         } else if let Some(id) = parse_id(name, ".hint") {
@@ -79,6 +85,17 @@ impl StoreFiles {
         }
         Ok(None)
     }
+}
+
+/// The data file id and offset a saved tail's name (`NNNNNNNNNN.data.cut-OFFSET`) says it was
+/// cut from.
+pub fn saved_tail(name: &str) -> Option<(u32, u64)> {
+    let (data_name, offset) = name.rsplit_once(".cut-")?;
+    let offset = offset
+        .parse()
+        .ok()
+        .filter(|_| offset.bytes().all(|b| b.is_ascii_digit()))?;
+    Some((parse_id(data_name, ".data")?, offset))
 }
 
 fn parse_id(name: &str, ext: &str) -> Option<u32> {

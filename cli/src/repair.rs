@@ -11,7 +11,10 @@
 //!    The original is never deleted.
 //!
 //! Data files only: `*.tmp` files are either merge outputs that were never committed or
-//! committed ones whose input files (holding the same records) are still present.
+//! committed ones whose input files (holding the same records) are still present. Saved tails
+//! (`*.data.cut-OFFSET`) are listed in the report but not copied: an open that cut them off
+//! resumed the seqs below theirs, so later writes may carry the same seqs and nothing tells
+//! which is newer. A person decides (`bitcask dump` shows them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -44,6 +47,13 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let mut report = salvage.report(&dir, &out, kept);
+    for path in store_files.saved_tails.values() {
+        let _ = writeln!(
+            report,
+            "saved     {} holds records an earlier open cut off; not copied (see `bitcask check`)",
+            path.display()
+        );
+    }
     if in_place {
         let backup = swap_in(&dir, &out)?;
         let _ = writeln!(

@@ -52,9 +52,14 @@ pub enum Item<'a> {
 
 /// Walks the records of a data file's bytes after its header, through any damage.
 pub fn walk(bytes: &[u8]) -> Walk<'_> {
+    walk_from(bytes, HEADER_LEN)
+}
+
+/// Walks records from offset `start` (0 for a saved tail, which has no header).
+pub fn walk_from(bytes: &[u8], start: usize) -> Walk<'_> {
     Walk {
         bytes,
-        pos: HEADER_LEN.min(bytes.len()),
+        pos: start.min(bytes.len()),
     }
 }
 

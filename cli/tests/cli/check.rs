@@ -4,7 +4,7 @@ use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
 
 use crate::support::{
     TestStore, append, build_multi_file_store, data_files, fails_to_open, files_with_ext,
-    flip_byte, locate, snapshot,
+    flip_byte, locate, snapshot, store_with_a_saved_tail,
 };
 
 #[test]
@@ -132,4 +132,19 @@ fn a_store_the_library_cannot_open_is_still_checked() {
     let out = store.run(&["check"]).expect(1).out();
     let line = format!("DAMAGE  {} @ 0: file header: ", first.display());
     assert!(out.contains(&line), "{out}");
+}
+
+/// Records an open cut off and saved beside the file are not in the store: `check` says where
+/// they are and how many, as a warning.
+#[test]
+fn a_saved_tail_is_reported_with_its_record_count() {
+    let store = TestStore::new();
+    let (saved, offset) = store_with_a_saved_tail(&store.dir);
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(
+        out.contains(&format!("warning {}", saved.display())),
+        "{out}"
+    );
+    assert!(out.contains("saved tail: 6 valid records"), "{out}");
+    assert!(out.contains(&format!("at offset {offset}")), "{out}");
 }

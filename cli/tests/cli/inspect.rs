@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::support::{
     TestStore, build_multi_file_store, expected_pairs, files_with_ext, flip_byte, locate,
+    store_with_a_saved_tail,
 };
 
 fn stats_json(store: &TestStore) -> Value {
@@ -111,4 +112,26 @@ fn dump_marks_damaged_bytes_with_their_offset_and_exits_1() {
         "records after the damage are listed"
     );
     assert!(run.stderr.contains("do not decode"), "{}", run.stderr);
+}
+
+/// A saved tail has no header: `dump` walks it from its first byte and shows each record at its
+/// offset in the data file it was cut from.
+#[test]
+fn dump_lists_a_saved_tail_at_its_offsets_in_the_data_file() {
+    let store = TestStore::new();
+    let (saved, offset) = store_with_a_saved_tail(&store.dir);
+    let run = store.run(&[OsStr::new("dump"), saved.as_os_str()]);
+    let out = run.out();
+    assert!(
+        out.contains(&format!("cut off data file 0000000001 at offset {offset}")),
+        "{out}"
+    );
+    // k3's damaged record first, then k4..k9 intact.
+    assert!(out.contains(&format!("{offset:>10}  DAMAGED")), "{out}");
+    for i in 4..10 {
+        let line = format!("\"k{i}\" = (7 bytes) \"value-{i}\"");
+        assert!(out.contains(&line), "k{i} missing:\n{out}");
+    }
+    assert!(out.contains("total   6 records, 1 damaged range"), "{out}");
+    assert_eq!(run.code, 1, "the damaged record makes dump exit 1");
 }

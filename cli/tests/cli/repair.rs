@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::support::{
     TestStore, build_multi_file_store, expected_pairs, flip_byte, locate, pairs_of, snapshot,
+    store_with_a_saved_tail,
 };
 
 /// A multi-file store whose record of `k3` is damaged; returns the damaged file and offset.
@@ -92,4 +93,20 @@ fn repair_refuses_an_existing_output_directory() {
     let run = store.run(&["repair"]).expect(3);
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
     assert_eq!(snapshot(&taken).len(), 1, "nothing written into it");
+}
+
+/// A saved tail's records are listed in the report but not copied: nothing tells whether they
+/// are older or newer than what the store holds.
+#[test]
+fn repair_names_a_saved_tail_and_does_not_copy_it() {
+    let store = TestStore::new();
+    let (saved, _) = store_with_a_saved_tail(&store.dir);
+    let out = store.run(&["repair"]).expect(0).out();
+    assert!(
+        out.contains(&format!("saved     {}", saved.display())),
+        "{out}"
+    );
+    let repaired = pairs_of(&repaired_dir(&store));
+    let keys: Vec<&[u8]> = repaired.iter().map(|(k, _)| &k[..]).collect();
+    assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
 }

@@ -276,3 +276,27 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// A store whose newest data file was damaged in `k3`'s record and then opened, so the open cut
+/// it there and saved `k3`.. `k9`'s records (valid records after the damage) beside it; returns
+/// the saved tail's path and the offset it was cut at.
+pub fn store_with_a_saved_tail(dir: &Path) -> (PathBuf, u64) {
+    {
+        let _guard = no_fork();
+        let db = Config::new(dir).open().expect("store opens");
+        for i in 0..10 {
+            db.write(format!("k{i}").as_bytes(), format!("value-{i}").as_bytes())
+                .expect("write");
+        }
+        db.close().expect("close");
+    }
+    let (path, offset) = locate(dir, b"k3");
+    flip_byte(&path, offset + 25);
+    with_db(dir, |_| ());
+    let saved = dir.join(format!(
+        "{}.cut-{offset}",
+        path.file_name().unwrap().to_str().unwrap()
+    ));
+    assert!(saved.exists(), "open did not save the cut tail");
+    (saved, offset)
+}
