@@ -1,7 +1,8 @@
 //! `export` and `import`: every live pair to or from an export stream (format in [`crate::stream`]).
 //!
 //! Import validates the whole stream (magic, every length, the end record's count and CRC)
-//! before it opens the store, spooling standard input to an unlinked temporary file first; so a
+//! before it opens the store, spooling standard input (or a pipe given with `-i`) to an unlinked
+//! temporary file first; so a
 //! malformed, truncated or corrupted stream changes nothing. Only then are the pairs written,
 //! followed by one sync. If writing fails midway (disk full, I/O error), the pairs written so far
 //! stay: each is a complete record, so the store opens and reads as usual, and running the same
@@ -150,11 +151,22 @@ fn write_stream<W: Write>(
 /// needed; see the module docs for what a failure leaves behind.
 pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
     let (mut file, label) = match input.filter(|p| *p != Path::new("-")) {
-        None => (spool_stdin(quiet)?, "standard input".to_string()),
-        Some(path) => (
-            File::open(path).map_err(CliError::io("opening", path))?,
-            path.display().to_string(),
+        None => (
+            spool(std::io::stdin().lock(), "standard input", quiet)?,
+            "standard input".to_string(),
         ),
+        Some(path) => {
+            let label = path.display().to_string();
+            let file = File::open(path).map_err(CliError::io("opening", path))?;
+            let regular = file.metadata().is_ok_and(|meta| meta.is_file());
+            // A pipe (`-i <(cmd)`) cannot be read twice: spooled like standard input.
+            let file = if regular {
+                file
+            } else {
+                spool(file, &label, quiet)?
+            };
+            (file, label)
+        }
     };
     let count = validate(&file, &label, quiet)?;
     file.seek(SeekFrom::Start(0))
@@ -178,16 +190,27 @@ pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
     write_stdout(line.as_bytes())
 }
 
-/// Copies stdin into an unlinked temporary file so the stream can be read twice.
-fn spool_stdin(quiet: bool) -> CliResult<File> {
-    let spinner = Progress::spinner("reading the stream from standard input".into(), quiet);
-    let mut spool = tempfile::tempfile().map_err(|source| CliError::Io {
-        doing: "creating a temporary file for".into(),
-        target: "standard input".into(),
+/// Copies a stream that cannot be read twice (stdin, a pipe) into an unlinked temporary file
+/// (in `$TMPDIR`) so that it can.
+fn spool(mut input: impl Read, label: &str, quiet: bool) -> CliResult<File> {
+    let spinner = Progress::spinner(format!("reading the stream from {label}"), quiet);
+    let temp_dir = std::env::temp_dir();
+    let spool_error = |source| CliError::Io {
+        doing: format!("spooling {label} to a temporary file in"),
+        target: temp_dir.display().to_string(),
         source,
-    })?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut spool)
-        .map_err(|source| stream_io("standard input", source))?;
+    };
+    let mut spool = tempfile::tempfile().map_err(spool_error)?;
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        let read = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(stream_io(label, source)),
+        };
+        spool.write_all(&buffer[..read]).map_err(spool_error)?;
+    }
     spinner.finish();
     Ok(spool)
 }

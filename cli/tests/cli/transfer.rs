@@ -73,6 +73,18 @@ fn import_reads_a_stream_from_stdin() {
     assert_eq!(store.pairs(), sorted(&BINARY_PAIRS));
 }
 
+/// `-i` naming a pipe (here `/dev/stdin` while stdin is one; also `-i <(cmd)`) is spooled like
+/// stdin, since the stream is read twice.
+#[test]
+fn import_from_a_pipe_named_with_dash_i() {
+    let store = TestStore::new();
+    let stream = hand_built_stream(&BINARY_PAIRS);
+    store
+        .run_with_stdin(&["import", "-i", "/dev/stdin"], &stream)
+        .expect(0);
+    assert_eq!(store.pairs(), sorted(&BINARY_PAIRS));
+}
+
 #[test]
 fn a_truncated_stream_exits_4_and_imports_nothing() {
     let store = TestStore::new();
