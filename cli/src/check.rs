@@ -31,15 +31,18 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let _lock = files::lock_store(dir)?;
     let store_files = StoreFiles::list(dir)?;
-    let tail = store_files.tail_id()?;
+    let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
     let mut report = Report::default();
     for (&id, path) in &store_files.data {
-        let data = files::read(path)?;
+        let Some(data) = read_or_report(path, &mut report) else {
+            continue;
+        };
         check_data_file(id, path, &data, tail == Some(id), &mut report);
         progress.inc(data.len() as u64);
-        if let Some(hint_path) = store_files.hints.get(&id) {
-            let hint = files::read(hint_path)?;
+        if let Some(hint_path) = store_files.hints.get(&id)
+            && let Some(hint) = read_or_report(hint_path, &mut report)
+        {
             check_hint(id, hint_path, &hint, &data, &mut report);
             progress.inc(hint.len() as u64);
         }
@@ -336,6 +339,18 @@ fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report)
         }
     }
     Ok(())
+}
+
+/// A file's bytes, or `None` after reporting as damage that it cannot be read (a bad sector):
+/// the other files are still checked.
+fn read_or_report(path: &Path, report: &mut Report) -> Option<Vec<u8>> {
+    match files::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            report.add(Severity::Damage, path, None, format!("unreadable: {e}"));
+            None
+        }
+    }
 }
 
 /// Saved tails hold records an earlier open cut off the newest data file: not in the store any

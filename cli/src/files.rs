@@ -74,16 +74,13 @@ impl StoreFiles {
     }
 
     /// The id of the newest data file the writer appended to (header kind `Data`): the only file
-    /// that may legitimately end in a torn record. Files whose header does not decode are skipped.
-    pub fn tail_id(&self) -> CliResult<Option<u32>> {
-        for (&id, path) in self.data.iter().rev() {
-            if let Ok(header) = read_header(path)?
-                && header.kind == FileKind::Data
-            {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+    /// that may legitimately end in a torn record. Files whose header cannot be read or does not
+    /// decode are skipped.
+    pub fn tail_id(&self) -> Option<u32> {
+        self.data.iter().rev().find_map(|(&id, path)| {
+            matches!(read_header(path), Ok(Ok(header)) if header.kind == FileKind::Data)
+                .then_some(id)
+        })
     }
 }
 

@@ -98,6 +98,8 @@ struct Salvage {
     records: u64,
     dropped: Vec<Dropped>,
     bad_headers: Vec<(PathBuf, CorruptionKind)>,
+    /// Data files that could not be read, with the error.
+    unreadable: Vec<(PathBuf, String)>,
 }
 
 impl Salvage {
@@ -176,6 +178,13 @@ impl Salvage {
                 describe(d)
             );
         }
+        for (path, error) in &self.unreadable {
+            let _ = writeln!(
+                text,
+                "unread    {}: {error} (its records are lost)",
+                path.display()
+            );
+        }
         for (path, kind) in &self.bad_headers {
             let _ = writeln!(
                 text,
@@ -199,12 +208,19 @@ fn describe(dropped: &Dropped) -> String {
 
 /// Reads every data file, collecting the newest record per key and the bytes skipped.
 fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
-    let tail = store_files.tail_id()?;
+    let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "reading", quiet);
     let mut salvage = Salvage::default();
     for (&id, path) in &store_files.data {
-        let bytes = files::read(path)?;
         salvage.data_files += 1;
+        let bytes = match files::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // A bad sector in one file: salvage the others.
+                salvage.unreadable.push((path.clone(), e.to_string()));
+                continue;
+            }
+        };
         match FileHeader::decode(&bytes) {
             Err(kind) => salvage.bad_headers.push((path.clone(), kind)),
             Ok(header) if header.kind == FileKind::Hint => {

@@ -148,3 +148,24 @@ fn a_saved_tail_is_reported_with_its_record_count() {
     assert!(out.contains("saved tail: 6 valid records"), "{out}");
     assert!(out.contains(&format!("at offset {offset}")), "{out}");
 }
+
+/// A file that cannot be read (a bad sector; here a directory in its place) is reported as
+/// damage, and the other files are still checked.
+#[test]
+fn an_unreadable_data_file_is_damage_and_the_rest_is_still_checked() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let unreadable = store.dir.join("0000000099.data");
+    std::fs::create_dir(&unreadable).unwrap();
+    let (path, offset) = locate(&store.dir, b"k3");
+    flip_byte(&path, offset + 25);
+    let out = store.run(&["check"]).expect(1).out();
+    assert!(
+        out.contains(&format!("DAMAGE  {}: unreadable", unreadable.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("checksum mismatch"),
+        "the other files were not checked:\n{out}"
+    );
+}

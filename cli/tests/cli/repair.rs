@@ -110,3 +110,18 @@ fn repair_names_a_saved_tail_and_does_not_copy_it() {
     let keys: Vec<&[u8]> = repaired.iter().map(|(k, _)| &k[..]).collect();
     assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
 }
+
+/// A data file that cannot be read is reported, and every other file is still salvaged.
+#[test]
+fn repair_salvages_the_other_files_when_one_cannot_be_read() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let unreadable = store.dir.join("0000000099.data");
+    std::fs::create_dir(&unreadable).unwrap();
+    let out = store.run(&["repair"]).expect(0).out();
+    assert!(
+        out.contains(&format!("unread    {}", unreadable.display())),
+        "{out}"
+    );
+    assert_eq!(pairs_of(&repaired_dir(&store)), expected_pairs(&[]));
+}
