@@ -299,7 +299,12 @@ fn sibling(dir: &Path, suffix: &str) -> CliResult<PathBuf> {
 /// Fails unless `out` is missing or an empty directory.
 fn ensure_fresh(out: &Path) -> CliResult {
     let fresh = match std::fs::read_dir(out) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        // A file (not a directory) is "not fresh" below; anything else is its own problem.
+        Err(e) if e.kind() != std::io::ErrorKind::NotADirectory => {
+            return Err(CliError::io("inspecting", out)(e));
+        }
+        Err(_) => false,
         Ok(mut entries) => entries.next().is_none(),
     };
     if fresh {
