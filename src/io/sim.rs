@@ -91,6 +91,21 @@ impl State {
         }
     }
 
+    /// A new file system with `inodes` under `names`, this one's directories and durable names,
+    /// and nothing else: no locks held, no fault planned, no operations counted.
+    fn image(&self, inodes: Vec<Inode>, names: BTreeMap<PathBuf, usize>) -> SimFs {
+        let image = State {
+            inodes,
+            names,
+            durable_names: self.durable_names.clone(),
+            dirs: self.dirs.clone(),
+            ..State::default()
+        };
+        SimFs {
+            state: Arc::new(Mutex::new(image)),
+        }
+    }
+
     fn inode_of(&self, path: &Path) -> std::io::Result<usize> {
         self.names
             .get(path)
@@ -132,32 +147,14 @@ impl SimFs {
                 durable: inode.durable.clone(),
             })
             .collect();
-        let image = State {
-            inodes,
-            names: state.durable_names.clone(),
-            durable_names: state.durable_names.clone(),
-            dirs: state.dirs.clone(),
-            ..State::default()
-        };
-        SimFs {
-            state: Arc::new(Mutex::new(image)),
-        }
+        state.image(inodes, state.durable_names.clone())
     }
 
     /// What a new process would find if this one were killed now (kill -9): every write so far
     /// under the current names, since the page cache outlives the process; no locks held.
     pub fn kill_image(&self) -> SimFs {
         let state = self.state.lock();
-        let image = State {
-            inodes: state.inodes.clone(),
-            names: state.names.clone(),
-            durable_names: state.durable_names.clone(),
-            dirs: state.dirs.clone(),
-            ..State::default()
-        };
-        SimFs {
-            state: Arc::new(Mutex::new(image)),
-        }
+        state.image(state.inodes.clone(), state.names.clone())
     }
 
     /// The synced contents of the file now named `path`, if there is one.
