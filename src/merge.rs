@@ -212,7 +212,7 @@ fn run(engine: &Engine, inputs: &[Arc<Segment>]) -> Result<u64, MergeError> {
     Ok(input_bytes.saturating_sub(output_bytes))
 }
 
-/// Step 2, first half: the copy left out every record whose key the keydir pointed at a newer
+/// Step 1, last part: the copy left out every record whose key the keydir pointed at a newer
 /// one. That newer record may still be only in the page cache (the active file), and once the
 /// inputs are gone a power cut would lose both: an older value, or none, would come back in
 /// place of a synced one. So everything appended so far is made durable before the commit (one

@@ -212,7 +212,6 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
     let progress = Progress::bytes(store_files.total_bytes(), "reading", quiet);
     let mut salvage = Salvage::default();
     for (&id, path) in &store_files.data {
-        salvage.data_files += 1;
         let bytes = match files::read(path) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -221,6 +220,7 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
                 continue;
             }
         };
+        salvage.data_files += 1;
         match FileHeader::decode(&bytes) {
             Err(kind) => salvage.bad_headers.push((path.clone(), kind)),
             Ok(header) if header.kind == FileKind::Hint => {

@@ -3,9 +3,9 @@
 //! Import validates the whole stream (magic, every length, the end record's count and CRC)
 //! before it opens the store, spooling standard input (or a pipe given with `-i`) to an unlinked
 //! temporary file first; so a malformed, truncated or corrupted stream changes nothing. Only
-//! then are the pairs written, followed by one sync. If writing fails midway (disk full, I/O error), the pairs written so far
-//! stay: each is a complete record, so the store opens and reads as usual, and running the same
-//! import again finishes the job (puts overwrite).
+//! then are the pairs written, followed by one sync. If writing fails midway (disk full, I/O
+//! error), the pairs written so far stay: each is a complete record, so the store opens and
+//! reads as usual, and running the same import again finishes the job (puts overwrite).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
