@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::error::{CliError, CliResult};
 use crate::output::{parse_key, show_key, write_stdout};
+use crate::sorted_keys::SortedKeys;
 use crate::store;
 
 /// `put KEY VALUE`: stores VALUE (or stdin when VALUE is `-`) under KEY.
@@ -66,13 +67,12 @@ pub fn delete(dir: &Path, key: &OsStr, hex: bool) -> CliResult {
 pub fn keys(dir: &Path, prefix: Option<&OsStr>, hex: bool) -> CliResult {
     let prefix = prefix.map(|p| parse_key(p, hex)).transpose()?;
     let db = store::open_existing(dir)?;
-    let mut keys: Vec<Vec<u8>> = db
-        .keys()
-        .filter(|k| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-        .collect();
-    keys.sort_unstable();
+    let keys = SortedKeys::new(
+        db.keys()
+            .filter(|k| prefix.as_deref().is_none_or(|p| k.starts_with(p))),
+    );
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    for key in &keys {
+    for key in keys.iter() {
         writeln!(stdout, "{}", show_key(key, hex)).map_err(CliError::stdout)?;
     }
     stdout.flush().map_err(CliError::stdout)

@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod repair;
 mod salvage;
+mod sorted_keys;
 mod stats;
 mod store;
 mod stream;

@@ -17,6 +17,7 @@ use crate::error::{CliError, CliResult};
 use crate::files;
 use crate::output::{counted, write_stdout};
 use crate::progress::Progress;
+use crate::sorted_keys::SortedKeys;
 use crate::store;
 use crate::stream::{StreamError, StreamReader, StreamWriter};
 
@@ -31,8 +32,7 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
         ));
     }
     let db = store::open_existing(dir)?;
-    let mut keys: Vec<Vec<u8>> = db.keys().collect();
-    keys.sort_unstable();
+    let keys = SortedKeys::new(db.keys());
     let progress = Progress::items(keys.len() as u64, "exporting", quiet);
     let written = match output.filter(|p| *p != Path::new("-")) {
         None => export_to_stdout(&db, &keys, &progress).map(|_| None),
@@ -51,7 +51,7 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
     store::close(&db)
 }
 
-fn export_to_stdout(db: &Database, keys: &[Vec<u8>], progress: &Progress) -> CliResult<u64> {
+fn export_to_stdout(db: &Database, keys: &SortedKeys, progress: &Progress) -> CliResult<u64> {
     let stdout = BufWriter::new(std::io::stdout().lock());
     let (mut stdout, count) = write_stream(db, keys, stdout, "standard output", progress)?;
     stdout.flush().map_err(CliError::stdout)?;
@@ -64,7 +64,7 @@ fn export_to_stdout(db: &Database, keys: &[Vec<u8>], progress: &Progress) -> Cli
 /// there is nothing to replace or fsync.
 fn export_to_file(
     db: &Database,
-    keys: &[Vec<u8>],
+    keys: &SortedKeys,
     path: &Path,
     progress: &Progress,
 ) -> CliResult<u64> {
@@ -106,7 +106,7 @@ fn partial_path(path: &Path) -> PathBuf {
 /// Writes the stream to a new file at `path` and fsyncs it.
 fn write_synced(
     db: &Database,
-    keys: &[Vec<u8>],
+    keys: &SortedKeys,
     path: &Path,
     label: &str,
     progress: &Progress,
@@ -123,7 +123,7 @@ fn write_synced(
 /// Writes the stream of `keys` to `sink`; returns the sink and the number of pairs written.
 fn write_stream<W: Write>(
     db: &Database,
-    keys: &[Vec<u8>],
+    keys: &SortedKeys,
     sink: W,
     label: &str,
     progress: &Progress,
@@ -135,7 +135,7 @@ fn write_stream<W: Write>(
     };
     let mut writer = StreamWriter::new(sink).map_err(io_error)?;
     let mut count = 0;
-    for key in keys {
+    for key in keys.iter() {
         let value = db.get(key).map_err(CliError::store("reading a value"))?;
         if let Some(value) = value {
             writer.pair(key, &value).map_err(io_error)?;
