@@ -6,9 +6,9 @@
 //!    open does; hint files are not needed (the data files hold everything).
 //! 3. Write the survivors through the library into a new store (`<dir>.repaired` or `--out`),
 //!    sync and close it.
-//! 4. Only with `--in-place`, and only after step 3 completed: rename the original to
-//!    `<dir>.damaged-<unix seconds>`, rename the copy to `<dir>`, fsync the parent directory.
-//!    The original is never deleted.
+//! 4. Only with `--in-place`, and only after step 3 completed: exchange the copy and `<dir>` in
+//!    one step where the file system can (else two renames), move the original to
+//!    `<dir>.damaged-<unix seconds>`, fsync the parent directory. The original is never deleted.
 //!
 //! Data files only: `*.tmp` files are either merge outputs that were never committed or
 //! committed ones whose input files (holding the same records) are still present. Saved tails
@@ -316,8 +316,22 @@ fn ensure_fresh(out: &Path) -> CliResult {
     )))
 }
 
+/// Whether `a` and `b` were swapped in one step (`renameat2` with `RENAME_EXCHANGE`; Linux, on
+/// file systems that support it).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> bool {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> bool {
+    false
+}
+
 /// Moves the original aside and the repaired copy into its place; returns the original's new
-/// path. If the second rename fails the original is moved back.
+/// path. Where the two directories can be exchanged in one step, `dir` is never missing;
+/// otherwise it takes two renames, and if the second fails the original is moved back.
 fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -329,6 +343,19 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
             backup.display(),
             out.display()
         )));
+    }
+    if exchange(out, dir) {
+        // `dir` holds the copy now and `out` the original, and `dir` never went missing: a
+        // process opening it meanwhile found one store or the other, never a new empty one.
+        std::fs::rename(out, &backup).map_err(|source| CliError::Io {
+            doing: "moving the damaged store (swapped out of the way) aside from".into(),
+            target: out.display().to_string(),
+            source,
+        })?;
+        for parent in [parent_of(dir), parent_of(out)] {
+            files::sync_dir(&parent)?;
+        }
+        return Ok(backup);
     }
     std::fs::rename(dir, &backup).map_err(CliError::io("moving the damaged store aside:", dir))?;
     if let Err(source) = std::fs::rename(out, dir) {
