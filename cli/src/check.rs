@@ -49,7 +49,7 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     }
     check_orphan_hints(&store_files, &mut report);
     check_merge_record(dir, &store_files, &mut report)?;
-    note_saved_tails(&store_files, &mut report)?;
+    note_saved_tails(&store_files, &mut report);
     note_tmps(&store_files, &mut report);
     progress.finish();
     report.print(dir)?;
@@ -356,9 +356,11 @@ fn read_or_report(path: &Path, report: &mut Report) -> Option<Vec<u8>> {
 /// Saved tails hold records an earlier open cut off the newest data file: not in the store any
 /// more, and not put back by `repair` (their seqs may be reused by later writes, so nothing says
 /// whether they are older or newer than what the store holds). A person decides.
-fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) -> CliResult {
+fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) {
     for (&(id, offset), path) in &store_files.saved_tails {
-        let bytes = files::read(path)?;
+        let Some(bytes) = read_or_report(path, report) else {
+            continue;
+        };
         let records = walk_from(&bytes, 0)
             .filter(|item| matches!(item, Item::Record { .. }))
             .count() as u64;
@@ -370,7 +372,6 @@ fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) -> CliResult 
         );
         report.add(Severity::Warning, path, None, message);
     }
-    Ok(())
 }
 
 fn note_tmps(store_files: &StoreFiles, report: &mut Report) {

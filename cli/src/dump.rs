@@ -32,24 +32,10 @@ pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
         .file_name()
         .and_then(|name| name.to_str())
         .and_then(files::saved_tail);
-    let damaged = match FileHeader::decode(&bytes) {
-        _ if let Some(cut) = saved_tail => dump_saved_tail(cut, &bytes, hex, &mut out),
-        Ok(header) if header.kind == FileKind::Hint => dump_hint(&bytes, hex, &mut out),
-        Ok(header) => dump_data(Some(header), &bytes, hex, &mut out),
-        Err(CorruptionKind::BadMagic) if MergeCommit::decode(&bytes).is_ok() => {
-            dump_commit(&bytes, &mut out)
-        }
-        Err(_) if path.extension().is_some_and(|ext| ext == "hint") => {
-            dump_hint(&bytes, hex, &mut out)
-        }
-        Err(kind) => {
-            let _ = writeln!(
-                out,
-                "header  DAMAGED: {kind}; records follow as far as they decode"
-            );
-            dump_data(None, &bytes, hex, &mut out);
-            true
-        }
+    let damaged = if let Some(cut) = saved_tail {
+        dump_saved_tail(cut, &bytes, hex, &mut out)
+    } else {
+        dump_by_header(&path, &bytes, hex, &mut out)
     };
     write_stdout(out.as_bytes())?;
     if damaged {
@@ -67,6 +53,26 @@ fn resolve(file: &Path, dir: Option<&Path>) -> PathBuf {
     match dir {
         Some(dir) if !file.exists() && file.is_relative() => dir.join(file),
         _ => file.to_path_buf(),
+    }
+}
+
+/// Dumps a file by what its header says it is; returns whether anything was damaged.
+fn dump_by_header(path: &Path, bytes: &[u8], hex: bool, out: &mut String) -> bool {
+    match FileHeader::decode(bytes) {
+        Ok(header) if header.kind == FileKind::Hint => dump_hint(bytes, hex, out),
+        Ok(header) => dump_data(Some(header), bytes, hex, out),
+        Err(CorruptionKind::BadMagic) if MergeCommit::decode(bytes).is_ok() => {
+            dump_commit(bytes, out)
+        }
+        Err(_) if path.extension().is_some_and(|ext| ext == "hint") => dump_hint(bytes, hex, out),
+        Err(kind) => {
+            let _ = writeln!(
+                out,
+                "header  DAMAGED: {kind}; records follow as far as they decode"
+            );
+            dump_data(None, bytes, hex, out);
+            true
+        }
     }
 }
 

@@ -160,10 +160,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        // `keys | head` is not a failure; an export whose reader went away is cut short.
-        Err(e) if e.is_broken_pipe() && !matches!(cli.command, Command::Export { .. }) => {
-            ExitCode::from(EXIT_OK)
-        }
+        // `keys | head` is not a failure; an export to stdout whose reader went away is cut
+        // short (an export to a file is complete before its summary line is printed).
+        Err(e) if e.is_broken_pipe() && !exports_to_stdout(&cli.command) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("bitcask: {e}");
             ExitCode::from(e.exit_code())
@@ -188,6 +187,12 @@ fn run(cli: &Cli) -> CliResult {
             repair::run(dir(cli)?, out.as_deref(), *in_place, quiet)
         }
     }
+}
+
+/// Whether `command` writes the export stream to stdout.
+fn exports_to_stdout(command: &Command) -> bool {
+    matches!(command, Command::Export { output }
+        if output.as_deref().is_none_or(|p| p == Path::new("-")))
 }
 
 /// The store directory, which every command but `dump` needs.

@@ -47,14 +47,17 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let mut report = salvage.report(&dir, &out, kept);
-    for path in store_files.saved_tails.values() {
-        let _ = writeln!(
-            report,
-            "saved     {} holds records an earlier open cut off; not copied (see `bitcask check`)",
-            path.display()
-        );
+    if in_place && !salvage.unreadable.is_empty() {
+        write_stdout(report.as_bytes())?;
+        return Err(CliError::Refused(format!(
+            "not swapped in: {} could not be read, so the copy at {} lacks their records (and \
+             where one held a key's newest value or removal, an older value may have come back); \
+             make them readable and repair again, or swap the copy in yourself",
+            counted(salvage.unreadable.len() as u64, "data file"),
+            out.display()
+        )));
     }
-    if in_place {
+    let original = if in_place {
         let backup = swap_in(&dir, &out)?;
         let _ = writeln!(
             report,
@@ -62,11 +65,23 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
             dir.display(),
             backup.display()
         );
+        backup
     } else {
         let _ = writeln!(
             report,
             "original  left untouched at {}; run again with --in-place to swap the copy in",
             dir.display()
+        );
+        dir.clone()
+    };
+    for path in store_files.saved_tails.values() {
+        let _ = writeln!(
+            report,
+            "saved     {} holds records an earlier open cut off; not copied (see `bitcask check {}`)",
+            original
+                .join(path.file_name().unwrap_or_default())
+                .display(),
+            original.display()
         );
     }
     drop(lock);
@@ -181,7 +196,8 @@ impl Salvage {
         for (path, error) in &self.unreadable {
             let _ = writeln!(
                 text,
-                "unread    {}: {error} (its records are lost)",
+                "unread    {}: {error} (its records are lost; where it held a key's newest value \
+                 or removal, an older value may have come back)",
                 path.display()
             );
         }

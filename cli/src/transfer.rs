@@ -39,14 +39,20 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
         Some(path) => export_to_file(&db, &keys, path, &progress).map(Some),
     };
     progress.finish();
-    if let Some(count) = written? {
+    if let Some((count, to_file)) = written? {
         let path = output.unwrap_or(Path::new("-"));
         let line = format!(
             "exported {} to {}\n",
             counted(count, "pair"),
             path.display()
         );
-        write_stdout(line.as_bytes())?;
+        // Streamed into something that may be stdout itself (`-o /dev/stdout`): the summary
+        // goes to stderr, where it cannot end up inside the stream.
+        if to_file {
+            write_stdout(line.as_bytes())?;
+        } else {
+            eprint!("{line}");
+        }
     }
     store::close(&db)
 }
@@ -58,42 +64,71 @@ fn export_to_stdout(db: &Database, keys: &SortedKeys, progress: &Progress) -> Cl
     Ok(count)
 }
 
-/// Writes the stream to `path`. A regular file (or a new one) is written under a temporary name
-/// beside it, fsynced and renamed into place, so a failure midway leaves any previous file at
-/// `path` as it was. Anything else (a pipe, a FIFO, `/dev/stdout`) is streamed into as it is:
-/// there is nothing to replace or fsync.
+/// Where `export -o PATH` writes, decided before anything is written.
+enum ExportTarget {
+    /// A regular file (new or existing, reached through any symlinks), replaced as a whole.
+    Replace(PathBuf),
+    /// Something else (a pipe, a FIFO, a device, `/dev/stdout`): streamed into as it is.
+    Stream,
+}
+
+/// A regular file at `path`, or at what its symlinks resolve to, is replaced; a missing path is
+/// created. Paths under `/dev` and `/proc` (`/dev/stdout`, `/proc/self/fd/N`) stand for an open
+/// file description, not a file to replace, so they are always streamed into.
+fn export_target(path: &Path) -> CliResult<ExportTarget> {
+    let is_special = |p: &Path| p.starts_with("/dev") || p.starts_with("/proc");
+    if is_special(path) {
+        return Ok(ExportTarget::Stream);
+    }
+    let target = match std::fs::canonicalize(path) {
+        Ok(resolved) if is_special(&resolved) => return Ok(ExportTarget::Stream),
+        Ok(resolved) => resolved,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+        Err(e) => return Err(CliError::io("inspecting", path)(e)),
+    };
+    match std::fs::metadata(&target) {
+        Ok(meta) if meta.is_file() => Ok(ExportTarget::Replace(target)),
+        Ok(_) => Ok(ExportTarget::Stream),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExportTarget::Replace(target)),
+        Err(e) => Err(CliError::io("inspecting", path)(e)),
+    }
+}
+
+/// Writes the stream to `path` (see [`export_target`]). A file is written under a temporary
+/// name beside it (with the old file's permissions), fsynced and renamed into place, so a
+/// failure midway leaves any previous file as it was; the rest is streamed into. Returns the
+/// number of pairs and whether the output went to a file.
 fn export_to_file(
     db: &Database,
     keys: &SortedKeys,
     path: &Path,
     progress: &Progress,
-) -> CliResult<u64> {
-    let replaceable = match std::fs::metadata(path) {
-        Ok(meta) => meta.is_file(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(CliError::io("inspecting", path)(e)),
-    };
+) -> CliResult<(u64, bool)> {
     let label = path.display().to_string();
-    if !replaceable {
-        let sink = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(CliError::io("opening", path))?;
-        let (mut sink, count) = write_stream(db, keys, BufWriter::new(sink), &label, progress)?;
-        sink.flush().map_err(CliError::io("writing", path))?;
-        return Ok(count);
-    }
-    let partial = partial_path(path);
-    let written = write_synced(db, keys, &partial, &label, progress).and_then(|count| {
-        std::fs::rename(&partial, path).map_err(CliError::io("renaming into place", &partial))?;
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let target = match export_target(path)? {
+        ExportTarget::Stream => {
+            let sink = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(CliError::io("opening", path))?;
+            let (mut sink, count) = write_stream(db, keys, BufWriter::new(sink), &label, progress)?;
+            sink.flush().map_err(CliError::io("writing", path))?;
+            return Ok((count, false));
+        }
+        ExportTarget::Replace(target) => target,
+    };
+    let partial = partial_path(&target);
+    let written = write_synced(db, keys, &target, &partial, &label, progress).and_then(|count| {
+        std::fs::rename(&partial, &target)
+            .map_err(CliError::io("renaming into place", &partial))?;
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
         files::sync_dir(parent.unwrap_or(Path::new(".")))?;
         Ok(count)
     });
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    written
+    written.map(|count| (count, true))
 }
 
 /// `path` with `.partial` appended: where an export to `path` is written until it is complete.
@@ -103,15 +138,21 @@ fn partial_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Writes the stream to a new file at `path` and fsyncs it.
+/// Writes the stream to a new file at `path`, with the permissions of `replacing` if that
+/// exists, and fsyncs it.
 fn write_synced(
     db: &Database,
     keys: &SortedKeys,
+    replacing: &Path,
     path: &Path,
     label: &str,
     progress: &Progress,
 ) -> CliResult<u64> {
     let file = File::create(path).map_err(CliError::io("creating", path))?;
+    if let Ok(old) = std::fs::metadata(replacing) {
+        file.set_permissions(old.permissions())
+            .map_err(CliError::io("setting the permissions of", path))?;
+    }
     let (file, count) = write_stream(db, keys, BufWriter::new(file), label, progress)?;
     file.into_inner()
         .map_err(|e| e.into_error())

@@ -125,3 +125,37 @@ fn repair_salvages_the_other_files_when_one_cannot_be_read() {
     );
     assert_eq!(pairs_of(&repaired_dir(&store)), expected_pairs(&[]));
 }
+
+/// With a file it could not read, the copy may hold older values than the original: `--in-place`
+/// refuses to swap it in, and the original stays where it was.
+#[test]
+fn repair_in_place_refuses_to_swap_when_a_file_could_not_be_read() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let unreadable = store.dir.join("0000000099.data");
+    std::fs::create_dir(&unreadable).unwrap();
+    let run = store.run(&["repair", "--in-place"]).expect(3);
+    assert!(run.stderr.contains("not swapped in"), "{}", run.stderr);
+    assert!(unreadable.is_dir(), "the original was moved");
+    let moved_aside = std::fs::read_dir(store.parent())
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().contains("damaged"));
+    assert!(!moved_aside, "the original was moved aside");
+    assert_eq!(pairs_of(&repaired_dir(&store)), expected_pairs(&[]));
+}
+
+/// After `--in-place`, a saved tail is named where it now is: in the moved-aside original.
+#[test]
+fn repair_in_place_names_a_saved_tail_in_the_moved_original() {
+    let store = TestStore::new();
+    let (saved, _) = store_with_a_saved_tail(&store.dir);
+    let out = store.run(&["repair", "--in-place"]).expect(0).out();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("saved"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let named = std::path::PathBuf::from(line.split_whitespace().nth(1).unwrap());
+    assert!(named.exists(), "{line}");
+    assert_eq!(named.file_name(), saved.file_name());
+    assert!(!saved.exists(), "the original was not moved");
+}

@@ -142,7 +142,13 @@ fn export_to_dev_null_succeeds() {
     let store = TestStore::new();
     store.fill(&BINARY_PAIRS);
     let run = store.run(&["export", "-o", "/dev/null"]).expect(0);
-    assert_eq!(run.out(), "exported 3 pairs to /dev/null\n");
+    // The summary goes to stderr: the stream may be going to stdout (`-o /dev/stdout`).
+    assert_eq!(run.out(), "");
+    assert!(
+        run.stderr.contains("exported 3 pairs to /dev/null"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A reader that goes away before the end leaves an incomplete stream: `export` fails, unlike
@@ -171,4 +177,44 @@ fn export_fails_when_its_reader_goes_away() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("export stream"), "{stderr}");
+}
+
+/// `-o /dev/stdout` into a pipe: the stream alone goes down the pipe (the summary goes to
+/// stderr), so it imports.
+#[test]
+fn export_to_dev_stdout_is_a_clean_stream() {
+    let store = TestStore::new();
+    store.fill(&BINARY_PAIRS);
+    let run = store.run(&["export", "-o", "/dev/stdout"]).expect(0);
+    assert_eq!(run.stdout, hand_built_stream(&BINARY_PAIRS));
+}
+
+/// `-o` naming a symlink replaces the file it points to and keeps the link; the new file keeps
+/// the old one's permissions.
+#[test]
+fn export_through_a_symlink_replaces_its_target_and_keeps_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let store = TestStore::new();
+    store.fill(&BINARY_PAIRS);
+    let target = store.parent().join("exports-2026.bin");
+    std::fs::write(&target, b"an older export").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = store.parent().join("latest.bin");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    store
+        .run(&[OsStr::new("export"), OsStr::new("-o"), link.as_os_str()])
+        .expect(0);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        hand_built_stream(&BINARY_PAIRS)
+    );
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
