@@ -111,13 +111,20 @@ fn repair_names_a_saved_tail_and_does_not_copy_it() {
     assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
 }
 
+/// The multi-file store plus a "data file" that cannot be read (a directory in its place, as a
+/// stand-in for a bad sector); returns its path.
+fn store_with_an_unreadable_file(store: &TestStore) -> PathBuf {
+    build_multi_file_store(&store.dir);
+    let unreadable = store.dir.join("0000000099.data");
+    std::fs::create_dir(&unreadable).unwrap();
+    unreadable
+}
+
 /// A data file that cannot be read is reported, and every other file is still salvaged.
 #[test]
 fn repair_salvages_the_other_files_when_one_cannot_be_read() {
     let store = TestStore::new();
-    build_multi_file_store(&store.dir);
-    let unreadable = store.dir.join("0000000099.data");
-    std::fs::create_dir(&unreadable).unwrap();
+    let unreadable = store_with_an_unreadable_file(&store);
     let out = store.run(&["repair"]).expect(0).out();
     assert!(
         out.contains(&format!("unread    {}", unreadable.display())),
@@ -131,9 +138,7 @@ fn repair_salvages_the_other_files_when_one_cannot_be_read() {
 #[test]
 fn repair_in_place_refuses_to_swap_when_a_file_could_not_be_read() {
     let store = TestStore::new();
-    build_multi_file_store(&store.dir);
-    let unreadable = store.dir.join("0000000099.data");
-    std::fs::create_dir(&unreadable).unwrap();
+    let unreadable = store_with_an_unreadable_file(&store);
     let run = store.run(&["repair", "--in-place"]).expect(3);
     assert!(run.stderr.contains("not swapped in"), "{}", run.stderr);
     assert!(unreadable.is_dir(), "the original was moved");
