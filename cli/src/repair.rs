@@ -48,6 +48,7 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let mut report = salvage.report(&dir, &out, kept);
     if in_place && !salvage.unreadable.is_empty() {
+        note_saved_tails(&mut report, &store_files, &dir);
         write_stdout(report.as_bytes())?;
         return Err(CliError::Refused(format!(
             "not swapped in: {} could not be read, so the copy at {} lacks their records (and \
@@ -74,18 +75,25 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
         );
         dir.clone()
     };
+    note_saved_tails(&mut report, &store_files, &original);
+    drop(lock);
+    write_stdout(report.as_bytes())
+}
+
+/// Names each saved tail where it is now: in `original`, the store directory as it stands (or
+/// where `--in-place` moved it).
+fn note_saved_tails(report: &mut String, store_files: &StoreFiles, original: &Path) {
     for path in store_files.saved_tails.values() {
         let _ = writeln!(
             report,
-            "saved     {} holds records an earlier open cut off; not copied (see `bitcask check {}`)",
+            "saved     {} holds records an earlier open cut off; not copied (see `bitcask --dir \
+             {} check`)",
             original
                 .join(path.file_name().unwrap_or_default())
                 .display(),
             original.display()
         );
     }
-    drop(lock);
-    write_stdout(report.as_bytes())
 }
 
 /// Where the newest record of a key was found.

@@ -106,6 +106,9 @@ fn repair_names_a_saved_tail_and_does_not_copy_it() {
         out.contains(&format!("saved     {}", saved.display())),
         "{out}"
     );
+    // The command it points to is one the CLI accepts.
+    let hint = format!("`bitcask --dir {} check`", store.dir.display());
+    assert!(out.contains(&hint), "{out}");
     let repaired = pairs_of(&repaired_dir(&store));
     let keys: Vec<&[u8]> = repaired.iter().map(|(k, _)| &k[..]).collect();
     assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
