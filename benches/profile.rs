@@ -4,12 +4,14 @@
 //! - `get`: random zero-copy gets from sealed files after a merge; `get_active`: the same from
 //!   the active file right after a fill;
 //! - `write`: no-sync writes; `open`: opening a merged store (hint files);
-//! - `always`: fsynced writes from 1 and 4 threads, alternately;
+//! - `always`: fsynced writes from 1 thread and from 4 (group-commit polling on and off), in
+//!   rotation, with CPU time per write;
 //! - `stall`: the slowest get right after a merge;
 //! - `huge_pages`: gets from a merged file cached in huge pages against the same file in small
 //!   pages;
 //! - `scaling`: gets from 1 and 2 threads sharing one handle, alternately in pairs;
-//! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store.
+//! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store;
+//! - `memory_latency`: one dependent random memory access over 8 and 200 MiB, with no store.
 //!
 //! `BITCASK_PROFILE_KEYS` sets the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations
 //! per get or write phase (500,000), and `BITCASK_PROFILE_DIR` keeps the store `open` opens
@@ -24,7 +26,7 @@
 //!
 //! (`write_phase` for writes, `open_phase` with argument `open` for opening.) `docs/benchmarks.md` has the findings.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bitcask::{Config, Database, SyncPolicy};
 
@@ -235,15 +237,59 @@ fn time_gets(db: &Database, what: &str) {
     );
 }
 
+/// This machine's latency of one dependent random memory access, for comparison with `get`,
+/// which makes two (the keydir bucket, then the record): a pointer chase through one random
+/// cycle over `mb` MiB of anonymous memory, one pointer per 64-byte line, on whatever pages the
+/// allocator gets (4 KiB ones where transparent huge pages are off or `madvise`).
+fn memory_latency_phase() {
+    const LINE_WORDS: usize = 8;
+    for mb in [8usize, 200] {
+        let lines = mb * (1 << 20) / 64;
+        // Sattolo's algorithm: a random permutation that is one cycle through every line.
+        let mut order: Vec<usize> = (0..lines).collect();
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        for i in (1..lines).rev() {
+            let j = (next(&mut state) % i as u64) as usize;
+            order.swap(i, j);
+        }
+        let mut memory = vec![[0usize; LINE_WORDS]; lines];
+        for (line, &successor) in order.iter().enumerate() {
+            memory[line][0] = successor;
+        }
+        drop(order);
+        let steps = 5_000_000;
+        let mut at = 0;
+        let start = Instant::now();
+        for _ in 0..steps {
+            at = memory[at][0];
+        }
+        let took = start.elapsed();
+        std::hint::black_box(at);
+        println!(
+            "dependent random access over {mb} MiB: {:.1} ns",
+            took.as_nanos() as f64 / steps as f64
+        );
+    }
+}
+
+/// What one run of [`always_phase`] measured.
+struct AlwaysRun {
+    writes_per_sec: f64,
+    /// CPU time of the whole process (user + system) per write.
+    cpu_us_per_write: f64,
+}
+
 /// Writes of 100 B values under `SyncPolicy::Always` from `threads` threads sharing one handle
-/// for `seconds`; returns writes per second.
-fn always_phase(threads: u64, seconds: f64) -> f64 {
+/// for `seconds`, with group-commit polling up to `poll` (`Config::commit_poll`).
+fn always_phase(threads: u64, seconds: f64, poll: Duration) -> AlwaysRun {
     let dir = tempfile::tempdir().unwrap();
     let db = Config::new(dir.path())
         .sync_policy(SyncPolicy::Always)
         .background_merge(false)
+        .commit_poll(poll)
         .open()
         .unwrap();
+    let cpu_before = process_cpu_time();
     let start = Instant::now();
     let writes: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -262,9 +308,61 @@ fn always_phase(threads: u64, seconds: f64) -> f64 {
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
     });
-    let rate = writes as f64 / start.elapsed().as_secs_f64();
+    let took = start.elapsed();
+    let cpu = process_cpu_time() - cpu_before;
     db.close().unwrap();
-    rate
+    AlwaysRun {
+        writes_per_sec: writes as f64 / took.as_secs_f64(),
+        cpu_us_per_write: cpu.as_secs_f64() * 1e6 / writes as f64,
+    }
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (Linux), whose
+/// fields 14 and 15 count clock ticks of 1/100 s (`USER_HZ`, 100 on every Linux ABI).
+fn process_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11) // fields 3..=13
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Writes under `SyncPolicy::Always`: 1 thread, then 4 threads with group-commit polling at its
+/// default and off, in rotation (5 rounds of 2 s runs), so that all three see the same disk
+/// weather. Prints medians, the ratio of each 4-thread variant to 1 thread, and CPU time.
+fn always_comparison() {
+    let variants = [
+        ("1 thread", 1, bitcask::DEFAULT_COMMIT_POLL),
+        ("4 threads, polling", 4, bitcask::DEFAULT_COMMIT_POLL),
+        ("4 threads, no polling", 4, Duration::ZERO),
+    ];
+    let mut runs: Vec<Vec<AlwaysRun>> = variants.iter().map(|_| Vec::new()).collect();
+    for _ in 0..5 {
+        for (runs, &(_, threads, poll)) in runs.iter_mut().zip(&variants) {
+            runs.push(always_phase(threads, 2.0, poll));
+        }
+    }
+    let mut one_thread = 0.0;
+    println!("writes under SyncPolicy::Always (100 B), medians of 5 runs of 2 s each:");
+    for (runs, &(name, _, _)) in runs.iter().zip(&variants) {
+        let mut rates: Vec<f64> = runs.iter().map(|r| r.writes_per_sec).collect();
+        let mut cpu: Vec<f64> = runs.iter().map(|r| r.cpu_us_per_write).collect();
+        let rate = median(&mut rates);
+        if one_thread == 0.0 {
+            one_thread = rate;
+        }
+        println!(
+            "  {name}: {rate:.0}/s ({:.2}x 1 thread), CPU {:.1} µs per write; runs {:?}",
+            rate / one_thread,
+            median(&mut cpu),
+            rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        );
+    }
 }
 
 /// The slowest single `get` among the first `ops()` gets right after a `merge()` of `keys()`
@@ -392,6 +490,7 @@ fn main() {
                 "huge_pages",
                 "scaling",
                 "fsync_device",
+                "memory_latency",
             ]
             .contains(&a.as_str())
         })
@@ -427,6 +526,9 @@ fn main() {
     if run("fsync_device") {
         fsync_device_phase();
     }
+    if run("memory_latency") {
+        memory_latency_phase();
+    }
     if run("get_active") {
         let dir = tempfile::tempdir().unwrap();
         let db = filled(dir.path(), false);
@@ -434,17 +536,7 @@ fn main() {
         db.close().unwrap();
     }
     if run("always") {
-        // Alternating 1 and 4 threads, so that both see the same disk weather.
-        let (mut one, mut four) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            one.push(always_phase(1, 2.0));
-            four.push(always_phase(4, 2.0));
-        }
-        let (one, four) = (median(&mut one), median(&mut four));
-        println!(
-            "writes under SyncPolicy::Always (100 B), medians of 3 runs of 2 s: 1 thread {one:.0}/s, 4 threads {four:.0}/s ({:.2}x)",
-            four / one
-        );
+        always_comparison();
     }
     if run("open") {
         // With `BITCASK_PROFILE_DIR`, the store is filled once and kept, so that a profiler

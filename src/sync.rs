@@ -18,9 +18,13 @@ use std::hash::BuildHasher;
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
 #[cfg(loom)]
 pub(crate) use loom_shim::{Condvar, Mutex, MutexGuard};
 
@@ -500,6 +504,9 @@ pub enum ProtocolBreak {
     /// A `remove` of a key that is already absent returns without waiting for the remove that
     /// made it absent to be durable.
     NoopRemoveSkipsWait = 5,
+    /// A group-commit follower that polled until the running fsync finished returns as if that
+    /// fsync had covered its record.
+    PolledFsyncCountsAsOwn = 6,
 }
 
 #[cfg(loom)]

@@ -23,17 +23,29 @@ fn after_power_cut(fs: &SimFs) -> Database {
     open(&fs.crash_image(), SyncPolicy::Never)
 }
 
-#[test]
-fn always_makes_every_acknowledged_write_durable_across_threads() {
+/// 4 threads write under `Always` with group-commit polling `poll`; every 20th write of each
+/// thread is checked at once in a power-cut image, and all of them at the end.
+fn always_makes_every_acknowledged_write_durable_across_threads(poll: Duration) {
     let fs = SimFs::new();
-    let db = open(&fs, SyncPolicy::Always);
+    let db = Config::new(DIR)
+        .file_system(fs.clone())
+        .data_file_limit(4096)
+        .sync_policy(SyncPolicy::Always)
+        .commit_poll(poll)
+        .background_merge(false)
+        .open()
+        .unwrap();
     std::thread::scope(|s| {
         for t in 0..4u32 {
-            let db = &db;
+            let (db, fs) = (&db, &fs);
             s.spawn(move || {
                 for i in 0..200u32 {
-                    db.write(&(t * 1000 + i).to_le_bytes(), &i.to_le_bytes())
-                        .unwrap();
+                    let key = (t * 1000 + i).to_le_bytes();
+                    db.write(&key, &i.to_le_bytes()).unwrap();
+                    if i % 20 == 0 {
+                        let image = after_power_cut(fs);
+                        assert_eq!(image.read(&key).unwrap(), i.to_le_bytes(), "{t}/{i}");
+                    }
                 }
             });
         }
@@ -47,6 +59,16 @@ fn always_makes_every_acknowledged_write_durable_across_threads() {
             );
         }
     }
+}
+
+#[test]
+fn always_with_polling_followers_makes_each_write_durable_before_it_returns() {
+    always_makes_every_acknowledged_write_durable_across_threads(bitcask::DEFAULT_COMMIT_POLL);
+}
+
+#[test]
+fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
+    always_makes_every_acknowledged_write_durable_across_threads(Duration::ZERO);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use bitcask::loom::{ProtocolBreak, set_protocol_break};
 use bitcask::sim::SimFs;
@@ -19,13 +20,15 @@ use bitcask::{Config, Database, SyncPolicy};
 const DIR: &str = "/loom";
 
 fn open(fs: &SimFs, data_file_limit: u64, policy: SyncPolicy) -> Database {
+    config(fs, data_file_limit, policy).open().unwrap()
+}
+
+fn config(fs: &SimFs, data_file_limit: u64, policy: SyncPolicy) -> Config {
     Config::new(DIR)
         .file_system(fs.clone())
         .data_file_limit(data_file_limit)
         .sync_policy(policy)
         .background_merge(false)
-        .open()
-        .unwrap()
 }
 
 /// Runs `model` under loom with `protocol_break` switched on (in this process: a twin test's
@@ -162,8 +165,17 @@ fn durable(fs: &SimFs, value: &[u8]) -> bool {
 }
 
 fn group_commit() {
+    group_commit_with(Duration::ZERO);
+}
+
+/// Model 4 with `poll` as `Config::commit_poll`: zero makes followers sleep on the condition
+/// variable, anything else makes them poll for the running fsync's end.
+fn group_commit_with(poll: Duration) {
     let fs = SimFs::new();
-    let db = open(&fs, 1 << 20, SyncPolicy::Always);
+    let db = config(&fs, 1 << 20, SyncPolicy::Always)
+        .commit_poll(poll)
+        .open()
+        .unwrap();
     let (other, other_fs) = (db.clone(), fs.clone());
     let writer = loom::thread::spawn(move || {
         other.write(b"a", b"value-a").unwrap();
@@ -227,4 +239,19 @@ model_and_twin!(
     twin_5_noop_remove_skips_wait,
     concurrent_removes,
     NoopRemoveSkipsWait
+);
+
+// 6. Group commit as in model 4, with followers polling for the running fsync's end instead of
+//    sleeping: a follower whose record came after the fsync began must not take that fsync for
+//    its own.
+fn group_commit_polling() {
+    group_commit_with(Duration::from_millis(1));
+}
+
+model_and_twin!(
+    model_6_group_commit_polling,
+    model_6_broken_twin_polled_fsync_counts_as_own_is_caught,
+    twin_6_polled_fsync_counts_as_own,
+    group_commit_polling,
+    PolledFsyncCountsAsOwn
 );
