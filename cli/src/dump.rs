@@ -1,5 +1,5 @@
 //! `dump FILE`: the contents of one data file, hint file, saved tail or `MERGE` record, one line
-//! per record, for debugging. Damaged bytes are shown in place (with the offset where records resume) and
+//! per record, for debugging, written out as it goes. Damaged bytes are shown in place (with the offset where records resume) and
 //! make the command exit with code 1. The file is only read.
 
 use std::fmt::Write as _;
@@ -13,7 +13,7 @@ use bitcask::format::record::{Record, RecordKind};
 
 use crate::error::{CliError, CliResult};
 use crate::files;
-use crate::output::{counted, quoted, show_key, write_stdout};
+use crate::output::{StdoutText, counted, quoted, show_key};
 use crate::salvage::{Item, Walk, walk, walk_from};
 
 /// Bytes of a value shown before it is cut off with `...`.
@@ -23,8 +23,10 @@ const VALUE_PREVIEW: usize = 32;
 pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
     let path = resolve(file, dir);
     let bytes = files::read(&path)?;
-    let mut out = format!(
-        "file    {}\nlength  {} bytes\n",
+    let mut out = StdoutText::default();
+    let _ = writeln!(
+        out,
+        "file    {}\nlength  {} bytes",
         path.display(),
         bytes.len()
     );
@@ -37,7 +39,7 @@ pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
     } else {
         dump_by_header(&path, &bytes, hex, &mut out)
     };
-    write_stdout(out.as_bytes())?;
+    out.finish()?;
     if damaged {
         return Err(CliError::Damaged(format!(
             "{} holds bytes that do not decode (marked DAMAGED above)",
@@ -57,7 +59,7 @@ fn resolve(file: &Path, dir: Option<&Path>) -> PathBuf {
 }
 
 /// Dumps a file by what its header says it is; returns whether anything was damaged.
-fn dump_by_header(path: &Path, bytes: &[u8], hex: bool, out: &mut String) -> bool {
+fn dump_by_header(path: &Path, bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     match FileHeader::decode(bytes) {
         Ok(header) if header.kind == FileKind::Hint => dump_hint(bytes, hex, out),
         Ok(header) => dump_data(Some(header), bytes, hex, out),
@@ -77,7 +79,7 @@ fn dump_by_header(path: &Path, bytes: &[u8], hex: bool, out: &mut String) -> boo
 }
 
 /// Prints a data file's records; returns whether anything was damaged.
-fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut String) -> bool {
+fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     if let Some(header) = header {
         let kind = match header.kind {
             FileKind::Merged => "merged data (written by a merge)",
@@ -90,7 +92,7 @@ fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut Stri
 
 /// Prints the records of a saved tail (no header), at their offsets in the data file they were
 /// cut from; returns whether anything was damaged.
-fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut String) -> bool {
+fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     let (id, at) = cut;
     let _ = writeln!(
         out,
@@ -101,7 +103,7 @@ fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut String) -
 }
 
 /// Prints walked records at `base` + their offset; returns whether anything was damaged.
-fn dump_records(items: Walk, base: u64, len: u64, hex: bool, out: &mut String) -> bool {
+fn dump_records(items: Walk, base: u64, len: u64, hex: bool, out: &mut StdoutText) -> bool {
     let _ = writeln!(
         out,
         "{:>10}  {:>8}  {:<9}  KEY = VALUE",
@@ -109,6 +111,9 @@ fn dump_records(items: Walk, base: u64, len: u64, hex: bool, out: &mut String) -
     );
     let (mut records, mut bad_ranges) = (0u64, 0u64);
     for item in items {
+        if out.failed() {
+            break;
+        }
         match item {
             Item::Record { offset, record } => {
                 records += 1;
@@ -175,7 +180,7 @@ fn preview(value: &[u8]) -> String {
 }
 
 /// Prints a hint file's entries; returns whether it was damaged.
-fn dump_hint(bytes: &[u8], hex: bool, out: &mut String) -> bool {
+fn dump_hint(bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     let hint = match HintFile::decode(bytes) {
         Ok(hint) => hint,
         Err(kind) => {
@@ -198,6 +203,9 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut String) -> bool {
     );
     let mut entries = 0u64;
     for entry in hint.entries() {
+        if out.failed() {
+            break;
+        }
         entries += 1;
         let kind = match entry.kind {
             RecordKind::Put => "put",
@@ -218,7 +226,7 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut String) -> bool {
 }
 
 /// Prints a merge commit record; it decoded, so nothing is damaged.
-fn dump_commit(bytes: &[u8], out: &mut String) -> bool {
+fn dump_commit(bytes: &[u8], out: &mut StdoutText) -> bool {
     if let Ok(commit) = MergeCommit::decode(bytes) {
         let _ = writeln!(out, "header  merge commit record (an interrupted merge)");
         let _ = writeln!(

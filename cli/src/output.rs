@@ -23,6 +23,50 @@ pub fn write_stdout(bytes: &[u8]) -> CliResult {
         .map_err(CliError::stdout)
 }
 
+/// Text for stdout that goes out in chunks as it grows, so that a long listing (`dump` of a
+/// data file) never sits in memory whole. Formatting into it cannot fail: the first error
+/// writing stdout is kept, later text is dropped, and [`StdoutText::finish`] returns the error.
+#[derive(Default)]
+pub struct StdoutText {
+    buf: String,
+    failed: Option<CliError>,
+}
+
+impl StdoutText {
+    /// Bytes gathered before they are written out.
+    const CHUNK: usize = 64 << 10;
+
+    /// Whether writing stdout failed (a closed pipe, say), so that more text would be lost.
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Writes out what is left; the first error writing stdout, if there was one.
+    pub fn finish(mut self) -> CliResult {
+        self.write_out();
+        self.failed.map_or(Ok(()), Err)
+    }
+
+    fn write_out(&mut self) {
+        if self.failed.is_none() && !self.buf.is_empty() {
+            self.failed = write_stdout(self.buf.as_bytes()).err();
+        }
+        self.buf.clear();
+    }
+}
+
+impl std::fmt::Write for StdoutText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        if self.failed.is_none() {
+            self.buf.push_str(text);
+            if self.buf.len() >= Self::CHUNK {
+                self.write_out();
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads a key from a command-line argument; see the module docs for the syntax.
 pub fn parse_key(arg: &OsStr, hex: bool) -> CliResult<Vec<u8>> {
     let bytes = arg.as_bytes();

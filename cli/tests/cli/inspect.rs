@@ -81,6 +81,33 @@ fn dump_lists_the_records_of_a_data_file_by_offset() {
 }
 
 #[test]
+fn dump_of_more_than_one_output_chunk_lists_every_record_once_in_order() {
+    // 3,000 records of about 90 bytes of output each: over 256 KiB, written in 64 KiB chunks.
+    let store = TestStore::new();
+    store.with_db(|db| {
+        for n in 0..3000u32 {
+            db.write(format!("key-{n:05}").as_bytes(), &[b'v'; 40])
+                .expect("write");
+        }
+    });
+    let run = store.run(&["dump", "0000000001.data"]).expect(0);
+    let out = run.out();
+    assert!(out.len() > 256 << 10, "{} bytes", out.len());
+    let keys: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter(|word| word.starts_with("\"key-"))
+        .collect();
+    let expected: Vec<String> = (0..3000).map(|n| format!("\"key-{n:05}\"")).collect();
+    assert_eq!(keys, expected);
+    assert!(
+        out.ends_with("total   3000 records, 0 damaged ranges\n"),
+        "{}",
+        &out[out.len() - 200..]
+    );
+}
+
+#[test]
 fn dump_lists_the_entries_of_a_hint_file() {
     let store = TestStore::new();
     store.fill(&[(b"alpha", b"one"), (b"beta", b"two")]);
