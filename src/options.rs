@@ -138,8 +138,9 @@ impl Config {
         self
     }
 
-    /// Under [`SyncPolicy::Always`], how long a writer waiting for another writer's fsync (group
-    /// commit) polls for its end, yielding the CPU between checks, before it sleeps. It polls
+    /// How long a writer under [`SyncPolicy::Always`], or a [`Database::sync`] call, that waits
+    /// for an fsync another thread is running (group commit) polls for its end, yielding the CPU
+    /// between checks, before it sleeps. It polls
     /// only while fsyncs take no longer than this, so on a slow disk nobody polls. Polling spends
     /// CPU time (at most this much per waiting writer and fsync) to spare the writer a wake-up
     /// from sleep, during which the disk would sit idle: on a virtual machine whose fsync took

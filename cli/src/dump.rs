@@ -1,6 +1,6 @@
 //! `dump FILE`: the contents of one data file, hint file, saved tail or `MERGE` record, one line
-//! per record, for debugging, written out as it goes. Damaged bytes are shown in place (with the offset where records resume) and
-//! make the command exit with code 1. The file is only read.
+//! per record, for debugging, written out as it goes. Damaged bytes are shown in place (with the
+//! offset where records resume) and make the command exit with code 1. The file is only read.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
