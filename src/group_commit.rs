@@ -14,13 +14,15 @@
 //! only 2.3x one writer's rate. The wait is capped at half the last fsync's duration, and a
 //! lone writer never waits (its batch is 1).
 //!
-//! Polling: a follower that arrives while an fsync runs polls for its end (yielding the CPU)
-//! instead of sleeping on the condition variable, when the last fsync took at most
+//! Polling: a follower (any thread waiting for a round another thread leads: a writer, a
+//! `sync()` call, merge, the flush thread) polls for the round's end, yielding the CPU, instead
+//! of sleeping on the condition variable, when the last round (gathering and fsync) took at most
 //! `Config::commit_poll`. Waking a sleeping thread took tens of microseconds on a virtual
 //! machine whose CPUs went idle during the fsync, time in which the disk sat idle too: 4 writers
 //! waited 46 µs between fsyncs of 3.3-3.6 records, against 11 µs between fsyncs of 4.0 records
-//! with polling (`docs/benchmarks.md`, seventh round). A follower polls at most once per fsync
-//! and for at most the limit, then sleeps.
+//! with polling (`docs/benchmarks.md`, seventh round). A poll ends when the round does, or after
+//! the limit; the follower then rechecks under the lock, and if the round is still running it
+//! sleeps (it polls each round at most once).
 
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,10 @@ struct State {
     /// gathers, and for how long at most.
     last_batch: u64,
     last_sync: Duration,
-    /// Fsyncs finished so far, whether they succeeded or failed.
+    /// How long the last successful round took from the leader's start to the end of its fsync
+    /// (gathering included): what a polling follower may have to wait. `None` until one ran.
+    last_round: Option<Duration>,
+    /// Rounds finished so far, whether their fsync succeeded or failed.
     rounds: u64,
 }
 
@@ -81,57 +86,64 @@ impl GroupCommit {
             if let Some(reason) = &state.failed {
                 return Err(Error::Poisoned(reason.clone()));
             }
-            if state.leader_active {
-                if broken(ProtocolBreak::FollowerSkipsWait) {
-                    return Ok(());
-                }
-                let round = state.rounds;
-                if polled_round != Some(round) && should_poll(&state, poll_limit) {
-                    polled_round = Some(round);
-                    MutexGuard::unlocked(&mut state, || self.poll_round(round, poll_limit));
-                    if broken(ProtocolBreak::PolledFsyncCountsAsOwn) {
-                        return Ok(());
-                    }
-                } else {
-                    self.synced.wait(&mut state);
-                }
+            if !state.leader_active {
+                self.lead(engine, &mut state)?;
                 continue;
             }
-            state.leader_active = true;
-            let (durable, batch, budget) =
-                (state.durable_seq, state.last_batch, state.last_sync / 2);
-            let (synced, took) = MutexGuard::unlocked(&mut state, || {
-                self.gather(durable, batch, budget);
-                let started = Instant::now();
-                (sync_active(engine), started.elapsed())
-            });
-            state.leader_active = false;
-            state.rounds += 1;
-            self.rounds.store(state.rounds, Ordering::Release);
-            match &synced {
-                Ok(upto) => {
-                    state.last_batch = upto.saturating_sub(state.durable_seq);
-                    state.last_sync = took;
-                    state.durable_seq = state.durable_seq.max(*upto);
-                }
-                Err(e) => {
-                    state.failed.get_or_insert_with(|| e.to_string());
-                }
+            if broken(ProtocolBreak::FollowerSkipsWait) {
+                return Ok(());
             }
-            self.synced.notify_all();
-            synced?;
+            let round = state.rounds;
+            if polled_round != Some(round) && should_poll(&state, poll_limit) {
+                polled_round = Some(round);
+                MutexGuard::unlocked(&mut state, || self.poll_round(round, poll_limit));
+                if broken(ProtocolBreak::PolledFsyncCountsAsOwn) {
+                    return Ok(());
+                }
+            } else {
+                self.synced.wait(&mut state);
+            }
         }
     }
 
-    /// Polls (yielding) for up to `limit` until the fsync of round `round` has finished. The
-    /// caller then checks under the lock whether that fsync covered its record. (loom has no
-    /// time: there it polls until the round ends, which the leader never waits on.)
+    /// Runs one round as its leader: gathers, fsyncs the active file outside the lock, publishes
+    /// the new durable seq (or the failure) and wakes every waiter.
+    fn lead(&self, engine: &Engine, state: &mut MutexGuard<'_, State>) -> Result<()> {
+        state.leader_active = true;
+        let (durable, batch, budget) = (state.durable_seq, state.last_batch, state.last_sync / 2);
+        let (synced, timing) = MutexGuard::unlocked(state, || {
+            let round_started = Instant::now();
+            self.gather(durable, batch, budget);
+            let sync_started = Instant::now();
+            let synced = sync_active(engine);
+            (synced, (sync_started.elapsed(), round_started.elapsed()))
+        });
+        state.leader_active = false;
+        match &synced {
+            Ok(upto) => {
+                state.last_batch = upto.saturating_sub(state.durable_seq);
+                (state.last_sync, state.last_round) = (timing.0, Some(timing.1));
+                state.durable_seq = state.durable_seq.max(*upto);
+            }
+            Err(e) => {
+                state.failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+        state.rounds += 1;
+        self.rounds.store(state.rounds, Ordering::Release);
+        self.synced.notify_all();
+        synced.map(|_| ())
+    }
+
+    /// Polls (yielding) until the fsync of round `round` has finished or the poll expires
+    /// ([`poll_expired`]). The caller then checks under the lock whether that fsync covered its
+    /// record, and sleeps if the round is still running.
     fn poll_round(&self, round: u64, limit: Duration) {
         let start = Instant::now();
-        while self.rounds.load(Ordering::Acquire) == round
-            && (cfg!(loom) || start.elapsed() < limit)
-        {
+        let mut polls = 0;
+        while self.rounds.load(Ordering::Acquire) == round && !poll_expired(start, limit, polls) {
             yield_now();
+            polls += 1;
         }
     }
 
@@ -153,11 +165,22 @@ impl GroupCommit {
     }
 }
 
-/// Whether a follower polls for the running fsync's end rather than sleep: only if the last
-/// fsync took no longer than `limit`, so that the fsync is likely to end while it polls. (Under
-/// loom, whose fsyncs take no time worth measuring, whenever polling is on.)
+/// Whether a follower polls for the running round's end rather than sleep: only if the last
+/// round, gathering and fsync, took no longer than `limit`, so that this one is likely to end
+/// while it polls (and not before any round was timed). Under loom, whose fsyncs take no time
+/// worth measuring, whenever polling is on.
 fn should_poll(state: &State, limit: Duration) -> bool {
-    !limit.is_zero() && (cfg!(loom) || state.last_sync <= limit)
+    !limit.is_zero() && (cfg!(loom) || state.last_round.is_some_and(|round| round <= limit))
+}
+
+/// Whether a poll that started at `start` and checked `polls` times has run out: after `limit`;
+/// under loom, which has no time, after 2 checks, so that the models reach both ends of a poll.
+fn poll_expired(start: Instant, limit: Duration, polls: u32) -> bool {
+    if cfg!(loom) {
+        polls >= 2
+    } else {
+        start.elapsed() >= limit
+    }
 }
 
 /// Fsyncs the active file; returns the seq up to which records are now durable.

@@ -97,6 +97,10 @@ pub struct Config {
 /// Default of [`Config::commit_poll`].
 pub const DEFAULT_COMMIT_POLL: Duration = Duration::from_micros(250);
 
+/// The longest [`Config::commit_poll`]: a disk whose fsyncs take longer gains nothing from a
+/// follower that skips one wake-up, and a poll keeps a CPU busy for its whole length.
+pub const MAX_COMMIT_POLL: Duration = Duration::from_millis(10);
+
 impl Config {
     /// Defaults: 256 MiB data files, [`SyncPolicy::Never`], background merge on with the
     /// default [`MergePolicy`].
@@ -138,15 +142,17 @@ impl Config {
         self
     }
 
-    /// How long a writer under [`SyncPolicy::Always`], or a [`Database::sync`] call, that waits
-    /// for an fsync another thread is running (group commit) polls for its end, yielding the CPU
-    /// between checks, before it sleeps. It polls
-    /// only while fsyncs take no longer than this, so on a slow disk nobody polls. Polling spends
-    /// CPU time (at most this much per waiting writer and fsync) to spare the writer a wake-up
-    /// from sleep, during which the disk would sit idle: on a virtual machine whose fsync took
-    /// 100-180 µs, 4 writers wrote 1.12-1.33x as fast with it, for about 30 µs more CPU time
-    /// per write (`docs/benchmarks.md`). Default [`DEFAULT_COMMIT_POLL`] (250 µs);
-    /// `Duration::ZERO` turns polling off.
+    /// How long a thread that waits for an fsync another thread is running (group commit: a
+    /// writer under [`SyncPolicy::Always`], a [`Database::sync`] call, merge or the flush
+    /// thread) polls for its end, yielding the CPU between checks, before it sleeps. It polls
+    /// only once a round of the group commit (gathering and fsync) has been timed at no longer
+    /// than this, so on a disk whose fsyncs take longer nobody polls. Polling spends CPU time
+    /// (at most this much per waiting thread and fsync) to spare the waiter a wake-up from
+    /// sleep, during which the disk would sit idle: on a virtual machine whose fsyncs took
+    /// 135-177 µs, 4 writers wrote 1.12-1.33x as fast with it, for about 30 µs more CPU time per
+    /// write (`docs/benchmarks.md`). Default [`DEFAULT_COMMIT_POLL`] (250 µs), at most
+    /// [`MAX_COMMIT_POLL`] (10 ms; more is `Error::InvalidConfig` at open); `Duration::ZERO`
+    /// turns polling off.
     pub fn commit_poll(mut self, limit: Duration) -> Self {
         self.commit_poll = limit;
         self
@@ -183,6 +189,9 @@ impl Config {
         }
         if self.background_merge && policy.check_interval.is_zero() {
             return invalid("MergePolicy::check_interval must be more than zero");
+        }
+        if self.commit_poll > MAX_COMMIT_POLL {
+            return invalid("commit_poll must be at most 10 ms (MAX_COMMIT_POLL)");
         }
         Ok(())
     }

@@ -367,6 +367,27 @@ fn out_of_range_merge_policy_and_zero_intervals_are_rejected() {
 }
 
 #[test]
+fn a_commit_poll_past_its_maximum_is_rejected_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Config::new(dir.path())
+        .commit_poll(bitcask::MAX_COMMIT_POLL + std::time::Duration::from_nanos(1))
+        .open()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert!(err.to_string().contains("commit_poll"), "{err}");
+    // The maximum itself, and no polling at all, are fine.
+    for poll in [bitcask::MAX_COMMIT_POLL, std::time::Duration::ZERO] {
+        let db = Config::new(dir.path())
+            .commit_poll(poll)
+            .sync_policy(bitcask::SyncPolicy::Always)
+            .open()
+            .unwrap();
+        db.write(b"k", b"v").unwrap();
+        db.close().unwrap();
+    }
+}
+
+#[test]
 fn a_data_file_limit_past_4_gib_is_rejected_naming_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let err = Config::new(dir.path())
