@@ -174,7 +174,7 @@ fn should_poll(state: &State, limit: Duration) -> bool {
 }
 
 /// Whether a poll that started at `start` and checked `polls` times has run out: after `limit`;
-/// under loom, which has no time, after 2 checks, so that the models reach both ends of a poll.
+/// under loom, which has no time, after 2 yields, so that the models reach both ends of a poll.
 fn poll_expired(start: Instant, limit: Duration, polls: u32) -> bool {
     if cfg!(loom) {
         polls >= 2

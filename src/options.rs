@@ -103,7 +103,7 @@ pub const MAX_COMMIT_POLL: Duration = Duration::from_millis(10);
 
 impl Config {
     /// Defaults: 256 MiB data files, [`SyncPolicy::Never`], background merge on with the
-    /// default [`MergePolicy`].
+    /// default [`MergePolicy`], group-commit polling up to [`DEFAULT_COMMIT_POLL`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Config {
             dir: dir.into(),
@@ -145,8 +145,8 @@ impl Config {
     /// How long a thread that waits for an fsync another thread is running (group commit: a
     /// writer under [`SyncPolicy::Always`], a [`Database::sync`] call, merge or the flush
     /// thread) polls for its end, yielding the CPU between checks, before it sleeps. It polls
-    /// only once a round of the group commit (gathering and fsync) has been timed at no longer
-    /// than this, so on a disk whose fsyncs take longer nobody polls. Polling spends CPU time
+    /// only when the group commit's last round (gathering and fsync) took no longer than this,
+    /// so on a disk whose fsyncs take longer nobody polls. Polling spends CPU time
     /// (at most this much per waiting thread and fsync) to spare the waiter a wake-up from
     /// sleep, during which the disk would sit idle: on a virtual machine whose fsyncs took
     /// 135-177 µs, 4 writers wrote 1.12-1.33x as fast with it, for about 30 µs more CPU time per
