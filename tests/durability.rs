@@ -127,6 +127,74 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     assert_eq!(after_power_cut(&fs).read(b"after").unwrap(), b"x");
 }
 
+/// 4 writers under `Always` with group-commit polling `poll`, and an I/O error at some
+/// operation while they run: each writer stops at its first error, which must say I/O or
+/// poisoned (a follower, polling or asleep, learns of the leader's failed fsync), and at least
+/// one gets one (a failed append alone does not stop the others); nobody hangs; every write
+/// that returned `Ok` is in a power-cut image; reopening works.
+fn a_failed_fsync_among_waiting_writers(poll: Duration) {
+    // Many fault points, so that some strike a round that followers are waiting on.
+    for fault_after in (20..=300).step_by(7) {
+        let fs = SimFs::new();
+        let db = Config::new(DIR)
+            .file_system(fs.clone())
+            .data_file_limit(4096)
+            .sync_policy(SyncPolicy::Always)
+            .commit_poll(poll)
+            .background_merge(false)
+            .open()
+            .unwrap();
+        fs.fail_at(
+            fs.ops() + fault_after,
+            Fault::Error(std::io::ErrorKind::Other),
+        );
+        let outcomes: Vec<(Vec<u32>, bool)> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..4u32)
+                .map(|t| {
+                    let db = &db;
+                    s.spawn(move || {
+                        let mut acked = Vec::new();
+                        for i in 0..1000u32 {
+                            match db.write(&(t * 10_000 + i).to_le_bytes(), &i.to_le_bytes()) {
+                                Ok(()) => acked.push(t * 10_000 + i),
+                                Err(Error::Io { .. } | Error::Poisoned(_)) => return (acked, true),
+                                Err(e) => panic!("writer {t}: unexpected error {e}"),
+                            }
+                        }
+                        (acked, false)
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(
+            outcomes.iter().any(|(_, failed)| *failed),
+            "the fault after {fault_after} operations struck no writer"
+        );
+        let recovered = after_power_cut(&fs);
+        for key in outcomes.iter().flat_map(|(acked, _)| acked) {
+            assert_eq!(
+                recovered.read(&key.to_le_bytes()).unwrap(),
+                (key % 10_000).to_le_bytes(),
+                "acknowledged write {key} lost (fault after {fault_after} operations)"
+            );
+        }
+        drop(recovered);
+        drop(db);
+        open(&fs, SyncPolicy::Always).write(b"after", b"x").unwrap();
+    }
+}
+
+#[test]
+fn a_failed_fsync_fails_polling_followers_and_loses_no_acknowledged_write() {
+    a_failed_fsync_among_waiting_writers(bitcask::DEFAULT_COMMIT_POLL);
+}
+
+#[test]
+fn a_failed_fsync_fails_sleeping_followers_and_loses_no_acknowledged_write() {
+    a_failed_fsync_among_waiting_writers(Duration::ZERO);
+}
+
 /// An error at any step of a rotation, then a write that fits the old file and is torn (a short
 /// write; on a real disk also the zeros `fallocate` leaves past the last record), then the
 /// process is killed or the power fails: the store reopens with every acknowledged write. The
