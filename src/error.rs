@@ -134,6 +134,10 @@ pub enum CorruptionKind {
     /// A length field exceeds what the format allows.
     #[error("length field out of range")]
     BadLength,
+    /// A variable-length integer is longer than 10 bytes, overflows 64 bits, or is not in its
+    /// shortest form.
+    #[error("malformed variable-length integer")]
+    BadVarint,
     /// A field holds a value this version does not know (flags, file kind).
     #[error("unknown field value {0:#x}")]
     UnknownValue(u64),

@@ -460,10 +460,7 @@ impl OutputWriter<'_> {
         // merges on a VM that reports free memory to its host got 30% slower (docs/benchmarks.md,
         // fifth round).
         let mut file = BufWriter::with_capacity(1 << 20, Appender { file, offset: 0 });
-        let header = FileHeader {
-            kind: FileKind::Merged,
-            file_id: id,
-        };
+        let header = FileHeader::new(FileKind::Merged, id);
         file.write_all(&header.encode())
             .context("writing merged file", &path)?;
         Ok(Output {

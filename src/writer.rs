@@ -149,10 +149,7 @@ impl Writer {
         let map = self.file.map(&sealed_path)?;
         let new_id = engine.file_ids.take()?;
         let new_path = engine.layout.data_path(new_id);
-        let header = FileHeader {
-            kind: FileKind::Data,
-            file_id: new_id,
-        };
+        let header = FileHeader::new(FileKind::Data, new_id);
         let file = io::create_data_file(fs, engine.layout.dir(), &new_path, &header.encode())
             .map_err(|e| self.poison_if_named(engine, &new_path, e))?;
         engine

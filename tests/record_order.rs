@@ -34,7 +34,7 @@ fn record(&(seq, key, value): &Rec) -> Record<'static> {
 
 /// The file's bytes, and the offset of each record.
 fn encode_file(id: FileId, kind: FileKind, records: &[Rec]) -> (Vec<u8>, Vec<u64>) {
-    let mut bytes = FileHeader { kind, file_id: id }.encode().to_vec();
+    let mut bytes = FileHeader::new(kind, id).encode().to_vec();
     let mut offsets = Vec::new();
     for rec in records {
         offsets.push(bytes.len() as u64);

@@ -85,7 +85,11 @@ fn dump_data(header: Option<FileHeader>, bytes: &[u8], hex: bool, out: &mut Stdo
             FileKind::Merged => "merged data (written by a merge)",
             _ => "data (appended by the writer)",
         };
-        let _ = writeln!(out, "header  {kind}, file id {}", header.file_id);
+        let _ = writeln!(
+            out,
+            "header  {kind}, file id {}, format version {}",
+            header.file_id, header.version
+        );
     }
     dump_records(walk(bytes), 0, bytes.len() as u64, hex, out)
 }
@@ -193,8 +197,9 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     };
     let _ = writeln!(
         out,
-        "header  hint for data file {}, which had {} bytes when the hint was written",
-        hint.file_id, hint.data_len
+        "header  hint for data file {}, which had {} bytes when the hint was written; format \
+         version {}",
+        hint.file_id, hint.data_len, hint.version
     );
     let _ = writeln!(
         out,

@@ -324,7 +324,7 @@ fn record_seeds(scenarios: &BTreeMap<&str, Dir>) -> Seeds {
     torn.truncate(all.len() - 3);
     seeds.push(("records-torn".into(), torn));
     for kind in [FileKind::Data, FileKind::Merged, FileKind::Hint] {
-        let header = FileHeader { kind, file_id: 3 }.encode();
+        let header = FileHeader::new(kind, 3).encode();
         seeds.push((format!("header-{kind:?}"), header.to_vec()));
     }
     for (scenario, dir) in scenarios {
@@ -594,13 +594,14 @@ fn recover_seeds(scenarios: &BTreeMap<&str, Dir>) -> Seeds {
     // Hint files with valid checksums whose entries are right, or point elsewhere.
     let data_1 = file(1, NameKind::Data, false, sealed.clone(), Damage::None);
     let data_2 = file(2, NameKind::Data, false, tail.clone(), Damage::None);
-    let hint_1 = |entries: Vec<HintEntrySpec>| FileSpec {
+    let hint_1 = |entries: Vec<HintEntrySpec>, version_1: bool| FileSpec {
         id: 0,
         name: NameKind::Hint,
         contents: Contents::Hint {
             data_len: None,
             entries,
             damage: Damage::None,
+            version_1,
         },
     };
     let exact = hint_entries(&sealed);
@@ -629,17 +630,26 @@ fn recover_seeds(scenarios: &BTreeMap<&str, Dir>) -> Seeds {
             offset: 20,
         },
     ];
-    for (name, entries) in [
-        ("exact", exact),
-        ("mid-record", shifted),
-        ("other-key", other_key),
-        ("overlapping", overlapping),
-        ("short-value", short_value),
+    // Offsets are stored in version 1 hints only: the mid-record and overlapping ones exist
+    // only in that version.
+    for (name, entries, versions) in [
+        ("exact", exact, &[false, true][..]),
+        ("mid-record", shifted, &[true]),
+        ("other-key", other_key, &[false, true]),
+        ("overlapping", overlapping, &[true]),
+        ("short-value", short_value, &[false, true]),
     ] {
-        let image = Image {
-            files: vec![data_1.clone(), hint_1(entries), data_2.clone()],
-        };
-        seeds.push((format!("hint-{name}"), encode_image(&image)));
+        for &version_1 in versions {
+            let image = Image {
+                files: vec![
+                    data_1.clone(),
+                    hint_1(entries.clone(), version_1),
+                    data_2.clone(),
+                ],
+            };
+            let version = if version_1 { "-v1" } else { "" };
+            seeds.push((format!("hint-{name}{version}"), encode_image(&image)));
+        }
     }
     dedup(seeds)
 }

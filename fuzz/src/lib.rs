@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Arbitrary, Unstructured};
 use bitcask::format::FileId;
 use bitcask::format::commit::MergeCommit;
-use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
+use bitcask::format::header::{FORMAT_VERSION, FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
 use bitcask::format::record::{self, RECORD_HEADER_LEN, Record, RecordKind};
 use bitcask::{Config, Database, Error};
@@ -271,25 +271,39 @@ pub fn check_hint(bytes: &[u8]) {
 
 fn check_hint_bytes(bytes: &[u8]) {
     if let Ok(hint) = HintFile::decode(bytes) {
-        let mut rebuilt = HintBuilder::new(hint.file_id);
-        let mut count = 0;
+        let mut next_offset = HEADER_LEN as u64;
+        let mut back_to_back = true;
         for entry in hint.entries() {
             assert_ne!(entry.seq, 0);
             if entry.kind == RecordKind::Tombstone {
                 assert_eq!(entry.value_len, 0, "tombstone entry with a value length");
             }
-            rebuilt.push(&entry);
-            count += 1;
+            back_to_back &= entry.offset == next_offset;
+            next_offset =
+                entry.offset + record::encoded_len(entry.key.len(), entry.value_len as usize);
         }
-        let rebuilt = rebuilt.finish(hint.data_len);
-        assert_eq!(
-            rebuilt, bytes,
-            "hint of {count} entries rebuilt differently"
-        );
+        if hint.version == FORMAT_VERSION {
+            assert!(back_to_back, "a version 2 hint stores no offsets");
+            assert_eq!(rebuild(&hint), bytes, "hint rebuilt differently");
+        } else if back_to_back {
+            // A version 1 hint is rebuilt in this build's version, with the same entries.
+            let rebuilt = rebuild(&hint);
+            let again = HintFile::decode(&rebuilt).expect("a rebuilt hint decodes");
+            assert!(again.entries().eq(hint.entries()));
+        }
     }
     if let Ok(commit) = MergeCommit::decode(bytes) {
         assert_eq!(commit.encode(), bytes, "{commit:?}");
     }
+}
+
+/// The hint's entries written again by `HintBuilder`.
+fn rebuild(hint: &HintFile) -> Vec<u8> {
+    let mut rebuilt = HintBuilder::new(hint.file_id);
+    for entry in hint.entries() {
+        rebuilt.push(&entry);
+    }
+    rebuilt.finish(hint.data_len)
 }
 
 /// Makes the commit record's checksum right if its two counts fit in `bytes`, and cuts `bytes`
@@ -376,14 +390,18 @@ pub enum Contents {
         outputs: Vec<u8>,
         damage: Damage,
     },
-    /// A hint file with a valid checksum whose entries say anything: offsets into the middle
-    /// of records, wrong lengths, overlapping records, keys the data file doesn't hold.
+    /// A hint file with a valid checksum whose entries say anything: wrong lengths, keys the
+    /// data file doesn't hold, and in version 1 offsets into the middle of records and
+    /// overlapping records.
     Hint {
         /// `None`: the length of the data file this hint belongs to in the image (the file of
         /// the same id; `.data.tmp` for a `.hint.tmp`), so that recovery trusts the hint.
         data_len: Option<u16>,
         entries: Vec<HintEntrySpec>,
         damage: Damage,
+        /// Written in version 1, which stores each entry's offset; else in this build's
+        /// version, where each record starts where the previous one ends.
+        version_1: bool,
     },
 }
 
@@ -396,6 +414,7 @@ pub struct HintEntrySpec {
     /// Index into [`KEYS`].
     pub key: u8,
     pub value_len: u16,
+    /// Used by version 1 hints only.
     pub offset: u16,
 }
 
@@ -511,6 +530,7 @@ impl FileSpec {
                 data_len,
                 entries,
                 damage,
+                version_1,
             } => {
                 let data_len = match data_len {
                     Some(len) => u64::from(*len),
@@ -518,20 +538,32 @@ impl FileSpec {
                         .get(&self.described_data_file())
                         .map_or(HEADER_LEN as u64, |data| data.len() as u64),
                 };
-                let mut hint = HintBuilder::new(id);
+                let mut hint = if *version_1 {
+                    HintBuilder::version_1(id)
+                } else {
+                    HintBuilder::new(id)
+                };
+                let mut next_offset = HEADER_LEN as u64;
                 for entry in entries {
                     let (kind, value_len) = if entry.tombstone {
                         (RecordKind::Tombstone, 0)
                     } else {
                         (RecordKind::Put, u32::from(entry.value_len))
                     };
+                    let key = key(entry.key);
+                    let offset = if *version_1 {
+                        u64::from(entry.offset)
+                    } else {
+                        next_offset
+                    };
                     hint.push(&HintEntry {
                         seq: entry.seq.get(),
                         kind,
-                        key: key(entry.key),
+                        key,
                         value_len,
-                        offset: u64::from(entry.offset),
+                        offset,
                     });
+                    next_offset = offset + record::encoded_len(key.len(), value_len as usize);
                 }
                 let mut bytes = hint.finish(data_len);
                 damage.apply(&mut bytes);
@@ -574,7 +606,7 @@ impl RecordSpec {
 
 /// A data file: header, then the records.
 pub fn encode_data(id: FileId, kind: FileKind, records: &[RecordSpec]) -> Vec<u8> {
-    let mut out = FileHeader { kind, file_id: id }.encode().to_vec();
+    let mut out = FileHeader::new(kind, id).encode().to_vec();
     for spec in records {
         spec.record().encode_into(&mut out);
     }

@@ -129,11 +129,13 @@ impl Encode for Contents {
                 data_len,
                 entries,
                 damage,
+                version_1,
             } => {
                 tag(out, 3, 4);
                 data_len.encode(out);
                 entries.encode(out);
                 damage.encode(out);
+                version_1.encode(out);
             }
         }
     }

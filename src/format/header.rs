@@ -10,8 +10,12 @@ use crate::error::CorruptionKind;
 /// PNG-style magic: a non-ASCII byte, the name, CR LF, EOF and LF catch text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"\x89BCK\r\n\x1a\n";
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes (`docs/format.md`, "Version changes").
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest format version this build reads. Versions 1 and 2 differ only in how hint entries
+/// are encoded; a reader decodes each hint file by the version in its header.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 
 /// Length of the encoded header in bytes.
 pub const HEADER_LEN: usize = 20;
@@ -45,14 +49,26 @@ pub struct FileHeader {
     pub kind: FileKind,
     /// The id the file was created under (its name must agree).
     pub file_id: FileId,
+    /// The format version the file was written in, from [`OLDEST_READABLE_VERSION`] to
+    /// [`FORMAT_VERSION`].
+    pub version: u16,
 }
 
 impl FileHeader {
+    /// The header of a new file of `kind`, in this build's format version.
+    pub fn new(kind: FileKind, file_id: FileId) -> Self {
+        FileHeader {
+            kind,
+            file_id,
+            version: FORMAT_VERSION,
+        }
+    }
+
     /// Encodes the header.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..8].copy_from_slice(&MAGIC);
-        out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[8..10].copy_from_slice(&self.version.to_le_bytes());
         out[10] = self.kind as u8;
         out[12..16].copy_from_slice(&self.file_id.to_le_bytes());
         let crc = crc32fast::hash(&out[..16]);
@@ -72,7 +88,7 @@ impl FileHeader {
         let file_id = r.u32()?;
         let crc = r.u32()?;
         verify_crc(crc, &bytes[..16])?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(CorruptionKind::UnsupportedVersion(version));
         }
         if reserved != 0 {
@@ -81,6 +97,7 @@ impl FileHeader {
         Ok(FileHeader {
             kind: FileKind::from_byte(kind)?,
             file_id,
+            version,
         })
     }
 }
@@ -92,18 +109,33 @@ mod tests {
     #[test]
     fn round_trips() {
         for kind in [FileKind::Data, FileKind::Merged, FileKind::Hint] {
-            let header = FileHeader { kind, file_id: 77 };
-            assert_eq!(FileHeader::decode(&header.encode()), Ok(header));
+            for version in OLDEST_READABLE_VERSION..=FORMAT_VERSION {
+                let header = FileHeader {
+                    version,
+                    ..FileHeader::new(kind, 77)
+                };
+                assert_eq!(FileHeader::decode(&header.encode()), Ok(header));
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_versions_it_does_not_know() {
+        for version in [0, FORMAT_VERSION + 1, u16::MAX] {
+            let header = FileHeader {
+                version,
+                ..FileHeader::new(FileKind::Data, 1)
+            };
+            assert_eq!(
+                FileHeader::decode(&header.encode()),
+                Err(CorruptionKind::UnsupportedVersion(version))
+            );
         }
     }
 
     #[test]
     fn rejects_every_truncation_and_bit_flip() {
-        let bytes = FileHeader {
-            kind: FileKind::Data,
-            file_id: 3,
-        }
-        .encode();
+        let bytes = FileHeader::new(FileKind::Data, 3).encode();
         for len in 0..HEADER_LEN {
             assert!(FileHeader::decode(&bytes[..len]).is_err(), "len {len}");
         }

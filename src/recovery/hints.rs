@@ -22,7 +22,7 @@ use super::order::Stamped;
 use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
 use crate::format::header::HEADER_LEN;
-use crate::format::hint::HintFile;
+use crate::format::hint::{EntryStart, HintEntry, HintFile};
 use crate::format::record::{RecordKind, encoded_len};
 use crate::io::layout::Layout;
 use crate::io::mmap::Mapping;
@@ -50,13 +50,14 @@ pub(super) fn load(
     let Some(bytes) = map_hint(fs, &layout.hint_path(file.id)) else {
         return false;
     };
-    let Ok(hint) = HintFile::decode(&bytes) else {
+    let mut fit = Fit::new(file.len);
+    let Ok(hint) = HintFile::decode_with(&bytes, |start, entry| fit.check(start, entry)) else {
         return false;
     };
     if hint.file_id != file.id || hint.data_len != file.len {
         return false;
     }
-    let Some(parts) = split_if_fits(&hint, file.len) else {
+    let Some(parts) = fit.parts() else {
         return false;
     };
     apply_parts(&hint, &parts, file.id, target, loaded, usage);
@@ -69,28 +70,61 @@ fn map_hint(fs: &dyn Vfs, path: &Path) -> Option<Mapping> {
     fs.open(path, OpenMode::Read).ok()?.map(path).ok()
 }
 
-/// Checks that every entry lies inside the data file, in file order, without overlapping
-/// another (what the merge that wrote it produced; anything else cannot be trusted as an index)
-/// and at an offset the keydir addresses, and splits the entries into parts of [`PART_ENTRIES`] (ranges of entry bytes).
-fn split_if_fits(hint: &HintFile, file_len: u64) -> Option<Vec<Range<usize>>> {
-    let mut next_free = HEADER_LEN as u64;
-    let mut parts = Vec::new();
-    let mut part_start = 0;
-    for (n, (at, entry)) in hint.positioned_entries().enumerate() {
-        let end = entry
-            .offset
-            .checked_add(encoded_len(entry.key.len(), entry.value_len as usize))?;
-        if entry.offset < next_free || end > file_len || entry.offset > u64::from(u32::MAX) {
-            return None;
-        }
-        next_free = end;
-        if n > 0 && n % PART_ENTRIES == 0 {
-            parts.push(part_start..at);
-            part_start = at;
+/// A run of a hint's entries: from the start of one entry up to the start of a later one, or
+/// to the end of the hint.
+type Part = (EntryStart, Option<EntryStart>);
+
+/// Checks, entry by entry, that every entry lies inside the data file, in file order, without
+/// overlapping another (what the merge that wrote it produced; anything else cannot be trusted
+/// as an index) and at an offset the keydir addresses, and splits the entries into parts of
+/// [`PART_ENTRIES`].
+struct Fit {
+    file_len: u64,
+    next_free: u64,
+    entries: usize,
+    starts: Vec<EntryStart>,
+    fits: bool,
+}
+
+impl Fit {
+    fn new(file_len: u64) -> Self {
+        Fit {
+            file_len,
+            next_free: HEADER_LEN as u64,
+            entries: 0,
+            starts: Vec::new(),
+            fits: true,
         }
     }
-    parts.push(part_start..hint.entries_len());
-    Some(parts)
+
+    fn check(&mut self, start: EntryStart, entry: &HintEntry) {
+        let end = entry
+            .offset
+            .checked_add(encoded_len(entry.key.len(), entry.value_len as usize));
+        match end {
+            Some(end)
+                if entry.offset >= self.next_free
+                    && end <= self.file_len
+                    && entry.offset <= u64::from(u32::MAX) =>
+            {
+                self.next_free = end;
+            }
+            _ => self.fits = false,
+        }
+        if self.entries.is_multiple_of(PART_ENTRIES) {
+            self.starts.push(start);
+        }
+        self.entries += 1;
+    }
+
+    /// The parts, if every entry fits.
+    fn parts(self) -> Option<Vec<Part>> {
+        if !self.fits {
+            return None;
+        }
+        let ends = self.starts.iter().skip(1).copied().map(Some).chain([None]);
+        Some(self.starts.iter().copied().zip(ends).collect())
+    }
 }
 
 /// A decoded hint entry waiting in its shard's buffer (the key copied: inline when short).
@@ -107,7 +141,7 @@ type Grouped = Vec<Vec<Pending>>;
 /// copies are in memory at once; each round decodes the whole hint again.
 fn apply_parts(
     hint: &HintFile,
-    parts: &[Range<usize>],
+    parts: &[Part],
     file_id: FileId,
     target: Target,
     loaded: &mut Loaded,
@@ -142,13 +176,14 @@ fn apply_parts(
 /// order entries are applied in does not matter).
 fn group_parts(
     hint: &HintFile,
-    parts: &[Range<usize>],
+    parts: &[Part],
     shards: Range<usize>,
     file_id: FileId,
     keydir: &Keydir,
 ) -> Vec<Grouped> {
     in_parallel(parts.len(), |part, done: &mut Vec<_>| {
-        let entries = hint.part(parts[part].start, parts[part].end);
+        let (start, end) = parts[part];
+        let entries = hint.part(start, end);
         done.push(group_by_shard(&entries, shards.clone(), file_id, keydir));
     })
     .into_iter()

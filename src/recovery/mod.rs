@@ -12,7 +12,7 @@ use crate::fileset::{FileSet, Files};
 use crate::format::DecodeResult;
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
-use crate::format::hint::{HINT_ENTRY_HEADER_LEN, HINT_TRAILER_LEN};
+use crate::format::hint::{HINT_TRAILER_LEN, MIN_HINT_ENTRY_LEN};
 use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::{FileIds, Layout};
@@ -159,7 +159,7 @@ fn expected_keys(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> usi
         let mut count = [0u8; 8];
         file.read_at(&mut count, len.checked_sub(HINT_TRAILER_LEN as u64)?)
             .ok()?;
-        Some(u64::from_le_bytes(count).min(len / HINT_ENTRY_HEADER_LEN as u64))
+        Some(u64::from_le_bytes(count).min(len / MIN_HINT_ENTRY_LEN as u64))
     };
     let total: u64 = hints.iter().filter_map(|&id| entries_of(id)).sum();
     usize::try_from(total).unwrap_or(usize::MAX)
@@ -320,10 +320,7 @@ fn create_active(
 ) -> Result<FoundFile> {
     let id = ids.take()?;
     let path = layout.data_path(id);
-    let header = FileHeader {
-        kind: FileKind::Data,
-        file_id: id,
-    };
+    let header = FileHeader::new(FileKind::Data, id);
     let file = io::create_data_file(fs, layout.dir(), &path, &header.encode())?;
     keydir.track_file(id, FileUsage::new(HEADER_LEN as u64));
     Ok(FoundFile {

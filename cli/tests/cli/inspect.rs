@@ -123,6 +123,42 @@ fn dump_lists_the_entries_of_a_hint_file() {
         "{out}"
     );
     assert!(out.contains("total   2 entries"), "{out}");
+    assert!(out.contains("format version 2"), "{out}");
+}
+
+/// A store written in format version 1 (`tests/fixtures/format-v1` of the library) checks clean,
+/// and `dump` lists its version 1 hint with the offsets its data file has.
+#[test]
+fn check_and_dump_read_a_format_version_1_store() {
+    let store = TestStore::new();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1");
+    std::fs::create_dir(&store.dir).expect("store dir");
+    for entry in std::fs::read_dir(&fixture).expect("the fixture") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, store.dir.join(path.file_name().expect("name"))).expect("copy");
+    }
+    store.run(&["check"]).expect(0);
+    let hint = store.dir.join("0000000007.hint");
+    let out = store
+        .run(&[OsStr::new("dump"), hint.as_os_str()])
+        .expect(0)
+        .out();
+    assert!(out.contains("format version 1"), "{out}");
+    let data = store.dir.join("0000000007.data");
+    let records = store
+        .run(&[OsStr::new("dump"), data.as_os_str()])
+        .expect(0)
+        .out();
+    let offsets = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|line| line.contains("\"key-"))
+            .map(|line| line.split_whitespace().next().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(offsets(&out), offsets(&records), "{out}\n{records}");
+    assert!(!offsets(&out).is_empty());
 }
 
 #[test]
