@@ -64,6 +64,24 @@ pub enum Error {
         kind: CorruptionKind,
     },
 
+    /// A data file's header names a format version this build does not read: a newer build
+    /// wrote it. Open changed nothing. (`Corruption` says the same of a hint file's or a
+    /// record's bytes; a data file's version decides whether the store can be opened at all.)
+    #[error(
+        "{} is in format version {version}, which this build does not read (it reads versions \
+         {oldest} to {newest}); open the store with the bitcask that wrote it. Nothing was \
+         changed; do not `repair` it with this build, which keeps only what it can read",
+        path.display(),
+        oldest = crate::format::header::OLDEST_READABLE_VERSION,
+        newest = crate::format::header::FORMAT_VERSION
+    )]
+    UnsupportedFormat {
+        /// The data file.
+        path: PathBuf,
+        /// The version its header names.
+        version: u16,
+    },
+
     /// Another handle, in this or another process, holds the directory's lock.
     #[error(
         "the store at {} is already open (its LOCK file is held by this or another process); \
@@ -128,8 +146,13 @@ pub enum CorruptionKind {
     /// The file does not start with this engine's magic bytes.
     #[error("not a bitcask file (bad magic bytes)")]
     BadMagic,
-    /// The file was written by an unknown format version.
-    #[error("unsupported format version {0}")]
+    /// The file was written in a format version this build does not read.
+    #[error(
+        "format version {0}, which this build does not read (it reads versions {oldest} to \
+         {newest})",
+        oldest = crate::format::header::OLDEST_READABLE_VERSION,
+        newest = crate::format::header::FORMAT_VERSION
+    )]
     UnsupportedVersion(u16),
     /// A length field exceeds what the format allows.
     #[error("length field out of range")]

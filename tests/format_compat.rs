@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bitcask::format::header::{FORMAT_VERSION, FileHeader};
+use bitcask::format::header::{FORMAT_VERSION, FileHeader, HEADER_LEN};
 use bitcask::format::hint::HintFile;
+use bitcask::{Config, Error};
 use common::{contents, copy_dir, files_with_ext, open_small};
 
 fn key(i: u32) -> Vec<u8> {
@@ -106,4 +107,49 @@ fn version_1_hints_are_used_not_just_tolerated() {
     let unreadable: Vec<_> = db.keys().filter(|k| db.read(k).is_err()).collect();
     assert_eq!(unreadable.len(), 1, "{unreadable:?}");
     assert_eq!(db.stats().num_keys, format_v1_contents().len() as u64);
+}
+
+/// A store holding a data file of a newer format version is refused with an error that names
+/// the file and the version, before open finishes a merge or deletes a temporary file: every
+/// file is left as it was.
+#[test]
+fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    let newer = dir.path().join("0000000010.data");
+    let mut bytes = std::fs::read(&newer).unwrap();
+    let header = FileHeader {
+        version: FORMAT_VERSION + 1,
+        ..FileHeader::decode(&bytes).unwrap()
+    };
+    bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    std::fs::write(&newer, bytes).unwrap();
+    std::fs::write(dir.path().join("0000000011.data.tmp"), b"a newer build's").unwrap();
+    let before = snapshot(dir.path());
+
+    let err = Config::new(dir.path()).open().unwrap_err();
+    match &err {
+        Error::UnsupportedFormat { path, version } => {
+            assert_eq!((path, *version), (&newer, FORMAT_VERSION + 1));
+        }
+        other => panic!("{other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("do not `repair`"), "{message}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+/// Every file in `dir` but the lock, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<std::ffi::OsString, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| !path.ends_with("LOCK"))
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_owned(),
+                std::fs::read(&path).unwrap(),
+            )
+        })
+        .collect()
 }

@@ -246,6 +246,14 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
         };
         salvage.data_files += 1;
         match FileHeader::decode(&bytes) {
+            Err(CorruptionKind::UnsupportedVersion(version)) => {
+                return Err(CliError::Refused(format!(
+                    "{} is in format version {version}, which this build does not read (a newer \
+                     bitcask wrote it); a repair by this build would keep only what it can \
+                     read, so repair the store with the bitcask that wrote it",
+                    path.display()
+                )));
+            }
             Err(kind) => salvage.bad_headers.push((path.clone(), kind)),
             Ok(header) if header.kind == FileKind::Hint => {
                 salvage

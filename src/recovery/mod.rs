@@ -68,6 +68,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     let layout = Layout::new(config.dir.clone());
     prepare_dir(fs, layout.dir())?;
     let dir_lock = DirLock::acquire(fs, layout.dir(), &layout.lock_path())?;
+    refuse_newer_formats(fs, &layout)?;
     merge::finish_interrupted(fs, &layout)?;
     let listing = layout.list(fs)?;
     for tmp in &listing.tmps {
@@ -178,6 +179,26 @@ fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
             }
         }
     }
+}
+
+/// Fails with [`Error::UnsupportedFormat`] if a data file's header names a format version this
+/// build does not read, before open finishes a merge or deletes temporary files: a store a newer
+/// build wrote is left as it was. Other damage to a header is reported later, as before.
+fn refuse_newer_formats(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
+    for id in layout.list(fs)?.data {
+        let path = layout.data_path(id);
+        let Ok(file) = fs.open(&path, OpenMode::Read) else {
+            continue;
+        };
+        let mut header = [0; HEADER_LEN];
+        if file.read_at(&mut header, 0).is_err() {
+            continue;
+        }
+        if let Err(CorruptionKind::UnsupportedVersion(version)) = FileHeader::decode(&header) {
+            return Err(Error::UnsupportedFormat { path, version });
+        }
+    }
+    Ok(())
 }
 
 fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId) -> Result<FoundFile> {

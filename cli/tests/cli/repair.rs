@@ -167,3 +167,30 @@ fn repair_in_place_names_a_saved_tail_in_the_moved_original() {
     assert_eq!(named.file_name(), saved.file_name());
     assert!(!saved.exists(), "the original was not moved");
 }
+
+/// A data file in a newer format version: this build cannot read its records, so a repair
+/// would drop them. It refuses, naming the file and the version, and writes nothing.
+#[test]
+fn repair_refuses_a_store_with_a_newer_format_version() {
+    use bitcask::format::header::{FORMAT_VERSION, FileHeader, HEADER_LEN};
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let (path, _) = locate(&store.dir, b"k3");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let header = FileHeader {
+        version: FORMAT_VERSION + 1,
+        ..FileHeader::decode(&bytes).expect("a header")
+    };
+    bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    std::fs::write(&path, bytes).expect("write");
+    let before = snapshot(&store.dir);
+
+    let err = store.run(&["repair"]).expect(3).stderr;
+    assert!(
+        err.contains(&format!("format version {}", FORMAT_VERSION + 1)),
+        "{err}"
+    );
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(!repaired_dir(&store).exists());
+    assert_eq!(snapshot(&store.dir), before);
+}
