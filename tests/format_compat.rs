@@ -42,6 +42,20 @@ fn format_v1_contents() -> BTreeMap<Vec<u8>, Vec<u8>> {
     map
 }
 
+/// A copy of `tests/fixtures/format-v1` in a temporary directory (open may change a store).
+fn copy_of_format_v1() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    dir
+}
+
+/// Rewrites the file at `path` with `edit` applied to its bytes.
+fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    edit(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// The format versions in the headers of the files with extension `ext` in `dir`.
 fn versions(dir: &Path, ext: &str) -> Vec<u16> {
     files_with_ext(dir, ext)
@@ -55,8 +69,7 @@ fn versions(dir: &Path, ext: &str) -> Vec<u16> {
 
 #[test]
 fn a_version_1_store_opens_with_every_key_and_removal() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    let dir = copy_of_format_v1();
     assert_eq!(versions(dir.path(), "hint"), [1, 1, 1]);
 
     let db = open_small(dir.path(), 4096);
@@ -69,8 +82,7 @@ fn a_version_1_store_opens_with_every_key_and_removal() {
 
 #[test]
 fn a_version_1_store_merges_into_version_2_files_and_reopens() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    let dir = copy_of_format_v1();
     let mut expected = format_v1_contents();
     let db = open_small(dir.path(), 4096);
     for i in (1..300).step_by(5) {
@@ -96,12 +108,10 @@ fn a_version_1_store_merges_into_version_2_files_and_reopens() {
 /// that opens with exactly that one key unreadable was indexed from its version 1 hint.
 #[test]
 fn version_1_hints_are_used_not_just_tolerated() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
-    let path = dir.path().join("0000000007.data");
-    let mut bytes = std::fs::read(&path).unwrap();
-    *bytes.last_mut().unwrap() ^= 0xFF; // the last byte of the file's last value
-    std::fs::write(&path, bytes).unwrap();
+    let dir = copy_of_format_v1();
+    rewrite(&dir.path().join("0000000007.data"), |bytes| {
+        *bytes.last_mut().unwrap() ^= 0xFF; // the last byte of the file's last value
+    });
 
     let db = open_small(dir.path(), 4096);
     let unreadable: Vec<_> = db.keys().filter(|k| db.read(k).is_err()).collect();
@@ -114,16 +124,15 @@ fn version_1_hints_are_used_not_just_tolerated() {
 /// file is left as it was.
 #[test]
 fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    let dir = copy_of_format_v1();
     let newer = dir.path().join("0000000010.data");
-    let mut bytes = std::fs::read(&newer).unwrap();
-    let header = FileHeader {
-        version: FORMAT_VERSION + 1,
-        ..FileHeader::decode(&bytes).unwrap()
-    };
-    bytes[..HEADER_LEN].copy_from_slice(&header.encode());
-    std::fs::write(&newer, bytes).unwrap();
+    rewrite(&newer, |bytes| {
+        let header = FileHeader {
+            version: FORMAT_VERSION + 1,
+            ..FileHeader::decode(bytes).unwrap()
+        };
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    });
     std::fs::write(dir.path().join("0000000011.data.tmp"), b"a newer build's").unwrap();
     let before = snapshot(dir.path());
 
