@@ -23,7 +23,7 @@ use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
 use crate::format::header::HEADER_LEN;
 use crate::format::hint::{EntryStart, HintEntry, HintFile};
-use crate::format::record::{RecordKind, encoded_len};
+use crate::format::record::RecordKind;
 use crate::io::layout::Layout;
 use crate::io::mmap::Mapping;
 use crate::io::vfs::{OpenMode, Vfs};
@@ -98,11 +98,8 @@ impl Fit {
     }
 
     fn check(&mut self, start: EntryStart, entry: &HintEntry) {
-        let end = entry
-            .offset
-            .checked_add(encoded_len(entry.key.len(), entry.value_len as usize));
-        match end {
-            Some(end)
+        match entry.record_end() {
+            Ok(end)
                 if entry.offset >= self.next_free
                     && end <= self.file_len
                     && entry.offset <= u64::from(u32::MAX) =>
