@@ -64,8 +64,8 @@ pub enum Error {
         kind: CorruptionKind,
     },
 
-    /// A data file's header names a format version this build does not read: a newer build
-    /// wrote it. Open changed nothing. (`Corruption` says the same of a hint file's or a
+    /// A data file's header (or an uncommitted merge output's) names a format version this
+    /// build does not read, normally because a newer build wrote it. Open changed nothing. (`Corruption` says the same of a hint file's or a
     /// record's bytes; a data file's version decides whether the store can be opened at all.)
     #[error(
         "{} is in format version {version}, which this build does not read (it reads versions \

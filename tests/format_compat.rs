@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use bitcask::format::commit::MergeCommit;
 use bitcask::format::header::{FORMAT_VERSION, FileHeader, HEADER_LEN};
 use bitcask::format::hint::HintFile;
 use bitcask::{Config, Error};
@@ -145,6 +146,37 @@ fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
     }
     let message = err.to_string();
     assert!(message.contains("do not `repair`"), "{message}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+/// The same when the newer file is the output of a merge a newer build committed and did not
+/// finish: open must not rename it into place and delete the merge's input first.
+#[test]
+fn a_newer_format_merge_output_is_refused_before_the_merge_is_finished() {
+    let dir = copy_of_format_v1();
+    let output = dir.path().join("0000000011.data.tmp");
+    let mut bytes = std::fs::read(dir.path().join("0000000007.data")).unwrap();
+    let header = FileHeader {
+        version: FORMAT_VERSION + 1,
+        file_id: 11,
+        ..FileHeader::decode(&bytes).unwrap()
+    };
+    bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    std::fs::write(&output, bytes).unwrap();
+    let commit = MergeCommit {
+        inputs: vec![7],
+        outputs: vec![11],
+    };
+    std::fs::write(dir.path().join("MERGE"), commit.encode()).unwrap();
+    let before = snapshot(dir.path());
+
+    match Config::new(dir.path()).open() {
+        Err(Error::UnsupportedFormat { path, version }) => {
+            assert_eq!((path, version), (output, FORMAT_VERSION + 1));
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a store with a newer merge output"),
+    }
     assert_eq!(snapshot(dir.path()), before);
 }
 

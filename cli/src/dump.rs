@@ -199,7 +199,9 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
         out,
         "header  hint for data file {}, which had {} bytes when the hint was written; format \
          version {}",
-        hint.file_id, hint.data_len, hint.version
+        hint.file_id,
+        hint.data_len,
+        hint.version()
     );
     let _ = writeln!(
         out,

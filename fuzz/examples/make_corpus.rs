@@ -360,6 +360,16 @@ fn hint_seeds(scenarios: &BTreeMap<&str, Dir>) -> Seeds {
         offset: 346,
     });
     seeds.push(("hint-two".into(), hint.finish(367)));
+    // Version 1 hints, as a merge of that version wrote them.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1");
+    for entry in std::fs::read_dir(&fixture).expect("tests/fixtures/format-v1") {
+        let path = entry.expect("fixture entry").path();
+        if path.extension().is_some_and(|ext| ext == "hint") {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let bytes = std::fs::read(&path).expect("fixture hint");
+            seeds.push((format!("format-v1-{name}"), bytes));
+        }
+    }
     for (name, inputs, outputs) in [
         ("commit-empty", vec![], vec![]),
         ("commit-one", vec![1], vec![2]),

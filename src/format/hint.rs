@@ -20,6 +20,10 @@ use super::{
 };
 use crate::error::CorruptionKind;
 
+// `EntryDecoder::decode` and `HintBuilder::push` know versions 1 and 2: a new version needs
+// its codec there.
+const _: () = assert!(FORMAT_VERSION == 2);
+
 /// The shortest entry (version 2, empty key, every varint one byte).
 pub const MIN_HINT_ENTRY_LEN: usize = 4;
 /// Length of the trailer.
@@ -123,6 +127,7 @@ impl HintBuilder {
         if self.version == 1 {
             push_v1_entry(&mut self.buf, entry, flags);
         } else {
+            debug_assert_eq!(self.version, 2, "a version without an encoder");
             assert_eq!(
                 entry.offset, self.next.offset,
                 "hint entries must describe back-to-back records"
@@ -158,8 +163,8 @@ pub struct HintFile<'a> {
     pub file_id: FileId,
     /// Length of that data file when the hint was written.
     pub data_len: u64,
-    /// The format version the hint was written in (see [`FileHeader::version`]).
-    pub version: u16,
+    /// The format version the hint was written in; it decides how the entries decode.
+    version: u16,
     entries: &'a [u8],
     start: EntryStart,
 }
@@ -208,6 +213,11 @@ impl<'a> HintFile<'a> {
         Ok(hint)
     }
 
+    /// The format version the hint was written in (see [`FileHeader::version`]).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
     /// The entries, in the order they were pushed.
     pub fn entries(&self) -> impl Iterator<Item = HintEntry<'a>> + use<'a> {
         self.positioned_entries().map(|(_, entry)| entry)
@@ -218,8 +228,11 @@ impl<'a> HintFile<'a> {
         &self,
     ) -> impl Iterator<Item = (EntryStart, HintEntry<'a>)> + use<'a> {
         let mut entries = self.decoder();
-        // Every entry was validated by `decode`, so decoding cannot fail here.
-        std::iter::from_fn(move || entries.next_entry().and_then(Result::ok))
+        std::iter::from_fn(move || {
+            let next = entries.next_entry()?;
+            // `decode` validated every entry, and a part starts where an entry did.
+            Some(next.expect("hint entries were validated by `HintFile::decode`"))
+        })
     }
 
     /// The entries from `start` up to `end` (the start of a later entry; `None` for the end of
@@ -266,10 +279,11 @@ impl<'a> EntryDecoder<'a> {
 
     #[inline]
     fn decode(&mut self, start: EntryStart) -> DecodeResult<HintEntry<'a>> {
-        let entry = if self.version == 1 {
-            decode_v1_entry(&mut self.r)?
-        } else {
-            decode_entry(&mut self.r, start)?
+        let entry = match self.version {
+            1 => decode_v1_entry(&mut self.r)?,
+            2 => decode_entry(&mut self.r, start)?,
+            // The header decoder admits only the versions above.
+            other => return Err(CorruptionKind::UnsupportedVersion(other)),
         };
         self.next.prev_seq = entry.seq;
         self.next.offset = entry.record_end()?;
@@ -382,6 +396,23 @@ mod tests {
         builder.finish(367)
     }
 
+    /// The exact bytes of version 2 entries, so that the builder and the decoder cannot drift
+    /// together from `docs/format.md` (field order, varints, zigzag) and still round-trip.
+    #[test]
+    fn version_2_entries_are_the_documented_bytes() {
+        let bytes = sample();
+        assert_eq!(&bytes[8..10], &[2, 0], "header version");
+        let entries = &bytes[HEADER_LEN..bytes.len() - HINT_TRAILER_LEN];
+        #[rustfmt::skip]
+        let expected = [
+            0, 5, 0xAC, 0x02, 10, b'a', b'l', b'p', b'h', b'a', // put, 300 (LEB128), seq 5 (zigzag 10)
+            1, 0, 0, 2,                                         // tombstone, seq 6 (step 1: zigzag 2)
+        ];
+        assert_eq!(entries, expected);
+        let trailer = &bytes[bytes.len() - HINT_TRAILER_LEN..bytes.len() - 4];
+        assert_eq!(trailer, [2, 0, 0, 0, 0, 0, 0, 0, 0x6F, 1, 0, 0, 0, 0, 0, 0]);
+    }
+
     /// The sample in both versions.
     fn samples() -> [Vec<u8>; 2] {
         [sample(), sample_in(HintBuilder::version_1(9))]
@@ -392,7 +423,7 @@ mod tests {
         for (bytes, version) in samples().iter().zip([FORMAT_VERSION, 1]) {
             let hint = HintFile::decode(bytes).unwrap();
             assert_eq!((hint.file_id, hint.data_len), (9, 367));
-            assert_eq!(hint.version, version);
+            assert_eq!(hint.version(), version);
             let entries: Vec<_> = hint.entries().collect();
             assert_eq!(entries.len(), 2);
             assert_eq!(entries[0].key, b"alpha");
@@ -481,7 +512,7 @@ mod tests {
         let hint_bytes = include_bytes!("../../tests/fixtures/format-v1/0000000007.hint");
         let data = include_bytes!("../../tests/fixtures/format-v1/0000000007.data");
         let hint = HintFile::decode(hint_bytes).unwrap();
-        assert_eq!((hint.version, hint.file_id), (1, 7));
+        assert_eq!((hint.version(), hint.file_id), (1, 7));
         assert_eq!(hint.data_len, data.len() as u64);
         let mut next = HEADER_LEN as u64;
         let mut count = 0;
@@ -512,7 +543,7 @@ mod tests {
         }
         let v2 = v2.finish(hint.data_len);
         let rebuilt = HintFile::decode(&v2).unwrap();
-        assert_eq!(rebuilt.version, FORMAT_VERSION);
+        assert_eq!(rebuilt.version(), FORMAT_VERSION);
         assert!(hint.entries().eq(rebuilt.entries()));
         // Keys of 8 bytes: 33 bytes an entry in version 1, 12 in version 2.
         assert!(v2.len() * 2 < v1.len(), "{} against {}", v2.len(), v1.len());

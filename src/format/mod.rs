@@ -194,6 +194,19 @@ mod tests {
         let mut eleven = [0xFF; 11];
         eleven[10] = 0x01;
         assert_eq!(decoded(&eleven), Err(CorruptionKind::BadVarint));
+        // A tenth byte within 64 bits that still says more follows.
+        for tenth in [0x80, 0x81] {
+            let mut bytes = nine_full.to_vec();
+            bytes.extend_from_slice(&[tenth, 0x01]);
+            assert_eq!(
+                decoded(&bytes),
+                Err(CorruptionKind::BadVarint),
+                "{tenth:#x}"
+            );
+        }
+        let mut largest = nine_full.to_vec();
+        largest.push(0x01);
+        assert_eq!(decoded(&largest), Ok((u64::MAX, 10)));
         assert_eq!(decoded(&[0x80, 0x00]), Err(CorruptionKind::BadVarint));
         assert_eq!(decoded(&[0x81, 0x80, 0x00]), Err(CorruptionKind::BadVarint));
         assert_eq!(decoded(&[0x80]), Err(CorruptionKind::Truncated));

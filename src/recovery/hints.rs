@@ -1,8 +1,9 @@
 //! Loading a sealed data file's keys from its hint file: validate the whole hint before applying
-//! any of it, then apply its entries on every core, in two passes:
+//! any of it (in one pass that also checks the entries against the data file and notes where
+//! the parts start), then apply its entries on every core, in two passes:
 //!
-//! 1. Split the entries into parts, decode each part and copy its entries into one buffer per
-//!    keydir shard, by the shard their key falls in (threads take parts).
+//! 1. Decode each part and copy its entries into one buffer per keydir shard, by the shard their
+//!    key falls in (threads take parts).
 //! 2. Insert shard by shard (threads take shards), reading each buffer front to back, so each
 //!    shard's table stays in the CPU caches while it fills. Inserting in file order instead
 //!    missed the cache (and the TLB) on nearly every insert, which was most of the time an open
@@ -75,9 +76,14 @@ fn map_hint(fs: &dyn Vfs, path: &Path) -> Option<Mapping> {
 type Part = (EntryStart, Option<EntryStart>);
 
 /// Checks, entry by entry, that every entry lies inside the data file, in file order, without
-/// overlapping another (what the merge that wrote it produced; anything else cannot be trusted
-/// as an index) and at an offset the keydir addresses, and splits the entries into parts of
-/// [`PART_ENTRIES`].
+/// overlapping another, at an offset the keydir addresses, and that the records end exactly
+/// where the file does: what the merge that wrote it produced; anything else cannot be trusted
+/// as an index. Splits the entries into parts of [`PART_ENTRIES`].
+///
+/// The exact end matters most for version 2 hints, which store no offsets: one wrong length
+/// moves every later entry, and an index that points beside a key's record makes merge leave
+/// that record behind. One wrong length can no longer pass; two that cancel out still could,
+/// as a wrong offset could in version 1 (the checksum only proves the hint is what was written).
 struct Fit {
     file_len: u64,
     next_free: u64,
@@ -116,7 +122,7 @@ impl Fit {
 
     /// The parts, if every entry fits.
     fn parts(self) -> Option<Vec<Part>> {
-        if !self.fits {
+        if !self.fits || self.next_free != self.file_len {
             return None;
         }
         let ends = self.starts.iter().skip(1).copied().map(Some).chain([None]);
@@ -205,7 +211,7 @@ fn group_by_shard(
         if !shards.contains(&shard) {
             continue;
         }
-        // `split_if_fits` checked that every offset fits a location.
+        // `Fit::check` checked that every offset fits a location.
         let Some(loc) = Location::new(file_id, entry.offset, entry.value_len as usize) else {
             continue;
         };

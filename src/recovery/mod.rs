@@ -181,12 +181,20 @@ fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
     }
 }
 
-/// Fails with [`Error::UnsupportedFormat`] if a data file's header names a format version this
-/// build does not read, before open finishes a merge or deletes temporary files: a store a newer
-/// build wrote is left as it was. Other damage to a header is reported later, as before.
+/// Fails with [`Error::UnsupportedFormat`] if a data file's header, or a merge output's not
+/// yet renamed into place, names a format version this build does not read, before open
+/// finishes a merge or deletes temporary files: a store a newer build wrote is left as it was.
+/// (The header's layout up to its checksum is the same in every version; `docs/format.md`.)
+/// Other damage to a header, and a file that cannot be read, are reported later, as before.
 fn refuse_newer_formats(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
-    for id in layout.list(fs)?.data {
-        let path = layout.data_path(id);
+    let listing = layout.list(fs)?;
+    let data = listing.data.iter().map(|&id| layout.data_path(id));
+    let merge_outputs = listing
+        .tmps
+        .iter()
+        .filter(|path| path.to_string_lossy().ends_with(".data.tmp"))
+        .cloned();
+    for path in data.chain(merge_outputs) {
         let Ok(file) = fs.open(&path, OpenMode::Read) else {
             continue;
         };

@@ -3,6 +3,8 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
+use bitcask::format::header::{FORMAT_VERSION, FileHeader, HEADER_LEN};
+
 use crate::support::{
     TestStore, build_multi_file_store, expected_pairs, flip_byte, locate, pairs_of, snapshot,
     store_with_a_saved_tail,
@@ -168,12 +170,9 @@ fn repair_in_place_names_a_saved_tail_in_the_moved_original() {
     assert!(!saved.exists(), "the original was not moved");
 }
 
-/// A data file in a newer format version: this build cannot read its records, so a repair
-/// would drop them. It refuses, naming the file and the version, and writes nothing.
-#[test]
-fn repair_refuses_a_store_with_a_newer_format_version() {
-    use bitcask::format::header::{FORMAT_VERSION, FileHeader, HEADER_LEN};
-    let store = TestStore::new();
+/// A multi-file store in which the data file holding `k3` says it is in the next format
+/// version; returns that file.
+fn store_with_a_newer_file(store: &TestStore) -> PathBuf {
     build_multi_file_store(&store.dir);
     let (path, _) = locate(&store.dir, b"k3");
     let mut bytes = std::fs::read(&path).expect("read");
@@ -183,6 +182,15 @@ fn repair_refuses_a_store_with_a_newer_format_version() {
     };
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());
     std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// A data file in a newer format version: this build cannot read its records, so a repair
+/// would drop them. It refuses, naming the file and the version, and writes nothing.
+#[test]
+fn repair_refuses_a_store_with_a_newer_format_version() {
+    let store = TestStore::new();
+    let path = store_with_a_newer_file(&store);
     let before = snapshot(&store.dir);
 
     let err = store.run(&["repair"]).expect(3).stderr;
@@ -193,4 +201,24 @@ fn repair_refuses_a_store_with_a_newer_format_version() {
     assert!(err.contains(&path.display().to_string()), "{err}");
     assert!(!repaired_dir(&store).exists());
     assert_eq!(snapshot(&store.dir), before);
+}
+
+/// `check` does not call a newer format damage or advise `repair`: it lists the file as newer,
+/// judges none of its records, and fails with exit 3 saying to use the bitcask that wrote it.
+#[test]
+fn check_reports_a_newer_format_version_without_calling_it_damage() {
+    let store = TestStore::new();
+    let path = store_with_a_newer_file(&store);
+    let run = store.run(&["check"]).expect(3);
+    let out = run.out();
+    let newer = format!(
+        "NEWER   {}: format version {}",
+        path.display(),
+        FORMAT_VERSION + 1
+    );
+    assert!(out.contains(&newer), "{out}");
+    assert!(!out.contains("DAMAGE "), "{out}");
+    assert!(out.contains("NOT CHECKED (newer format)"), "{out}");
+    assert!(run.stderr.contains("newer bitcask"), "{}", run.stderr);
+    assert!(!run.stderr.contains("repair` copies"), "{}", run.stderr);
 }
