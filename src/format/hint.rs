@@ -24,8 +24,11 @@ use crate::error::CorruptionKind;
 // its codec there.
 const _: () = assert!(FORMAT_VERSION == 2);
 
-/// The shortest entry (version 2, empty key, every varint one byte).
-pub const MIN_HINT_ENTRY_LEN: usize = 4;
+/// The shortest entry of a hint in `version`: 25 bytes in version 1; 4 in version 2 (an empty
+/// key, every varint one byte).
+pub fn min_hint_entry_len(version: u16) -> usize {
+    if version == 1 { 25 } else { 4 }
+}
 /// Length of the trailer.
 pub const HINT_TRAILER_LEN: usize = 20;
 

@@ -12,7 +12,7 @@ use crate::fileset::{FileSet, Files};
 use crate::format::DecodeResult;
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
-use crate::format::hint::{HINT_TRAILER_LEN, MIN_HINT_ENTRY_LEN};
+use crate::format::hint::{HINT_TRAILER_LEN, min_hint_entry_len};
 use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::{FileIds, Layout};
@@ -157,10 +157,13 @@ fn expected_keys(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> usi
     let entries_of = |id: FileId| -> Option<u64> {
         let file = fs.open(&layout.hint_path(id), OpenMode::Read).ok()?;
         let len = file.len().ok()?;
+        let mut header = [0u8; HEADER_LEN];
+        file.read_at(&mut header, 0).ok()?;
+        let shortest_entry = min_hint_entry_len(FileHeader::decode(&header).ok()?.version);
         let mut count = [0u8; 8];
         file.read_at(&mut count, len.checked_sub(HINT_TRAILER_LEN as u64)?)
             .ok()?;
-        Some(u64::from_le_bytes(count).min(len / MIN_HINT_ENTRY_LEN as u64))
+        Some(u64::from_le_bytes(count).min(len / shortest_entry as u64))
     };
     let total: u64 = hints.iter().filter_map(|&id| entries_of(id)).sum();
     usize::try_from(total).unwrap_or(usize::MAX)
