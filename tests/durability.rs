@@ -9,13 +9,23 @@ use bitcask::{Config, Database, Error, SyncPolicy};
 const DIR: &str = "/db";
 
 fn open(fs: &SimFs, policy: SyncPolicy) -> Database {
+    config(fs, policy).open().unwrap()
+}
+
+/// Opens under `Always` with group-commit followers polling for `poll`.
+fn open_always(fs: &SimFs, poll: Duration) -> Database {
+    config(fs, SyncPolicy::Always)
+        .commit_poll(poll)
+        .open()
+        .unwrap()
+}
+
+fn config(fs: &SimFs, policy: SyncPolicy) -> Config {
     Config::new(DIR)
         .file_system(fs.clone())
         .data_file_limit(4096)
         .sync_policy(policy)
         .background_merge(false)
-        .open()
-        .unwrap()
 }
 
 /// Opens what a machine would find after a power cut now.
@@ -27,14 +37,7 @@ fn after_power_cut(fs: &SimFs) -> Database {
 /// thread is checked at once in a power-cut image, and all of them at the end.
 fn always_makes_every_acknowledged_write_durable_across_threads(poll: Duration) {
     let fs = SimFs::new();
-    let db = Config::new(DIR)
-        .file_system(fs.clone())
-        .data_file_limit(4096)
-        .sync_policy(SyncPolicy::Always)
-        .commit_poll(poll)
-        .background_merge(false)
-        .open()
-        .unwrap();
+    let db = open_always(&fs, poll);
     std::thread::scope(|s| {
         for t in 0..4u32 {
             let (db, fs) = (&db, &fs);
@@ -136,14 +139,7 @@ fn a_failed_fsync_among_waiting_writers(poll: Duration) {
     // Many fault points, so that some strike a round that followers are waiting on.
     for fault_after in (20..=300).step_by(7) {
         let fs = SimFs::new();
-        let db = Config::new(DIR)
-            .file_system(fs.clone())
-            .data_file_limit(4096)
-            .sync_policy(SyncPolicy::Always)
-            .commit_poll(poll)
-            .background_merge(false)
-            .open()
-            .unwrap();
+        let db = open_always(&fs, poll);
         fs.fail_at(
             fs.ops() + fault_after,
             Fault::Error(std::io::ErrorKind::Other),
