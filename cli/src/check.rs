@@ -285,6 +285,21 @@ fn check_hint(id: u32, path: &Path, bytes: &[u8], data: &[u8], report: &mut Repo
     if extra > 0 {
         damage(format!("and {extra} more hint entries that do not match"));
     }
+    // Open trusts a hint only if its records end where the data file does. (`decode` checked
+    // that every record's end is a number, so `record_end` is `Ok`.)
+    let end = hint
+        .entries()
+        .last()
+        .map_or(Ok(HEADER_LEN as u64), |e| e.record_end());
+    if let Ok(end) = end
+        && end != data.len() as u64
+    {
+        damage(format!(
+            "the hint's records end at byte {end}, but the data file at {} (open ignores the \
+             hint and scans the data file)",
+            data.len()
+        ));
+    }
 }
 
 /// Why `entry` disagrees with the record at its offset in `data`, if it does.

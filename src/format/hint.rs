@@ -60,7 +60,7 @@ impl<'a> HintEntry<'a> {
     }
 
     /// Offset of the first byte after the entry's record (`BadLength` past `u64::MAX`).
-    pub(crate) fn record_end(&self) -> DecodeResult<u64> {
+    pub fn record_end(&self) -> DecodeResult<u64> {
         self.offset
             .checked_add(encoded_len(self.key.len(), self.value_len as usize))
             .ok_or(CorruptionKind::BadLength)

@@ -98,6 +98,38 @@ fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
     assert!(out.contains("in the hint,"), "{out}");
 }
 
+/// A hint whose records stop before the data file ends (its last entry left out) is one open
+/// does not trust: check says so, though every entry it has matches.
+#[test]
+fn a_hint_that_does_not_reach_the_end_of_its_data_file_is_damage() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    store.with_db(|db| db.merge().expect("merge"));
+    let hint_path = files_with_ext(&store.dir, "hint")
+        .pop()
+        .expect("a hint file");
+    let bytes = std::fs::read(&hint_path).expect("read hint");
+    let hint = HintFile::decode(&bytes).expect("a valid hint");
+    let entries: Vec<_> = hint.entries().collect();
+    let mut short = HintBuilder::new(hint.file_id);
+    for entry in &entries[..entries.len() - 1] {
+        short.push(entry);
+    }
+    std::fs::write(&hint_path, short.finish(hint.data_len)).expect("write hint");
+    let out = store.run(&["check"]).expect(1).out();
+    let line = format!(
+        "DAMAGE  {}: the hint's records end at byte {}, but the data file at {}",
+        hint_path.display(),
+        entries[entries.len() - 1].offset,
+        hint.data_len
+    );
+    assert!(out.contains(&line), "{out}");
+    assert!(
+        !out.contains("hint entry"),
+        "the entries it has match: {out}"
+    );
+}
+
 #[test]
 fn check_changes_no_file() {
     let store = TestStore::new();
