@@ -72,15 +72,21 @@ fn a_torn_tail_is_only_a_warning() {
     );
 }
 
-#[test]
-fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
-    let store = TestStore::new();
+/// Builds a multi-file store in `store`, merges it, and returns its hint file and the bytes.
+fn merged_store_hint(store: &TestStore) -> (std::path::PathBuf, Vec<u8>) {
     build_multi_file_store(&store.dir);
     store.with_db(|db| db.merge().expect("merge"));
     let hint_path = files_with_ext(&store.dir, "hint")
         .pop()
         .expect("a hint file");
     let bytes = std::fs::read(&hint_path).expect("read hint");
+    (hint_path, bytes)
+}
+
+#[test]
+fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
+    let store = TestStore::new();
+    let (hint_path, bytes) = merged_store_hint(&store);
     let hint = HintFile::decode(&bytes).expect("a valid hint");
     let mut forged = HintBuilder::new(hint.file_id);
     for (index, entry) in hint.entries().enumerate() {
@@ -103,12 +109,7 @@ fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
 #[test]
 fn a_hint_that_does_not_reach_the_end_of_its_data_file_is_damage() {
     let store = TestStore::new();
-    build_multi_file_store(&store.dir);
-    store.with_db(|db| db.merge().expect("merge"));
-    let hint_path = files_with_ext(&store.dir, "hint")
-        .pop()
-        .expect("a hint file");
-    let bytes = std::fs::read(&hint_path).expect("read hint");
+    let (hint_path, bytes) = merged_store_hint(&store);
     let hint = HintFile::decode(&bytes).expect("a valid hint");
     let entries: Vec<_> = hint.entries().collect();
     let mut short = HintBuilder::new(hint.file_id);
