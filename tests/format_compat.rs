@@ -1,6 +1,6 @@
-//! Stores written by earlier format versions still open, read and merge. Each fixture under
-//! `tests/fixtures/` was written by the build its README names; this file repeats the workload
-//! that made it, so the expected contents are computed here, not copied from the store.
+//! Stores written by every format version still open, read and merge. Each fixture under
+//! `tests/fixtures/` was written by the build its README names, all with one workload; this file
+//! repeats that workload, so the expected contents are computed here, not copied from a store.
 
 mod common;
 
@@ -21,8 +21,11 @@ fn value(i: u32, round: u32) -> Vec<u8> {
     format!("value {i} of round {round}").into_bytes()
 }
 
-/// What `tests/fixtures/format-v1` holds: the workload in its README, replayed on a map.
-fn format_v1_contents() -> BTreeMap<Vec<u8>, Vec<u8>> {
+/// The fixture stores, each with the format version its files were written in.
+const FIXTURES: [(&str, u16); 2] = [("format-v1", 1), ("format-v2", 2)];
+
+/// What every fixture holds: the workload in `tests/fixtures/README.md`, replayed on a map.
+fn fixture_contents() -> BTreeMap<Vec<u8>, Vec<u8>> {
     let mut map = BTreeMap::new();
     for i in 0..240 {
         map.insert(key(i), value(i, 0));
@@ -43,10 +46,10 @@ fn format_v1_contents() -> BTreeMap<Vec<u8>, Vec<u8>> {
     map
 }
 
-/// A copy of `tests/fixtures/format-v1` in a temporary directory (open may change a store).
-fn copy_of_format_v1() -> tempfile::TempDir {
+/// A copy of `tests/fixtures/<name>` in a temporary directory (open may change a store).
+fn copy_of(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(Path::new("tests/fixtures/format-v1"), dir.path());
+    copy_dir(&Path::new("tests/fixtures").join(name), dir.path());
     dir
 }
 
@@ -69,55 +72,74 @@ fn versions(dir: &Path, ext: &str) -> Vec<u16> {
 }
 
 #[test]
-fn a_version_1_store_opens_with_every_key_and_removal() {
-    let dir = copy_of_format_v1();
-    assert_eq!(versions(dir.path(), "hint"), [1, 1, 1]);
+fn every_fixture_opens_with_every_key_and_removal() {
+    for (name, version) in FIXTURES {
+        let dir = copy_of(name);
+        assert_eq!(versions(dir.path(), "hint"), [version; 3], "{name}");
 
-    let db = open_small(dir.path(), 4096);
-    let expected = format_v1_contents();
-    assert_eq!(contents(&db), expected);
-    assert_eq!(db.stats().num_keys, expected.len() as u64);
-    assert!(db.read(&key(0)).is_err(), "removed before the merge");
-    assert!(db.read(&key(297)).is_err(), "removed after the merge");
+        let db = open_small(dir.path(), 4096);
+        let expected = fixture_contents();
+        assert_eq!(contents(&db), expected, "{name}");
+        assert_eq!(db.stats().num_keys, expected.len() as u64, "{name}");
+        assert!(
+            db.read(&key(0)).is_err(),
+            "{name}: removed before the merge"
+        );
+        assert!(
+            db.read(&key(297)).is_err(),
+            "{name}: removed after the merge"
+        );
+    }
 }
 
 #[test]
-fn a_version_1_store_merges_into_version_2_files_and_reopens() {
-    let dir = copy_of_format_v1();
-    let mut expected = format_v1_contents();
-    let db = open_small(dir.path(), 4096);
-    for i in (1..300).step_by(5) {
-        db.write(&key(i), &value(i, 3)).unwrap();
-        expected.insert(key(i), value(i, 3));
-    }
-    db.merge().unwrap();
-    db.close().unwrap();
+fn every_fixture_merges_into_current_version_files_and_reopens() {
+    for (name, _) in FIXTURES {
+        let dir = copy_of(name);
+        let mut expected = fixture_contents();
+        let db = open_small(dir.path(), 4096);
+        for i in (1..300).step_by(5) {
+            db.write(&key(i), &value(i, 3)).unwrap();
+            expected.insert(key(i), value(i, 3));
+        }
+        db.merge().unwrap();
+        db.close().unwrap();
 
-    let hints = versions(dir.path(), "hint");
-    assert!(!hints.is_empty());
-    assert!(hints.iter().all(|&v| v == FORMAT_VERSION), "{hints:?}");
-    for path in files_with_ext(dir.path(), "hint") {
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(HintFile::decode(&bytes).is_ok(), "{}", path.display());
+        let hints = versions(dir.path(), "hint");
+        assert!(!hints.is_empty(), "{name}");
+        assert!(
+            hints.iter().all(|&v| v == FORMAT_VERSION),
+            "{name}: {hints:?}"
+        );
+        for path in files_with_ext(dir.path(), "hint") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(HintFile::decode(&bytes).is_ok(), "{}", path.display());
+        }
+        let db = open_small(dir.path(), 4096);
+        assert_eq!(contents(&db), expected, "{name}");
     }
-    let db = open_small(dir.path(), 4096);
-    assert_eq!(contents(&db), expected);
 }
 
 /// Open trusts a valid hint instead of scanning its data file, so damage to a value in a merged
 /// file is only found when that value is read; a scan would refuse to open the store. So a store
-/// that opens with exactly that one key unreadable was indexed from its version 1 hint.
+/// that opens with exactly that one key unreadable was indexed from its hint, in each version.
 #[test]
-fn version_1_hints_are_used_not_just_tolerated() {
-    let dir = copy_of_format_v1();
-    rewrite(&dir.path().join("0000000007.data"), |bytes| {
-        *bytes.last_mut().unwrap() ^= 0xFF; // the last byte of the file's last value
-    });
+fn every_fixtures_hints_are_used_not_just_tolerated() {
+    for (name, _) in FIXTURES {
+        let dir = copy_of(name);
+        rewrite(&dir.path().join("0000000007.data"), |bytes| {
+            *bytes.last_mut().unwrap() ^= 0xFF; // the last byte of the file's last value
+        });
 
-    let db = open_small(dir.path(), 4096);
-    let unreadable: Vec<_> = db.keys().filter(|k| db.read(k).is_err()).collect();
-    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
-    assert_eq!(db.stats().num_keys, format_v1_contents().len() as u64);
+        let db = open_small(dir.path(), 4096);
+        let unreadable: Vec<_> = db.keys().filter(|k| db.read(k).is_err()).collect();
+        assert_eq!(unreadable.len(), 1, "{name}: {unreadable:?}");
+        assert_eq!(
+            db.stats().num_keys,
+            fixture_contents().len() as u64,
+            "{name}"
+        );
+    }
 }
 
 /// A store holding a data file of a newer format version is refused with an error that names
@@ -125,7 +147,7 @@ fn version_1_hints_are_used_not_just_tolerated() {
 /// file is left as it was.
 #[test]
 fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
-    let dir = copy_of_format_v1();
+    let dir = copy_of("format-v1");
     let newer = dir.path().join("0000000010.data");
     rewrite(&newer, |bytes| {
         let header = FileHeader {
@@ -153,7 +175,7 @@ fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
 /// finish: open must not rename it into place and delete the merge's input first.
 #[test]
 fn a_newer_format_merge_output_is_refused_before_the_merge_is_finished() {
-    let dir = copy_of_format_v1();
+    let dir = copy_of("format-v1");
     let output = dir.path().join("0000000011.data.tmp");
     let mut bytes = std::fs::read(dir.path().join("0000000007.data")).unwrap();
     let header = FileHeader {
