@@ -279,8 +279,9 @@ fn check_hint_bytes(bytes: &[u8]) {
                 assert_eq!(entry.value_len, 0, "tombstone entry with a value length");
             }
             back_to_back &= entry.offset == next_offset;
-            next_offset =
-                entry.offset + record::encoded_len(entry.key.len(), entry.value_len as usize);
+            next_offset = entry
+                .record_end()
+                .expect("a decoded entry's record has an end");
         }
         check_parts(&hint);
         if hint.version() == FORMAT_VERSION {
