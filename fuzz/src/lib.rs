@@ -666,7 +666,8 @@ pub const RECOVER_WRITE: (&[u8], &[u8]) = (b"a", b"written after recovery");
 /// Writes the image into a fresh directory and opens it. Open may fail but must not panic; if
 /// it succeeds, every value it returns must be one that a valid put record of that key in the
 /// image holds. Then a write, a merge and a close must not panic, and if all three succeed the
-/// store must reopen cleanly with the written value.
+/// store must reopen cleanly with the written value and, if the image's hints are truthful
+/// ([`hints_are_truthful`]), with every other key answering as it did after the first open.
 pub fn check_recover(image: &Image) {
     let files = image.render();
     let dir = scratch_dir();
@@ -677,7 +678,7 @@ pub fn check_recover(image: &Image) {
         return;
     };
     let mut pairs = put_pairs(files.values().map(Vec::as_slice));
-    check_reads(&db, &pairs, true);
+    let opened = check_reads(&db, &pairs, true);
 
     let (wkey, wvalue) = RECOVER_WRITE;
     let written = db.write(wkey, wvalue);
@@ -699,15 +700,85 @@ pub fn check_recover(image: &Image) {
         let db = open_store(dir.path(), 4096)
             .unwrap_or_else(|e| panic!("reopen after a clean write, merge and close: {e}"));
         assert_eq!(db.read(wkey).ok().as_deref(), Some(wvalue), "write lost");
-        check_reads(&db, &pairs, false);
+        let reopened = check_reads(&db, &pairs, false);
+        if hints_are_truthful(&files) {
+            assert_nothing_lost_or_revived(&opened, &reopened, wkey);
+        }
         db.close().expect("closing the reopened store");
     }
 }
 
+/// What a store answered for a key: its value, or `None` for not found. Keys whose read was
+/// refused as corrupt are left out.
+type Answers = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Every key the first open answered for, other than `written`, must get the same answer after
+/// the write, the merge and the reopen: a merge must not lose a key nor bring a removed one back.
+fn assert_nothing_lost_or_revived(opened: &Answers, reopened: &Answers, written: &[u8]) {
+    for (key, before) in opened.iter().filter(|(key, _)| key.as_slice() != written) {
+        let after = reopened.get(key);
+        assert!(
+            after == Some(before),
+            "{:?} read {} after the first open and {} after merge and reopen",
+            key.escape_ascii().to_string(),
+            describe(Some(before)),
+            describe(after)
+        );
+    }
+}
+
+fn describe(answer: Option<&Option<Vec<u8>>>) -> String {
+    match answer {
+        Some(Some(value)) => format!("{:?}", value.escape_ascii().to_string()),
+        Some(None) => "not found".to_string(),
+        None => "corruption".to_string(),
+    }
+}
+
+/// Whether every hint in the image that decodes describes its data file truthfully: each entry
+/// names a record that is at its offset, with its key, seq, kind and value length. Recovery
+/// trusts a hint without reading the records, so a hint that lies (about a seq, say) can make
+/// the first open and a later one legitimately disagree; only truthful hints promise that they
+/// agree. A decodable hint without its data file counts as untruthful.
+pub fn hints_are_truthful(files: &BTreeMap<String, Vec<u8>>) -> bool {
+    files.iter().all(|(name, bytes)| {
+        let Some(data_name) = hinted_data_file(name) else {
+            return true;
+        };
+        let Ok(hint) = HintFile::decode(bytes) else {
+            return true;
+        };
+        let Some(data) = files.get(&data_name) else {
+            return false;
+        };
+        hint.entries().all(|entry| entry_is_truthful(&entry, data))
+    })
+}
+
+/// The name of the data file a hint file of this name describes; `None` for other names.
+fn hinted_data_file(name: &str) -> Option<String> {
+    if let Some(stem) = name.strip_suffix(".hint") {
+        Some(format!("{stem}.data"))
+    } else {
+        name.strip_suffix(".hint.tmp")
+            .map(|stem| format!("{stem}.data.tmp"))
+    }
+}
+
+fn entry_is_truthful(entry: &HintEntry, data: &[u8]) -> bool {
+    let record = usize::try_from(entry.offset)
+        .ok()
+        .and_then(|at| data.get(at..))
+        .and_then(|bytes| Record::decode(bytes).ok());
+    record.is_some_and(|record| HintEntry::of(&record, entry.offset) == *entry)
+}
+
 /// Reads every listed key and every alphabet key with `read` and `get`: each answer must be a
 /// value some record holds for that key, not-found (only for keys `keys()` does not list), or
-/// corruption (only if `corruption_ok`). Also checks `stats()` against `keys()`.
-fn check_reads(db: &Database, pairs: &HashSet<(Vec<u8>, Vec<u8>)>, corruption_ok: bool) {
+/// corruption (only if `corruption_ok`). Also checks `stats()` against `keys()`. Returns the
+/// answers other than corruption.
+fn check_reads(db: &Database, pairs: &HashSet<(Vec<u8>, Vec<u8>)>, corruption_ok: bool) -> Answers {
+    let mut answers = Answers::new();
     let listed: BTreeSet<Vec<u8>> = db.keys().collect();
     let stats = db.stats();
     assert_eq!(stats.num_keys, listed.len() as u64, "stats vs keys()");
@@ -740,7 +811,13 @@ fn check_reads(db: &Database, pairs: &HashSet<(Vec<u8>, Vec<u8>)>, corruption_ok
             (Err(Error::Corruption { .. }), Err(Error::Corruption { .. })) => {}
             _ => panic!("read and get disagree: {read:?} vs {got:?}"),
         }
+        match read {
+            Ok(value) => answers.insert(key, Some(value)),
+            Err(Error::KeyNotFound) => answers.insert(key, None),
+            Err(_) => None,
+        };
     }
+    answers
 }
 
 // ---------------------------------------------------------------------------------------------
