@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --features compare --bench compare                          # 3 repetitions
 //! cargo bench --features compare --bench compare -- --reps 5 --engines bitcask,heed
+//! cargo bench --features compare --bench compare -- --keys 10000 --gets 4000000  # a hot set
 //! ```
 //!
 //! Every (engine, repetition) runs in a child process of its own (this binary with `--child`),
@@ -21,7 +22,9 @@
 //! 1. `fill`: put `N` keys of 16 B (pseudo-random, so in random key order) with values of
 //!    100 B (incompressible), one put per call, no fsync. Then `sync` (timed), then memory.
 //! 2. `get 1t`, `get 2t`: `N` random gets of existing keys from 1 thread, then `N` per thread
-//!    from 2 threads sharing one handle. Each get reads every byte of the value it returns.
+//!    from 2 threads sharing one handle (`--gets` sets another count per thread: with few keys
+//!    and many gets, the store stays in the CPU caches). Each get reads every byte of the value
+//!    it returns.
 //! 3. `overwrite`: put every key once more, in another order, with new values, no fsync; sync.
 //! 4. `compact`: the engine's own compaction, if it has one; on-disk bytes after it.
 //! 5. `get 1t`, `get 2t` again, after compaction.
@@ -482,22 +485,30 @@ fn per_sec(ops: u64, took: Duration) -> f64 {
     ops as f64 / took.as_secs_f64()
 }
 
-/// `n` random gets per thread from `threads` threads; ops/s over all threads.
-fn random_gets(store: &dyn Store, keys: u64, threads: u64, seed: u64) -> f64 {
+/// How many gets each thread of a `get` phase makes, and of how many keys.
+#[derive(Debug, Clone, Copy)]
+struct Gets {
+    keys: u64,
+    per_thread: u64,
+}
+
+/// `gets.per_thread` random gets of existing keys per thread from `threads` threads; ops/s over
+/// all threads.
+fn random_gets(store: &dyn Store, gets: Gets, threads: u64, seed: u64) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
             s.spawn(move || {
                 let mut found = 0;
-                for j in 0..keys {
-                    let i = splitmix(j ^ (seed << 40) ^ (t << 56)) % keys;
+                for j in 0..gets.per_thread {
+                    let i = splitmix(j ^ (seed << 40) ^ (t << 56)) % gets.keys;
                     found += usize::from(store.get(&key(i)) == VALUE_LEN);
                 }
-                assert_eq!(found as u64, keys, "a get missed");
+                assert_eq!(found as u64, gets.per_thread, "a get missed");
             });
         }
     });
-    per_sec(keys * threads, start.elapsed())
+    per_sec(gets.per_thread * threads, start.elapsed())
 }
 
 /// Puts of new keys, each durable before it returns, from `threads` threads for a few seconds.
@@ -531,7 +542,8 @@ fn report(name: &str, value: f64) {
     println!("RESULT {name} {value}");
 }
 
-fn child(engine: &str, keys: u64, seed: u64) {
+fn child(engine: &str, gets: Gets, seed: u64) {
+    let keys = gets.keys;
     let open = ENGINES
         .iter()
         .find(|(name, _)| *name == engine)
@@ -562,8 +574,8 @@ fn child(engine: &str, keys: u64, seed: u64) {
     report("mem_anon_per_key", per_key(anon, anon_before));
     report("disk_fill", dir_bytes(&dir) as f64);
 
-    report("get1_ops", random_gets(&*store, keys, 1, seed));
-    report("get2_ops", random_gets(&*store, keys, 2, seed + 1));
+    report("get1_ops", random_gets(&*store, gets, 1, seed));
+    report("get2_ops", random_gets(&*store, gets, 2, seed + 1));
 
     let start = Instant::now();
     for j in 0..keys {
@@ -579,8 +591,8 @@ fn child(engine: &str, keys: u64, seed: u64) {
         report("compact_s", start.elapsed().as_secs_f64());
     }
     report("disk_compact", dir_bytes(&dir) as f64);
-    report("get1c_ops", random_gets(&*store, keys, 1, seed + 2));
-    report("get2c_ops", random_gets(&*store, keys, 2, seed + 3));
+    report("get1c_ops", random_gets(&*store, gets, 1, seed + 2));
+    report("get2c_ops", random_gets(&*store, gets, 2, seed + 3));
 
     store.close();
     let start = Instant::now();
@@ -604,7 +616,7 @@ fn child(engine: &str, keys: u64, seed: u64) {
 
 /// (metric, label, unit, higher is better)
 const METRICS: &[(&str, &str, &str, bool)] = &[
-    ("fill_ops", "fill 1M, no fsync", "puts/s", true),
+    ("fill_ops", "fill, no fsync", "puts/s", true),
     (
         "get1_ops",
         "random get, 1 thread (after fill)",
@@ -617,7 +629,7 @@ const METRICS: &[(&str, &str, &str, bool)] = &[
         "gets/s",
         true,
     ),
-    ("overwrite_ops", "overwrite 1M, no fsync", "puts/s", true),
+    ("overwrite_ops", "overwrite, no fsync", "puts/s", true),
     (
         "get1c_ops",
         "random get, 1 thread (after compaction)",
@@ -655,7 +667,7 @@ const METRICS: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     ("fill_sync_ms", "sync after fill", "ms", false),
-    ("reopen_ms", "reopen 1M keys", "ms", false),
+    ("reopen_ms", "reopen", "ms", false),
     (
         "other_cpu",
         "CPU used by other processes meanwhile",
@@ -729,9 +741,14 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let keys: u64 = arg("--keys").map_or(1_000_000, |k| k.parse().unwrap());
+    let gets_per_thread: u64 = arg("--gets").map_or(keys, |g| g.parse().unwrap());
     if let Some(engine) = arg("--child") {
         let seed = arg("--seed").map_or(1, |s| s.parse().unwrap());
-        child(&engine, keys, seed);
+        let gets = Gets {
+            keys,
+            per_thread: gets_per_thread,
+        };
+        child(&engine, gets, seed);
         return;
     }
     let reps: usize = arg("--reps").map_or(3, |r| r.parse().unwrap());
@@ -754,6 +771,7 @@ fn main() {
                 let (busy_before, children_before) = cpu_jiffies();
                 let output = Command::new(&exe)
                     .args(["--child", engine, "--keys", &keys.to_string()])
+                    .args(["--gets", &gets_per_thread.to_string()])
                     .args(["--seed", &(rep * 10 + 1).to_string()])
                     .output()
                     .unwrap();
@@ -810,7 +828,8 @@ fn main() {
         })
         .collect();
     println!(
-        "\n{keys} keys of 16 B, values of 100 B; median of {reps} repetitions (one process each)\n"
+        "\n{keys} keys of 16 B, values of 100 B, {gets_per_thread} gets per thread in each get phase; \
+         median of {reps} repetitions (one process each)\n"
     );
     print!("| workload | unit |");
     for engine in &engines {
