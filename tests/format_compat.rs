@@ -171,6 +171,33 @@ fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
     assert_eq!(snapshot(dir.path()), before);
 }
 
+/// A data file too short to hold a header does not stop the check at the files after it: the
+/// newer one is still found and refused, and nothing changes.
+#[test]
+fn a_newer_format_is_found_past_a_file_too_short_to_read() {
+    let dir = copy_of("format-v1");
+    let short = dir.path().join("0000000006.data");
+    rewrite(&short, |bytes| bytes.truncate(HEADER_LEN / 2));
+    let newer = dir.path().join("0000000010.data");
+    rewrite(&newer, |bytes| {
+        let header = FileHeader {
+            version: FORMAT_VERSION + 1,
+            ..FileHeader::decode(bytes).unwrap()
+        };
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    });
+    let before = snapshot(dir.path());
+
+    match Config::new(dir.path()).open() {
+        Err(Error::UnsupportedFormat { path, version }) => {
+            assert_eq!((path, version), (newer, FORMAT_VERSION + 1));
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("opened a store with a newer data file"),
+    }
+    assert_eq!(snapshot(dir.path()), before);
+}
+
 /// The same when the newer file is the output of a merge a newer build committed and did not
 /// finish: open must not rename it into place and delete the merge's input first.
 #[test]
