@@ -30,7 +30,7 @@ const MAX_ENTRY_REPORTS: usize = 10;
 /// [`CliError::Damaged`] if anything is damaged.
 pub fn run(dir: &Path, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
-    let _lock = files::lock_store(dir)?;
+    let _lock = files::lock_store(dir, files::MissingLock::Proceed)?;
     let store_files = StoreFiles::list(dir)?;
     let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);

@@ -124,13 +124,32 @@ pub struct StoreLock {
     _file: Option<File>,
 }
 
+/// What [`lock_store`] does when the store has no `LOCK` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingLock {
+    /// Go on without a lock: a store without a `LOCK` file is not open, and reading commands
+    /// modify nothing (a store opened meanwhile can make the report stale, not wrong on disk).
+    Proceed,
+    /// Create it and take the lock, as the library does: for commands that change the store,
+    /// so that no one opens it between our reading and our changing it.
+    Create,
+}
+
 /// Takes the store's lock (an exclusive flock on `LOCK`, as the library does) so the files stand
 /// still and no one opens the store while we read it; fails with [`CliError::Busy`] if it is
-/// held. A store without a `LOCK` file is not open, and no `LOCK` file is created (reading
-/// commands modify nothing).
-pub fn lock_store(dir: &Path) -> CliResult<StoreLock> {
+/// held. `missing` says what to do when there is no `LOCK` file.
+pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
     let path = dir.join("LOCK");
-    let file = match File::open(&path) {
+    let opened = match missing {
+        MissingLock::Proceed => File::open(&path),
+        MissingLock::Create => File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path),
+    };
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoreLock { _file: None }),
         Err(e) => return Err(CliError::io("opening", &path)(e)),
@@ -147,4 +166,42 @@ pub fn sync_dir(dir: &Path) -> CliResult {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(CliError::io("syncing directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Repair's lock on a store that has no `LOCK` file still keeps the library out.
+    #[test]
+    fn a_created_lock_keeps_the_library_out_of_a_store_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        bitcask::Config::new(&store)
+            .open()
+            .unwrap()
+            .close()
+            .unwrap();
+        std::fs::remove_file(store.join("LOCK")).unwrap();
+
+        let lock = lock_store(&store, MissingLock::Create).unwrap();
+        match bitcask::Config::new(&store).open() {
+            Err(bitcask::Error::Locked(_)) => {}
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("the library opened a store the CLI had locked"),
+        }
+        drop(lock);
+        bitcask::Config::new(&store)
+            .open()
+            .unwrap()
+            .close()
+            .unwrap();
+    }
+
+    #[test]
+    fn reading_commands_create_no_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _lock = lock_store(dir.path(), MissingLock::Proceed).unwrap();
+        assert!(!dir.path().join("LOCK").exists());
+    }
 }

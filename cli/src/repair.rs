@@ -37,7 +37,7 @@ use crate::store;
 pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let dir = std::fs::canonicalize(dir).map_err(CliError::io("resolving", dir))?;
-    let lock = files::lock_store(&dir)?;
+    let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let out = match out {
         Some(out) => out.to_path_buf(),
         None => sibling(&dir, "repaired")?,
