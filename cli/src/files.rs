@@ -131,7 +131,10 @@ pub enum MissingLock {
     /// modify nothing (a store opened meanwhile can make the report stale, not wrong on disk).
     Proceed,
     /// Create it and take the lock, as the library does: for commands that change the store,
-    /// so that no one opens it between our reading and our changing it.
+    /// so that no one opens it between our reading and our changing it. Where the directory
+    /// cannot take a new file (a read-only mount, another user's store), go on without a lock:
+    /// the library, which opens `LOCK` for writing, cannot open the store there either (not as
+    /// this user).
     Create,
 }
 
@@ -139,20 +142,23 @@ pub enum MissingLock {
 /// still and no one opens the store while we read it; fails with [`CliError::Busy`] if it is
 /// held. `missing` says what to do when there is no `LOCK` file.
 pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
+    use std::io::ErrorKind::{NotFound, PermissionDenied, ReadOnlyFilesystem};
     let path = dir.join("LOCK");
-    let opened = match missing {
-        MissingLock::Proceed => File::open(&path),
-        MissingLock::Create => File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path),
-    };
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StoreLock { _file: None }),
-        Err(e) => return Err(CliError::io("opening", &path)(e)),
+    let file = match (File::open(&path), missing) {
+        (Ok(file), _) => file,
+        (Err(e), MissingLock::Proceed) if e.kind() == NotFound => {
+            return Ok(StoreLock { _file: None });
+        }
+        (Err(e), MissingLock::Create) if e.kind() == NotFound => {
+            match File::options().append(true).create(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if matches!(e.kind(), ReadOnlyFilesystem | PermissionDenied) => {
+                    return Ok(StoreLock { _file: None });
+                }
+                Err(e) => return Err(CliError::io("creating", &path)(e)),
+            }
+        }
+        (Err(e), _) => return Err(CliError::io("opening", &path)(e)),
     };
     match file.try_lock() {
         Ok(()) => Ok(StoreLock { _file: Some(file) }),
