@@ -2,9 +2,9 @@
 //! raw or built with the real encoders, then truncated or bit-flipped). Open fails or succeeds
 //! but never panics; every value read back is one that some record of that key in the image
 //! holds; a write, a merge and a close don't panic, and when they all succeed the store reopens
-//! cleanly with the write in it and, when the image's hints are truthful, every other key as the
-//! first open read it (nothing lost, nothing removed brought back). See
-//! `bitcask_fuzz::check_recover`.
+//! cleanly with the write in it; after the merge and after the reopen every other key reads as
+//! after the first open (nothing lost, nothing removed brought back), but for keys a lying hint
+//! can misplace. See `bitcask_fuzz::check_recover`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
