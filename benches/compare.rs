@@ -22,9 +22,9 @@
 //! 1. `fill`: put `N` keys of 16 B (pseudo-random, so in random key order) with values of
 //!    100 B (incompressible), one put per call, no fsync. Then `sync` (timed), then memory.
 //! 2. `get 1t`, `get 2t`: `N` random gets of existing keys from 1 thread, then `N` per thread
-//!    from 2 threads sharing one handle (`--gets` sets another count per thread: with few keys
-//!    and many gets, the store stays in the CPU caches). Each get reads every byte of the value
-//!    it returns.
+//!    from 2 threads sharing one handle. Each get reads every byte of the value it returns.
+//!    `--gets` sets another count per thread for every `get` phase: with few keys and many
+//!    gets, the store stays in the CPU caches.
 //! 3. `overwrite`: put every key once more, in another order, with new values, no fsync; sync.
 //! 4. `compact`: the engine's own compaction, if it has one; on-disk bytes after it.
 //! 5. `get 1t`, `get 2t` again, after compaction.
