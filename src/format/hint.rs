@@ -250,12 +250,69 @@ impl<'a> HintFile<'a> {
         }
     }
 
+    /// Whether open trusts this hint as the index of data file `file_id`, `data_len` bytes long:
+    /// it names that file and length, and its entries fit the file ([`EntryFit`]).
+    pub fn indexes(&self, file_id: FileId, data_len: u64) -> bool {
+        if self.file_id != file_id || self.data_len != data_len {
+            return false;
+        }
+        let mut fit = EntryFit::new(data_len);
+        self.entries().for_each(|entry| fit.check(&entry));
+        fit.fits()
+    }
+
     fn decoder(&self) -> EntryDecoder<'a> {
         EntryDecoder {
             version: self.version,
             r: Reader::new(self.entries),
             next: self.start,
         }
+    }
+}
+
+/// The rule open applies, entry by entry, before it trusts a hint as its data file's index:
+/// every entry lies inside the file, in file order, without overlapping another, at an offset
+/// the keydir addresses, and the records end exactly where the file does. That is what the
+/// merge that wrote it produced; anything else cannot be trusted as an index.
+///
+/// The exact end matters most for version 2 hints, which store no offsets: one wrong length
+/// moves every later entry, and an index that points beside a key's record makes merge leave
+/// that record behind. One wrong length cannot pass; two that cancel out still could, as a wrong
+/// offset could in version 1 (the checksum only proves the hint is what was written).
+#[derive(Debug, Clone)]
+pub struct EntryFit {
+    file_len: u64,
+    next_free: u64,
+    fits: bool,
+}
+
+impl EntryFit {
+    /// Checks entries against a data file of `file_len` bytes.
+    pub fn new(file_len: u64) -> Self {
+        EntryFit {
+            file_len,
+            next_free: HEADER_LEN as u64,
+            fits: true,
+        }
+    }
+
+    /// Checks the next entry, in the hint's order.
+    pub fn check(&mut self, entry: &HintEntry) {
+        match entry.record_end() {
+            Ok(end)
+                if entry.offset >= self.next_free
+                    && end <= self.file_len
+                    && entry.offset <= u64::from(u32::MAX) =>
+            {
+                self.next_free = end;
+            }
+            _ => self.fits = false,
+        }
+    }
+
+    /// Whether every entry fitted and the records end where the file does.
+    pub fn fits(&self) -> bool {
+        self.fits && self.next_free == self.file_len
     }
 }
 

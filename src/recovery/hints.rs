@@ -22,8 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::order::Stamped;
 use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
-use crate::format::header::HEADER_LEN;
-use crate::format::hint::{EntryStart, HintEntry, HintFile};
+use crate::format::hint::{EntryFit, EntryStart, HintEntry, HintFile};
 use crate::format::record::RecordKind;
 use crate::io::layout::Layout;
 use crate::io::mmap::Mapping;
@@ -75,45 +74,25 @@ fn map_hint(fs: &dyn Vfs, path: &Path) -> Option<Mapping> {
 /// to the end of the hint.
 type Part = (EntryStart, Option<EntryStart>);
 
-/// Checks, entry by entry, that every entry lies inside the data file, in file order, without
-/// overlapping another, at an offset the keydir addresses, and that the records end exactly
-/// where the file does: what the merge that wrote it produced; anything else cannot be trusted
-/// as an index. Splits the entries into parts of [`PART_ENTRIES`].
-///
-/// The exact end matters most for version 2 hints, which store no offsets: one wrong length
-/// moves every later entry, and an index that points beside a key's record makes merge leave
-/// that record behind. One wrong length can no longer pass; two that cancel out still could,
-/// as a wrong offset could in version 1 (the checksum only proves the hint is what was written).
+/// Checks the entries against the data file as open requires ([`EntryFit`]), and splits them
+/// into parts of [`PART_ENTRIES`].
 struct Fit {
-    file_len: u64,
-    next_free: u64,
+    rule: EntryFit,
     entries: usize,
     starts: Vec<EntryStart>,
-    fits: bool,
 }
 
 impl Fit {
     fn new(file_len: u64) -> Self {
         Fit {
-            file_len,
-            next_free: HEADER_LEN as u64,
+            rule: EntryFit::new(file_len),
             entries: 0,
             starts: Vec::new(),
-            fits: true,
         }
     }
 
     fn check(&mut self, start: EntryStart, entry: &HintEntry) {
-        match entry.record_end() {
-            Ok(end)
-                if entry.offset >= self.next_free
-                    && end <= self.file_len
-                    && entry.offset <= u64::from(u32::MAX) =>
-            {
-                self.next_free = end;
-            }
-            _ => self.fits = false,
-        }
+        self.rule.check(entry);
         if self.entries.is_multiple_of(PART_ENTRIES) {
             self.starts.push(start);
         }
@@ -122,7 +101,7 @@ impl Fit {
 
     /// The parts, if every entry fits.
     fn parts(self) -> Option<Vec<Part>> {
-        if !self.fits || self.next_free != self.file_len {
+        if !self.rule.fits() {
             return None;
         }
         let ends = self.starts.iter().skip(1).copied().map(Some).chain([None]);
