@@ -1,20 +1,29 @@
 //! `repair`: salvages a damaged store by copying every valid record into a new store beside it.
 //!
-//! 1. Take the original's lock (refusing a store open elsewhere) and read its data files
-//!    directly, walking past damage (see [`crate::salvage`]).
-//! 2. Resolve the records newest-seq-wins per key, tombstones removing their key, exactly as
-//!    open does; hint files are not needed (the data files hold everything).
-//! 3. Write the survivors through the library into a new store (`<dir>.repaired` or `--out`),
+//! 1. Refuse a directory without data files (a mistyped `--dir`) and an `--out` inside the
+//!    store; take the original's lock (refusing a store open elsewhere; creating `LOCK` if it
+//!    is missing).
+//! 2. Take the files open would read: where a `MERGE` record that decodes names a merge that
+//!    committed, its outputs (`*.data.tmp` or already renamed) instead of its inputs, which
+//!    open deletes.
+//! 3. Read each data file directly: a sealed file whose hint open would trust, where the hint
+//!    says its records are (a damaged record's entry still gives its key, seq and kind); any
+//!    other file by walking past damage (see [`crate::salvage`]).
+//! 4. Resolve the records newest-seq-wins per key, tombstones removing their key, as open does.
+//!    A key whose newest record is a damaged put named by a hint is left out, not given an
+//!    older value, and the report names it.
+//! 5. Write the survivors through the library into a new store (`<dir>.repaired` or `--out`),
 //!    sync and close it.
-//! 4. Only with `--in-place`, and only after step 3 completed: exchange the copy and `<dir>` in
-//!    one step where the file system can (else two renames), move the original to
-//!    `<dir>.damaged-<unix seconds>`, fsync the parent directory. The original is never deleted.
+//! 6. Only with `--in-place`, and only after step 5 completed: rename the copy to
+//!    `<dir>.damaged-<unix seconds>` and exchange it with `<dir>` in one step where the file
+//!    system can (else move the original to that name and the copy into place, two renames),
+//!    then fsync the parent directories. The original is never deleted.
 //!
-//! Data files only: `*.tmp` files are either merge outputs that were never committed or
-//! committed ones whose input files (holding the same records) are still present. Saved tails
-//! (`*.data.cut-OFFSET`) are listed in the report but not copied: an open that cut them off
-//! resumed the seqs below theirs, so later writes may carry the same seqs and nothing tells
-//! which is newer. A person decides (`bitcask dump` shows them).
+//! Where no hint names a damaged record, its key is unknown: if it held the key's newest value
+//! or removal, an older value comes back (the report says so). Uncommitted `*.tmp` files are
+//! not read. Saved tails (`*.data.cut-OFFSET`) are listed in the report but not copied: an open
+//! that cut them off resumed the seqs below theirs, so later writes may carry the same seqs and
+//! nothing tells which is newer. A person decides (`bitcask dump` shows them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -22,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcask::CorruptionKind;
+use bitcask::format::commit::MergeCommit;
 use bitcask::format::header::{FileHeader, FileKind};
+use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::{Record, RecordKind};
 
 use crate::error::{CliError, CliResult};
@@ -37,16 +48,20 @@ use crate::store;
 pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let dir = std::fs::canonicalize(dir).map_err(CliError::io("resolving", dir))?;
-    let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let out = match out {
         Some(out) => out.to_path_buf(),
         None => sibling(&dir, "repaired")?,
     };
     ensure_fresh(&out)?;
-    let store_files = StoreFiles::list(&dir)?;
+    ensure_outside(&out, &dir)?;
+    ensure_a_store(&dir)?;
+    let lock = files::lock_store(&dir, files::MissingLock::Create)?;
+    let mut store_files = StoreFiles::list(&dir)?;
+    let merge_note = finish_merge_as_open_would(&mut store_files)?;
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let mut report = salvage.report(&dir, &out, kept);
+    report.push_str(&merge_note);
     if in_place && !salvage.unreadable.is_empty() {
         note_saved_tails(&mut report, &store_files, &dir);
         write_stdout(report.as_bytes())?;
@@ -80,6 +95,49 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     write_stdout(report.as_bytes())
 }
 
+/// Makes `store_files` the files open reads after it finishes an interrupted merge. With a
+/// `MERGE` record that decodes, the merge committed: its outputs (still `*.tmp`, or renamed)
+/// replace its inputs, which open deletes. Reading the inputs instead could bring back a key
+/// whose removal the merge dropped along with the put it removed. Returns the report's line
+/// about it, if any.
+fn finish_merge_as_open_would(store_files: &mut StoreFiles) -> CliResult<String> {
+    let Some(path) = store_files.merge_record.clone() else {
+        return Ok(String::new());
+    };
+    let commit = match MergeCommit::decode(&files::read(&path)?) {
+        Ok(commit) => commit,
+        Err(kind) => {
+            return Ok(format!(
+                "merge     {}: {kind} (open refuses the store while it is there); the merge's \
+                 inputs were read, its outputs not\n",
+                path.display()
+            ));
+        }
+    };
+    for id in &commit.inputs {
+        store_files.data.remove(id);
+        store_files.hints.remove(id);
+    }
+    let dir = parent_of(&path);
+    for &id in &commit.outputs {
+        let data_tmp = dir.join(format!("{id:010}.data.tmp"));
+        if data_tmp.exists() {
+            store_files.data.insert(id, data_tmp);
+        }
+        let hint_tmp = dir.join(format!("{id:010}.hint.tmp"));
+        if hint_tmp.exists() {
+            store_files.hints.insert(id, hint_tmp);
+        }
+    }
+    Ok(format!(
+        "merge     {} records a merge that committed but was not finished: read its {} \
+         instead of its {}, as open does\n",
+        path.display(),
+        counted(commit.outputs.len() as u64, "output"),
+        counted(commit.inputs.len() as u64, "input")
+    ))
+}
+
 /// Names each saved tail where it is now: in `original`, the store directory as it stands (or
 /// where `--in-place` moved it).
 fn note_saved_tails(report: &mut String, store_files: &StoreFiles, original: &Path) {
@@ -96,13 +154,26 @@ fn note_saved_tails(report: &mut String, store_files: &StoreFiles, original: &Pa
     }
 }
 
+/// What the newest record of a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Newest {
+    Put,
+    Tombstone,
+    /// A put whose record is damaged, known from the data file's hint: its value is lost, and
+    /// the key's older values must not take its place.
+    LostPut,
+}
+
+/// Lost keys the report names one by one.
+const LOST_KEYS_LISTED: usize = 20;
+
 /// Where the newest record of a key was found.
 #[derive(Debug, Clone, Copy)]
 struct Winner {
     seq: u64,
     file_id: u32,
     offset: u64,
-    put: bool,
+    newest: Newest,
 }
 
 /// Bytes that were skipped.
@@ -119,6 +190,8 @@ struct Salvage {
     winners: HashMap<Vec<u8>, Winner>,
     data_files: u64,
     records: u64,
+    /// Damaged records whose key, seq and kind a hint file supplied.
+    hinted_damaged: u64,
     dropped: Vec<Dropped>,
     bad_headers: Vec<(PathBuf, CorruptionKind)>,
     /// Data files that could not be read, with the error.
@@ -126,27 +199,97 @@ struct Salvage {
 }
 
 impl Salvage {
-    fn offer(&mut self, file_id: u32, offset: u64, record: &Record) {
+    fn offer_record(&mut self, file_id: u32, offset: u64, record: &Record) {
         self.records += 1;
+        let newest = match record.kind {
+            RecordKind::Put => Newest::Put,
+            RecordKind::Tombstone => Newest::Tombstone,
+        };
+        self.offer(record.key, record.seq, file_id, offset, newest);
+    }
+
+    /// Keeps the candidate if it is newer than what `key` has (ties keep the first: one record
+    /// found twice).
+    fn offer(&mut self, key: &[u8], seq: u64, file_id: u32, offset: u64, newest: Newest) {
         let candidate = Winner {
-            seq: record.seq,
+            seq,
             file_id,
             offset,
-            put: record.kind == RecordKind::Put,
+            newest,
         };
-        match self.winners.get_mut(record.key) {
-            Some(current) if current.seq >= record.seq => {}
+        match self.winners.get_mut(key) {
+            Some(current) if current.seq >= seq => {}
             Some(current) => *current = candidate,
             None => {
-                self.winners.insert(record.key.to_vec(), candidate);
+                self.winners.insert(key.to_vec(), candidate);
             }
         }
+    }
+
+    /// Reads a data file's records through damage, resynchronising after each bad range.
+    fn read_by_walk(&mut self, id: u32, path: &Path, bytes: &[u8], is_tail: bool) {
+        let len = bytes.len() as u64;
+        for item in walk(bytes) {
+            match item {
+                Item::Record { offset, record } => self.offer_record(id, offset, &record),
+                Item::Bad(range) => self.dropped.push(Dropped {
+                    path: path.to_path_buf(),
+                    range,
+                    torn_tail: range.is_torn_tail(len, is_tail),
+                }),
+            }
+        }
+    }
+
+    /// Reads a data file's records where its hint says they are, as open does. A damaged
+    /// record's entry still says which key it held, how new it was and whether it was a put: a
+    /// removal stays a removal, and a lost value is not replaced by an older one.
+    fn read_by_hint(&mut self, id: u32, path: &Path, bytes: &[u8], hint: &HintFile) {
+        for entry in hint.entries() {
+            let (start, end) = (entry.offset, entry.record_end().unwrap_or(u64::MAX));
+            let record = bytes
+                .get(start as usize..end as usize)
+                .ok_or(CorruptionKind::Truncated)
+                .and_then(Record::decode)
+                .and_then(|record| match HintEntry::of(&record, start) == entry {
+                    true => Ok(record),
+                    false => Err(CorruptionKind::KeyMismatch),
+                });
+            match record {
+                Ok(record) => self.offer_record(id, start, &record),
+                Err(kind) => {
+                    self.hinted_damaged += 1;
+                    let newest = match entry.kind {
+                        RecordKind::Put => Newest::LostPut,
+                        RecordKind::Tombstone => Newest::Tombstone,
+                    };
+                    self.offer(entry.key, entry.seq, id, start, newest);
+                    self.dropped.push(Dropped {
+                        path: path.to_path_buf(),
+                        range: BadRange { start, end, kind },
+                        torn_tail: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Keys whose newest record is a damaged put, sorted.
+    fn lost_keys(&self) -> Vec<(&[u8], &Winner)> {
+        let mut lost: Vec<_> = self
+            .winners
+            .iter()
+            .filter(|(_, w)| w.newest == Newest::LostPut)
+            .map(|(key, w)| (key.as_slice(), w))
+            .collect();
+        lost.sort_unstable_by_key(|(key, _)| *key);
+        lost
     }
 
     /// Offsets of the surviving puts, grouped by file, in file order.
     fn survivors(&self) -> BTreeMap<u32, Vec<u64>> {
         let mut by_file: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for winner in self.winners.values().filter(|w| w.put) {
+        for winner in self.winners.values().filter(|w| w.newest == Newest::Put) {
             by_file
                 .entry(winner.file_id)
                 .or_default()
@@ -188,11 +331,42 @@ impl Salvage {
             if damaged.is_empty() {
                 ""
             } else {
-                " (records in them are lost):"
+                " (records in them are lost; where one held a key's newest value or removal \
+                 and no hint file names it, an older value may have come back):"
             }
         );
         for d in damaged {
             let _ = writeln!(text, "  {}", describe(d));
+        }
+        if self.hinted_damaged > 0 {
+            let _ = writeln!(
+                text,
+                "hints     {} named by their data files' hint files: removals among them \
+                 were kept",
+                counted(self.hinted_damaged, "damaged record")
+            );
+        }
+        let lost = self.lost_keys();
+        if !lost.is_empty() {
+            let _ = writeln!(
+                text,
+                "lost      {} whose newest value was in a damaged record (left out: no older \
+                 value was put in its place):",
+                counted(lost.len() as u64, "key")
+            );
+            for (key, winner) in lost.iter().take(LOST_KEYS_LISTED) {
+                let _ = writeln!(
+                    text,
+                    "  \"{}\" (seq {}, data file {:010}, offset {})",
+                    key.escape_ascii(),
+                    winner.seq,
+                    winner.file_id,
+                    winner.offset
+                );
+            }
+            if lost.len() > LOST_KEYS_LISTED {
+                let _ = writeln!(text, "  and {} more", lost.len() - LOST_KEYS_LISTED);
+            }
         }
         for d in self.dropped.iter().filter(|d| d.torn_tail) {
             let _ = writeln!(
@@ -230,7 +404,8 @@ fn describe(dropped: &Dropped) -> String {
     )
 }
 
-/// Reads every data file, collecting the newest record per key and the bytes skipped.
+/// Reads every data file, collecting the newest record per key and the bytes skipped. A sealed
+/// file with a hint that open would trust is read where the hint says its records are.
 fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
     let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "reading", quiet);
@@ -262,18 +437,20 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
             }
             Ok(_) => {}
         }
-        let len = bytes.len() as u64;
-        for item in walk(&bytes) {
-            match item {
-                Item::Record { offset, record } => salvage.offer(id, offset, &record),
-                Item::Bad(range) => salvage.dropped.push(Dropped {
-                    path: path.clone(),
-                    range,
-                    torn_tail: range.is_torn_tail(len, tail == Some(id)),
-                }),
-            }
+        let is_tail = tail == Some(id);
+        let hint_bytes = (!is_tail)
+            .then(|| store_files.hints.get(&id))
+            .flatten()
+            .and_then(|hint_path| files::read(hint_path).ok());
+        let hint = hint_bytes
+            .as_deref()
+            .and_then(|hint| HintFile::decode(hint).ok())
+            .filter(|hint| hint.indexes(id, bytes.len() as u64));
+        match hint {
+            Some(hint) => salvage.read_by_hint(id, path, &bytes, &hint),
+            None => salvage.read_by_walk(id, path, &bytes, is_tail),
         }
-        progress.inc(len);
+        progress.inc(bytes.len() as u64);
     }
     progress.finish();
     Ok(salvage)
@@ -328,6 +505,32 @@ fn sibling(dir: &Path, suffix: &str) -> CliResult<PathBuf> {
     Ok(dir.with_file_name(name))
 }
 
+/// Fails if `dir` holds no data file and no merge record: a mistyped `--dir` (the parent of the
+/// store, say) must not be locked, copied or, with `--in-place`, swapped for an empty store.
+fn ensure_a_store(dir: &Path) -> CliResult {
+    let found = StoreFiles::list(dir)?;
+    if found.data.is_empty() && found.merge_record.is_none() {
+        return Err(CliError::Refused(format!(
+            "{} holds no data files, so it is not a bitcask store or holds nothing to repair",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Fails if `out` lies inside the store `dir`: the copy's files would be read as the store's.
+fn ensure_outside(out: &Path, dir: &Path) -> CliResult {
+    let out = std::path::absolute(out).map_err(CliError::io("resolving", out))?;
+    if out.starts_with(dir) {
+        return Err(CliError::Usage(format!(
+            "--out {} lies inside the store {}; choose a directory outside it",
+            out.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Fails unless `out` is missing or an empty directory.
 fn ensure_fresh(out: &Path) -> CliResult {
     let fresh = match std::fs::read_dir(out) {
@@ -362,8 +565,9 @@ fn exchange(_: &Path, _: &Path) -> bool {
 }
 
 /// Moves the original aside and the repaired copy into its place; returns the original's new
-/// path. Where the two directories can be exchanged in one step, `dir` is never missing;
-/// otherwise it takes two renames, and if the second fails the original is moved back.
+/// path. Where the two directories can be exchanged in one step, `dir` is never missing and the
+/// original never holds any name but `dir` and its backup name; otherwise it takes two renames,
+/// and if the second fails the original is moved back.
 fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -376,18 +580,17 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
             out.display()
         )));
     }
-    if exchange(out, dir) {
-        // `dir` holds the copy now and `out` the original, and `dir` never went missing: a
-        // process opening it meanwhile found one store or the other, never a new empty one.
-        std::fs::rename(out, &backup).map_err(|source| CliError::Io {
-            doing: "moving the damaged store (swapped out of the way) aside from".into(),
-            target: out.display().to_string(),
-            source,
-        })?;
-        for parent in [parent_of(dir), parent_of(out)] {
-            files::sync_dir(&parent)?;
+    // The copy takes the backup's name first, so that the exchange leaves the original under
+    // its final name in the same step. (A crash between the two leaves the original at `dir`
+    // and the copy under the backup's name: misnamed, but no original under a name that invites
+    // deleting it, as `out` would.)
+    if std::fs::rename(out, &backup).is_ok() {
+        if exchange(&backup, dir) {
+            sync_parents(dir, out)?;
+            return Ok(backup);
         }
-        return Ok(backup);
+        std::fs::rename(&backup, out)
+            .map_err(CliError::io("moving the repaired copy back from", &backup))?;
     }
     std::fs::rename(dir, &backup).map_err(CliError::io("moving the damaged store aside:", dir))?;
     if let Err(source) = std::fs::rename(out, dir) {
@@ -402,10 +605,16 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
             source,
         });
     }
+    sync_parents(dir, out)?;
+    Ok(backup)
+}
+
+/// Fsyncs the directories holding `dir` and `out`, so that the renames survive a power cut.
+fn sync_parents(dir: &Path, out: &Path) -> CliResult {
     for parent in [parent_of(dir), parent_of(out)] {
         files::sync_dir(&parent)?;
     }
-    Ok(backup)
+    Ok(())
 }
 
 fn parent_of(path: &Path) -> PathBuf {

@@ -4,6 +4,7 @@ mod check;
 mod inspect;
 mod kv;
 mod repair;
+mod repair_as_open;
 mod support;
 mod transfer;
 mod usage;

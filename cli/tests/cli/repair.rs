@@ -97,6 +97,57 @@ fn repair_refuses_an_existing_output_directory() {
     assert_eq!(snapshot(&taken).len(), 1, "nothing written into it");
 }
 
+/// A directory without data files (the store's parent, mistyped) is refused before anything is
+/// locked, copied or swapped.
+#[test]
+fn repair_refuses_a_directory_that_holds_no_store() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let parent = store.parent().to_path_buf();
+    let names = |dir: &std::path::Path| -> Vec<_> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let (parent_before, store_before) = (names(&parent), snapshot(&store.dir));
+    let mut command = crate::support::bitcask();
+    command
+        .arg("--dir")
+        .arg(&parent)
+        .args(["repair", "--in-place"]);
+    let run = crate::support::run(command, b"").expect(3);
+    assert!(run.stderr.contains("holds no data files"), "{}", run.stderr);
+    assert_eq!(
+        names(&parent),
+        parent_before,
+        "no LOCK file, no copy, nothing moved"
+    );
+    assert_eq!(snapshot(&store.dir), store_before);
+}
+
+#[test]
+fn repair_refuses_an_output_inside_the_store() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let inside = store.dir.join("copy");
+    let run = store
+        .run(&[
+            OsStr::new("repair"),
+            OsStr::new("--out"),
+            inside.as_os_str(),
+        ])
+        .expect(2);
+    assert!(
+        run.stderr.contains("lies inside the store"),
+        "{}",
+        run.stderr
+    );
+    assert!(!inside.exists());
+}
+
 /// A saved tail's records are listed in the report but not copied: nothing tells whether they
 /// are older or newer than what the store holds.
 #[test]

@@ -1,0 +1,228 @@
+//! `repair` of hand-built stores in which a merge was interrupted or a damaged record has a hint
+//! entry: the copy must hold what open serves, never a removed key or an older value in place of
+//! a lost one.
+
+use std::path::Path;
+
+use bitcask::format::commit::MergeCommit;
+use bitcask::format::header::{FileHeader, FileKind};
+use bitcask::format::hint::{HintBuilder, HintEntry};
+use bitcask::format::record::{Record, RecordKind};
+
+use crate::support::{TestStore, flip_byte, pairs_of};
+
+/// A record of a hand-built data file: seq, key, and the value of a put (`None`: a removal).
+type Rec = (u64, &'static [u8], Option<&'static [u8]>);
+
+/// Bytes before a record's key: its fixed header.
+const RECORD_HEADER: u64 = 21;
+
+/// Writes data file `id` of `kind` as `name` in `dir`, and if `hint_name` is given its hint
+/// file; returns each record's offset.
+fn write_file(
+    dir: &Path,
+    name: &str,
+    hint_name: Option<&str>,
+    kind: FileKind,
+    id: u32,
+    records: &[Rec],
+) -> Vec<u64> {
+    let mut data = FileHeader::new(kind, id).encode().to_vec();
+    let mut hint = HintBuilder::new(id);
+    let mut offsets = Vec::new();
+    for &(seq, key, value) in records {
+        let record = Record {
+            seq,
+            kind: if value.is_some() {
+                RecordKind::Put
+            } else {
+                RecordKind::Tombstone
+            },
+            key,
+            value: value.unwrap_or_default(),
+        };
+        offsets.push(data.len() as u64);
+        hint.push(&HintEntry::of(&record, data.len() as u64));
+        record.encode_into(&mut data);
+    }
+    if let Some(hint_name) = hint_name {
+        std::fs::write(dir.join(hint_name), hint.finish(data.len() as u64)).unwrap();
+    }
+    std::fs::write(dir.join(name), data).unwrap();
+    offsets
+}
+
+/// A store directory: `0000000001.data`, a writer file holding `k = old` and `a = x`; then
+/// `0000000002.data`, a merged file with a hint holding `second`; then the newest writer file
+/// `0000000003.data` with `b = y`. Returns the offset of `second`'s record.
+fn store_with_a_merged_file(dir: &Path, second: Rec) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    let first: [Rec; 2] = [(5, b"k", Some(b"old")), (6, b"a", Some(b"x"))];
+    write_file(dir, "0000000001.data", None, FileKind::Data, 1, &first);
+    let offsets = write_file(
+        dir,
+        "0000000002.data",
+        Some("0000000002.hint"),
+        FileKind::Merged,
+        2,
+        &[second],
+    );
+    write_file(
+        dir,
+        "0000000003.data",
+        None,
+        FileKind::Data,
+        3,
+        &[(13, b"b", Some(b"y"))],
+    );
+    offsets[0]
+}
+
+/// What open serves from a copy of `dir` (open may change the directory it opens).
+fn opened_copy(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    pairs_of(copy.path())
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn a_removal_whose_damaged_record_a_hint_names_stays_a_removal() {
+    let store = TestStore::new();
+    let at = store_with_a_merged_file(&store.dir, (12, b"k", None));
+    flip_byte(&store.dir.join("0000000002.data"), at + RECORD_HEADER);
+    let served = opened_copy(&store.dir);
+    assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
+
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(
+        pairs_of(&store.parent().join("db.repaired")),
+        served,
+        "{out}"
+    );
+    assert!(out.contains("hints     1 damaged record named by"), "{out}");
+}
+
+#[test]
+fn a_lost_newest_value_a_hint_names_is_not_replaced_by_an_older_one() {
+    let store = TestStore::new();
+    let at = store_with_a_merged_file(&store.dir, (12, b"k", Some(b"new")));
+    flip_byte(&store.dir.join("0000000002.data"), at + RECORD_HEADER);
+
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(
+        pairs_of(&store.parent().join("db.repaired")),
+        pairs(&[("a", "x"), ("b", "y")]),
+        "{out}"
+    );
+    assert!(out.contains("lost      1 key whose newest value"), "{out}");
+    assert!(out.contains("\"k\" (seq 12, data file 0000000002"), "{out}");
+}
+
+/// A merge of files 2 and 3 into 5 committed, and its clean-up had deleted input 2 (holding the
+/// removal of `k`) but not input 3 (holding an older `k`) when the process died.
+#[test]
+fn a_committed_merge_is_finished_as_open_finishes_it() {
+    let store = TestStore::new();
+    let dir = &store.dir;
+    std::fs::create_dir_all(dir).unwrap();
+    write_file(
+        dir,
+        "0000000003.data",
+        Some("0000000003.hint"),
+        FileKind::Merged,
+        3,
+        &[(5, b"k", Some(b"old"))],
+    );
+    write_file(
+        dir,
+        "0000000004.data",
+        None,
+        FileKind::Data,
+        4,
+        &[(13, b"b", Some(b"y"))],
+    );
+    write_file(
+        dir,
+        "0000000005.data",
+        Some("0000000005.hint"),
+        FileKind::Merged,
+        5,
+        &[(6, b"a", Some(b"x"))],
+    );
+    let commit = MergeCommit {
+        inputs: vec![2, 3],
+        outputs: vec![5],
+    };
+    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    let served = opened_copy(dir);
+    assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
+
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(
+        pairs_of(&store.parent().join("db.repaired")),
+        served,
+        "{out}"
+    );
+    assert!(
+        out.contains("read its 1 output instead of its 2 inputs"),
+        "{out}"
+    );
+}
+
+/// The same merge with its output not yet renamed, and its input damaged: the value is read from
+/// the output, as open would serve it.
+#[test]
+fn a_committed_merge_output_still_named_tmp_is_read() {
+    let store = TestStore::new();
+    let dir = &store.dir;
+    std::fs::create_dir_all(dir).unwrap();
+    let at = write_file(
+        dir,
+        "0000000002.data",
+        None,
+        FileKind::Data,
+        2,
+        &[(6, b"a", Some(b"x"))],
+    );
+    flip_byte(&dir.join("0000000002.data"), at[0] + RECORD_HEADER);
+    write_file(
+        dir,
+        "0000000004.data",
+        None,
+        FileKind::Data,
+        4,
+        &[(13, b"b", Some(b"y"))],
+    );
+    let (data, hint) = ("0000000005.data.tmp", "0000000005.hint.tmp");
+    write_file(
+        dir,
+        data,
+        Some(hint),
+        FileKind::Merged,
+        5,
+        &[(6, b"a", Some(b"x"))],
+    );
+    let commit = MergeCommit {
+        inputs: vec![2],
+        outputs: vec![5],
+    };
+    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    let served = opened_copy(dir);
+    assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
+
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(
+        pairs_of(&store.parent().join("db.repaired")),
+        served,
+        "{out}"
+    );
+}
