@@ -41,8 +41,9 @@ pub struct Stats {
     pub num_data_files: u64,
     /// Bytes of records the keydir points at.
     pub live_bytes: u64,
-    /// Bytes on disk that a merge could reclaim: overwritten and removed records, tombstones,
-    /// file headers.
+    /// Bytes of the data files that are not live records: overwritten and removed records,
+    /// tombstones (a merge keeps those while an older record of their key survives it), file
+    /// headers.
     pub dead_bytes: u64,
     /// Bytes of all data files (`live_bytes + dead_bytes`).
     pub total_bytes: u64,
@@ -66,7 +67,8 @@ pub struct FileStats {
     pub file_id: u32,
     /// Whether it is the active file (the one being appended to).
     pub active: bool,
-    /// File length.
+    /// Bytes of its records and header. (The active file is longer on disk: it is allocated
+    /// ahead of the writer.)
     pub total_bytes: u64,
     /// Bytes of live records in it.
     pub live_bytes: u64,
@@ -78,10 +80,12 @@ pub struct FileStats {
 
 /// Iterator over the live keys, from [`Database::keys`].
 ///
-/// It walks a snapshot taken when `keys()` was called (copies of the keys, packed into one
-/// buffer: about the key's length + 4 bytes each while the iterator lives), so writing while
-/// iterating is fine and cannot deadlock. Each key is handed out as its own `Vec`. Order is
-/// unspecified (hash order).
+/// It walks a copy of the keys made when `keys()` was called (packed into one buffer: about the
+/// key's length + 4 bytes each while the iterator lives), so writing while iterating is fine and
+/// cannot deadlock. The copy is taken one keydir shard at a time, not at one instant: a key that
+/// is live for the whole call is listed and one that is absent for the whole call is not, but a
+/// key written or removed during the call may or may not be, whatever the order of those
+/// writes. Each key is handed out as its own `Vec`. Order is unspecified (hash order).
 #[derive(Debug)]
 pub struct Keys {
     inner: KeyList,
@@ -169,8 +173,9 @@ impl Database {
 
     /// Syncs, stops the background threads (a running merge is abandoned safely), releases the
     /// directory lock and unmaps the files once no reader uses them. Afterwards every call on
-    /// this handle and its clones returns [`Error::Closed`], and the directory can be opened
-    /// again at once.
+    /// this handle and its clones returns [`Error::Closed`] (`keys()` is empty, and `stats()`
+    /// reports the figures as they were at the close), and the directory can be opened again at
+    /// once.
     pub fn close(&self) -> Result<()> {
         self.handle.close()
     }

@@ -61,16 +61,22 @@ impl MergeCounters {
     }
 
     fn record(&self, outcome: &Result<u64>) {
-        let mut figures = self.figures.lock();
         match outcome {
             Ok(reclaimed) => {
+                let mut figures = self.figures.lock();
                 figures.runs += 1;
                 figures.reclaimed_bytes += reclaimed;
                 figures.last = Some(SystemTime::now());
                 figures.last_error = None;
             }
-            Err(Error::Closed) => {}
-            Err(e) => figures.last_error = Some(e.to_string()),
+            Err(e) => self.record_failure(e),
+        }
+    }
+
+    /// Records a merge that failed, before or while it ran (a closed store is no failure).
+    fn record_failure(&self, error: &Error) {
+        if !matches!(error, Error::Closed) {
+            self.figures.lock().last_error = Some(error.to_string());
         }
     }
 }
@@ -78,17 +84,21 @@ impl MergeCounters {
 /// Merges every sealed file (sealing the active file first if it holds records).
 pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
     let mut state = lock_for_merge(engine)?;
-    {
-        let mut writer = engine.lock_writer()?;
-        if !writer.is_empty() {
-            writer.rotate(engine)?;
-        }
-    }
+    seal_active(engine).inspect_err(|e| engine.merge_counters.record_failure(e))?;
     let inputs = sealed_segments(engine, |_| true);
     let merged = merge_files(engine, &mut state, &inputs);
     // Often the last references to the merged-away files: unmapped off this thread.
     retire(inputs);
     merged
+}
+
+/// Rotates the active file if it holds records, so that a merge of everything includes them.
+fn seal_active(engine: &Engine) -> Result<()> {
+    let mut writer = engine.lock_writer()?;
+    if !writer.is_empty() {
+        writer.rotate(engine)?;
+    }
+    Ok(())
 }
 
 /// Merges the files the merge policy picks, if any file triggers it.
@@ -146,12 +156,19 @@ fn chosen(policy: &MergePolicy, usage: &FileUsage) -> bool {
     fragmented || usage.total_bytes < policy.small_file_bytes
 }
 
+/// Takes the merge lock, refusing (and recording why in the merge figures) while a merge that
+/// failed after its commit waits for recovery, and while the writer is poisoned: a merge then
+/// could not make the active file's records durable before its commit, and would copy every
+/// input only to fail there.
 fn lock_for_merge(engine: &Engine) -> Result<crate::sync::MutexGuard<'_, MergeState>> {
     let state = engine.merge.lock();
-    if let Some(reason) = &state.failed_after_commit {
-        return Err(Error::Poisoned(reason.clone()));
-    }
-    engine.check_open()?;
+    let refused = match &state.failed_after_commit {
+        Some(reason) => Err(Error::Poisoned(reason.clone())),
+        None => engine
+            .check_open()
+            .and_then(|()| engine.writer.lock().check_poisoned()),
+    };
+    refused.inspect_err(|e| engine.merge_counters.record_failure(e))?;
     Ok(state)
 }
 

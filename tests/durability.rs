@@ -130,6 +130,27 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     assert_eq!(after_power_cut(&fs).read(b"after").unwrap(), b"x");
 }
 
+/// A poisoned writer cannot make records durable before a merge's commit, so a merge is
+/// refused before it copies anything (it used to copy every input and fail at the end, and the
+/// background thread did so at every check), and the refusal shows in the stats.
+#[test]
+fn a_merge_is_refused_while_the_writer_is_poisoned() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Always);
+    for i in 0..50u32 {
+        db.write(&(i % 10).to_le_bytes(), &i.to_le_bytes()).unwrap();
+    }
+    db.merge().unwrap(); // seals the active file: the next append starts a new one
+    fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
+    assert!(matches!(db.write(b"k", b"v"), Err(Error::Io { .. })));
+
+    let ops = fs.ops();
+    assert!(matches!(db.merge(), Err(Error::Poisoned(_))));
+    assert_eq!(fs.ops(), ops, "the refused merge did I/O");
+    let error = db.stats().last_merge_error.unwrap_or_default();
+    assert!(error.contains("refuses writes"), "{error}");
+}
+
 /// 4 writers under `Always` with group-commit polling `poll`, and an I/O error at some
 /// operation while they run: each writer stops at its first error, which must say I/O or
 /// poisoned (a follower, polling or asleep, learns of the leader's failed fsync), and at least
