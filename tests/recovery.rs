@@ -299,6 +299,40 @@ fn damage_with_valid_records_behind_it_is_cut_but_saved_beside_the_file() {
     assert_eq!(db.stats().num_keys, 1);
 }
 
+/// A damaged record far longer than any fixed search window (a 300 KB value): the records
+/// behind it are still found and saved, not cut off unseen.
+#[test]
+fn records_behind_a_long_damaged_record_are_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + 1) as u8).collect();
+    db.write(b"big", &big).unwrap();
+    db.write(b"after", b"synced").unwrap();
+    db.sync().unwrap();
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    let big_at = 20;
+    bytes[big_at + 21 + 3 + 1_000] ^= 0xFF; // in the value, near its start
+    std::fs::write(&active, &bytes).unwrap();
+
+    let db = Database::open(dir.path()).unwrap();
+    assert!(
+        db.get(b"after").unwrap().is_none(),
+        "behind the damage: cut"
+    );
+    let saved = dir.path().join(format!(
+        "{}.cut-{big_at}",
+        active.file_name().unwrap().to_str().unwrap()
+    ));
+    let saved = std::fs::read(&saved).expect("the tail was saved");
+    let after = saved.windows(b"synced".len()).position(|w| w == b"synced");
+    assert!(
+        after.is_some(),
+        "the saved tail holds the record behind the damage"
+    );
+}
+
 #[test]
 fn a_torn_append_leaves_no_saved_tail() {
     let dir = tempfile::tempdir().unwrap();

@@ -326,13 +326,18 @@ fn recover_tail(
     })
 }
 
-/// How far past the damage to look for a valid record (bounds the search on a huge tail).
-const RESYNC_WINDOW: usize = 64 << 10;
-
 /// Whether a record decodes anywhere after the first byte of `tail` (which starts at the first
-/// invalid record).
+/// invalid record). The search goes as far as the damage does: a damaged record can be any
+/// length (a large value), and the records behind it must be saved, not cut off unseen. It
+/// stops at the last non-zero byte, as no valid record is all zeros (the checksum of zero bytes
+/// is not zero), so the zeros that an active file allocated ahead ends in after a crash cost one
+/// backward pass. On damaged bytes most offsets fail on their length fields at once.
 fn has_valid_record_after_damage(tail: &[u8]) -> bool {
-    (1..tail.len().min(RESYNC_WINDOW)).any(|at| record::Record::decode(&tail[at..]).is_ok())
+    let end = tail
+        .iter()
+        .rposition(|&byte| byte != 0)
+        .map_or(0, |last| last + 1);
+    (1..end).any(|at| record::Record::decode(&tail[at..]).is_ok())
 }
 
 fn seal(file: FoundFile) -> Result<Arc<Segment>> {
