@@ -31,7 +31,8 @@ const MAX_ENTRY_REPORTS: usize = 10;
 pub fn run(dir: &Path, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let _lock = files::lock_store(dir, files::MissingLock::Proceed)?;
-    let store_files = StoreFiles::list(dir)?;
+    let mut store_files = StoreFiles::list(dir)?;
+    let merge = store_files.finish_merge_as_open_would()?;
     let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
     let mut report = Report::default();
@@ -50,12 +51,14 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
         }
     }
     check_orphan_hints(&store_files, &mut report);
-    check_merge_record(dir, &store_files, &mut report)?;
+    check_merge_record(dir, &store_files, merge, &mut report);
     note_saved_tails(&store_files, &mut report);
     note_tmps(&store_files, &mut report);
     progress.finish();
-    report.print(dir)?;
-    report.verdict(dir)
+    // The verdict first: a reader that went away (`check | head`) must not hide damage.
+    let printed = report.print(dir);
+    report.verdict(dir)?;
+    printed
 }
 
 /// How bad a finding is.
@@ -354,16 +357,23 @@ fn check_orphan_hints(store_files: &StoreFiles, report: &mut Report) {
     }
 }
 
-fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report) -> CliResult {
-    let Some(path) = &store_files.merge_record else {
-        return Ok(());
+/// Reports the `MERGE` record, as [`StoreFiles::finish_merge_as_open_would`] decoded it (the
+/// files were then checked as open will read them).
+fn check_merge_record(
+    dir: &Path,
+    store_files: &StoreFiles,
+    merge: Option<Result<MergeCommit, CorruptionKind>>,
+    report: &mut Report,
+) {
+    let (Some(path), Some(merge)) = (&store_files.merge_record, merge) else {
+        return;
     };
-    let commit = match MergeCommit::decode(&files::read(path)?) {
+    let commit = match merge {
         Ok(commit) => commit,
         Err(kind) => {
             let message = format!("merge commit record does not decode: {kind}; open will fail");
             report.add(Severity::Damage, path, Some(0), message);
-            return Ok(());
+            return;
         }
     };
     report.add(
@@ -371,7 +381,8 @@ fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report)
         path,
         None,
         format!(
-            "an interrupted merge of files {:?} into {:?} is committed; the next open finishes it",
+            "an interrupted merge of files {:?} into {:?} is committed; the next open finishes \
+             it (its outputs were checked in place of its inputs, which open deletes)",
             commit.inputs, commit.outputs
         ),
     );
@@ -385,7 +396,6 @@ fn check_merge_record(dir: &Path, store_files: &StoreFiles, report: &mut Report)
             }
         }
     }
-    Ok(())
 }
 
 /// A file's bytes, or `None` after reporting as damage that it cannot be read (a bad sector):

@@ -39,14 +39,15 @@ pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
     } else {
         dump_by_header(&path, &bytes, hex, &mut out)
     };
-    out.finish()?;
+    // The verdict first: a reader that went away (`dump F | head`) must not hide damage.
+    let finished = out.finish();
     if damaged {
         return Err(CliError::Damaged(format!(
             "{} holds bytes that do not decode (marked DAMAGED above)",
             path.display()
         )));
     }
-    Ok(())
+    finished
 }
 
 /// `file` as given if it exists, else relative to the store directory (so `--dir DB dump

@@ -14,6 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bitcask::CorruptionKind;
+use bitcask::format::commit::MergeCommit;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 
 use crate::error::{CliError, CliResult};
@@ -61,6 +62,45 @@ impl StoreFiles {
         } else if let Some(id) = parse_id(name, ".hint") {
             self.hints.insert(id, path);
         }
+    }
+
+    /// Makes these the files open reads after it finishes an interrupted merge. With a `MERGE`
+    /// record that decodes, the merge committed: its outputs (still `*.tmp`, or renamed) take
+    /// the place of its inputs, which open deletes (an input may still hold a put whose removal
+    /// the merge dropped). Returns the decoded record, or why it does not decode (open then
+    /// refuses the store, and the files stay as listed); `None` without a `MERGE` record.
+    pub fn finish_merge_as_open_would(
+        &mut self,
+    ) -> CliResult<Option<Result<MergeCommit, CorruptionKind>>> {
+        let Some(path) = self.merge_record.clone() else {
+            return Ok(None);
+        };
+        let commit = match MergeCommit::decode(&read(&path)?) {
+            Ok(commit) => commit,
+            Err(kind) => return Ok(Some(Err(kind))),
+        };
+        for id in &commit.inputs {
+            self.data.remove(id);
+            self.hints.remove(id);
+        }
+        for &id in &commit.outputs {
+            let data = path.with_file_name(format!("{id:010}.data.tmp"));
+            let hint = path.with_file_name(format!("{id:010}.hint.tmp"));
+            if self.take_tmp(&data) {
+                self.data.insert(id, data);
+            }
+            if self.take_tmp(&hint) {
+                self.hints.insert(id, hint);
+            }
+        }
+        Ok(Some(Ok(commit)))
+    }
+
+    /// Removes `path` from the leftover temporary files; whether it was one.
+    fn take_tmp(&mut self, path: &Path) -> bool {
+        let before = self.tmps.len();
+        self.tmps.retain(|tmp| tmp != path);
+        self.tmps.len() < before
     }
 
     /// Total length of the data and hint files, for progress bars.
@@ -164,6 +204,36 @@ pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
         Ok(()) => Ok(StoreLock { _file: Some(file) }),
         Err(TryLockError::WouldBlock) => Err(CliError::Busy(dir.to_path_buf())),
         Err(TryLockError::Error(e)) => Err(CliError::io("locking", &path)(e)),
+    }
+}
+
+/// Fails with a usage error if `path` (given with `flag`) lies inside the store `dir`: a file
+/// written there could replace one of the store's, and open deletes every `*.tmp` in it.
+pub fn refuse_inside_store(flag: &str, path: &Path, dir: &Path) -> CliResult {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Ok(()); // no store yet: nothing of it to clobber
+    };
+    if resolved(path).starts_with(&dir) {
+        return Err(CliError::Usage(format!(
+            "{flag} {} lies inside the store {}; choose a path outside it",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` with symlinks resolved as far as it exists (a file not created yet: its directory).
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(path) {
+        return path;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|parent| parent.join(name))
+            .unwrap_or(absolute),
+        _ => absolute,
     }
 }
 

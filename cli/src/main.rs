@@ -160,9 +160,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        // `keys | head` is not a failure; an export to stdout whose reader went away is cut
-        // short (an export to a file is complete before its summary line is printed).
-        Err(e) if e.is_broken_pipe() && !exports_to_stdout(&cli.command) => ExitCode::from(EXIT_OK),
+        // `keys | head` is not a failure; an export whose reader went away (to stdout, or to
+        // `-o /dev/stdout` or a FIFO) is cut short. (An export to a regular file is complete
+        // before its summary line is printed.) Commands with a verdict return it in preference
+        // to a broken pipe.
+        Err(e) if e.is_broken_pipe() && !is_export(&cli.command) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("bitcask: {e}");
             ExitCode::from(e.exit_code())
@@ -189,10 +191,8 @@ fn run(cli: &Cli) -> CliResult {
     }
 }
 
-/// Whether `command` writes the export stream to stdout.
-fn exports_to_stdout(command: &Command) -> bool {
-    matches!(command, Command::Export { output }
-        if output.as_deref().is_none_or(|p| p == Path::new("-")))
+fn is_export(command: &Command) -> bool {
+    matches!(command, Command::Export { .. })
 }
 
 /// The store directory, which every command but `dump` needs.

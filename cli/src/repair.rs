@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcask::CorruptionKind;
-use bitcask::format::commit::MergeCommit;
 use bitcask::format::header::{FileHeader, FileKind};
 use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::{Record, RecordKind};
@@ -53,7 +52,7 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
         None => sibling(&dir, "repaired")?,
     };
     ensure_fresh(&out)?;
-    ensure_outside(&out, &dir)?;
+    files::refuse_inside_store("--out", &out, &dir)?;
     ensure_a_store(&dir)?;
     let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let mut store_files = StoreFiles::list(&dir)?;
@@ -64,7 +63,8 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     report.push_str(&merge_note);
     if in_place && !salvage.unreadable.is_empty() {
         note_saved_tails(&mut report, &store_files, &dir);
-        write_stdout(report.as_bytes())?;
+        // The refusal is the outcome, whether or not the report reached its reader.
+        let _ = write_stdout(report.as_bytes());
         return Err(CliError::Refused(format!(
             "not swapped in: {} could not be read, so the copy at {} lacks their records (and \
              where one held a key's newest value or removal, an older value may have come back); \
@@ -95,47 +95,25 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     write_stdout(report.as_bytes())
 }
 
-/// Makes `store_files` the files open reads after it finishes an interrupted merge. With a
-/// `MERGE` record that decodes, the merge committed: its outputs (still `*.tmp`, or renamed)
-/// replace its inputs, which open deletes. Reading the inputs instead could bring back a key
-/// whose removal the merge dropped along with the put it removed. Returns the report's line
-/// about it, if any.
+/// The report's line about an interrupted merge, after [`StoreFiles::finish_merge_as_open_would`]
+/// took the files open would read.
 fn finish_merge_as_open_would(store_files: &mut StoreFiles) -> CliResult<String> {
-    let Some(path) = store_files.merge_record.clone() else {
-        return Ok(String::new());
-    };
-    let commit = match MergeCommit::decode(&files::read(&path)?) {
-        Ok(commit) => commit,
-        Err(kind) => {
-            return Ok(format!(
-                "merge     {}: {kind} (open refuses the store while it is there); the merge's \
-                 inputs were read, its outputs not\n",
-                path.display()
-            ));
-        }
-    };
-    for id in &commit.inputs {
-        store_files.data.remove(id);
-        store_files.hints.remove(id);
-    }
-    let dir = parent_of(&path);
-    for &id in &commit.outputs {
-        let data_tmp = dir.join(format!("{id:010}.data.tmp"));
-        if data_tmp.exists() {
-            store_files.data.insert(id, data_tmp);
-        }
-        let hint_tmp = dir.join(format!("{id:010}.hint.tmp"));
-        if hint_tmp.exists() {
-            store_files.hints.insert(id, hint_tmp);
-        }
-    }
-    Ok(format!(
-        "merge     {} records a merge that committed but was not finished: read its {} \
-         instead of its {}, as open does\n",
-        path.display(),
-        counted(commit.outputs.len() as u64, "output"),
-        counted(commit.inputs.len() as u64, "input")
-    ))
+    let path = store_files.merge_record.clone().unwrap_or_default();
+    Ok(match store_files.finish_merge_as_open_would()? {
+        None => String::new(),
+        Some(Err(kind)) => format!(
+            "merge     {}: {kind} (open refuses the store while it is there); the merge's \
+             inputs were read, its outputs not\n",
+            path.display()
+        ),
+        Some(Ok(commit)) => format!(
+            "merge     {} records a merge that committed but was not finished: read its {} \
+             instead of its {}, as open does\n",
+            path.display(),
+            counted(commit.outputs.len() as u64, "output"),
+            counted(commit.inputs.len() as u64, "input")
+        ),
+    })
 }
 
 /// Names each saved tail where it is now: in `original`, the store directory as it stands (or
@@ -512,19 +490,6 @@ fn ensure_a_store(dir: &Path) -> CliResult {
     if found.data.is_empty() && found.merge_record.is_none() {
         return Err(CliError::Refused(format!(
             "{} holds no data files, so it is not a bitcask store or holds nothing to repair",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Fails if `out` lies inside the store `dir`: the copy's files would be read as the store's.
-fn ensure_outside(out: &Path, dir: &Path) -> CliResult {
-    let out = std::path::absolute(out).map_err(CliError::io("resolving", out))?;
-    if out.starts_with(dir) {
-        return Err(CliError::Usage(format!(
-            "--out {} lies inside the store {}; choose a directory outside it",
-            out.display(),
             dir.display()
         )));
     }

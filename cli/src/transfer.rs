@@ -31,6 +31,9 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
                 .into(),
         ));
     }
+    if let Some(path) = output.filter(|p| *p != Path::new("-")) {
+        files::refuse_inside_store("-o", path, dir)?;
+    }
     let db = store::open_existing(dir)?;
     let keys = SortedKeys::new(db.keys());
     let progress = Progress::items(keys.len() as u64, "exporting", quiet);
@@ -196,6 +199,7 @@ pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
             "standard input".to_string(),
         ),
         Some(path) => {
+            files::refuse_inside_store("-i", path, dir)?;
             let label = path.display().to_string();
             let file = File::open(path).map_err(CliError::io("opening", path))?;
             let regular = file.metadata().is_ok_and(|meta| meta.is_file());

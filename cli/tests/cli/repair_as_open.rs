@@ -178,51 +178,48 @@ fn a_committed_merge_is_finished_as_open_finishes_it() {
     );
 }
 
-/// The same merge with its output not yet renamed, and its input damaged: the value is read from
-/// the output, as open would serve it.
-#[test]
-fn a_committed_merge_output_still_named_tmp_is_read() {
-    let store = TestStore::new();
-    let dir = &store.dir;
+/// A merge of file 2 into 5 that committed before its output was renamed, with its input
+/// damaged since: open renames the output into place and deletes the input.
+fn store_with_a_committed_merge_and_a_damaged_input(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let at = write_file(
-        dir,
-        "0000000002.data",
-        None,
-        FileKind::Data,
-        2,
-        &[(6, b"a", Some(b"x"))],
-    );
+    let a: [Rec; 1] = [(6, b"a", Some(b"x"))];
+    let at = write_file(dir, "0000000002.data", None, FileKind::Data, 2, &a);
     flip_byte(&dir.join("0000000002.data"), at[0] + RECORD_HEADER);
-    write_file(
-        dir,
-        "0000000004.data",
-        None,
-        FileKind::Data,
-        4,
-        &[(13, b"b", Some(b"y"))],
-    );
+    let b: [Rec; 1] = [(13, b"b", Some(b"y"))];
+    write_file(dir, "0000000004.data", None, FileKind::Data, 4, &b);
     let (data, hint) = ("0000000005.data.tmp", "0000000005.hint.tmp");
-    write_file(
-        dir,
-        data,
-        Some(hint),
-        FileKind::Merged,
-        5,
-        &[(6, b"a", Some(b"x"))],
-    );
+    write_file(dir, data, Some(hint), FileKind::Merged, 5, &a);
     let commit = MergeCommit {
         inputs: vec![2],
         outputs: vec![5],
     };
     std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
-    let served = opened_copy(dir);
+}
+
+/// The value is read from the merge's output, as open would serve it.
+#[test]
+fn a_committed_merge_output_still_named_tmp_is_read() {
+    let store = TestStore::new();
+    store_with_a_committed_merge_and_a_damaged_input(&store.dir);
+    let served = opened_copy(&store.dir);
     assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
 
     let out = store.run(&["repair"]).expect(0).out();
     assert_eq!(
         pairs_of(&store.parent().join("db.repaired")),
         served,
+        "{out}"
+    );
+}
+
+/// `check` judges the files open will read: the damaged input is about to be deleted.
+#[test]
+fn check_judges_a_committed_merges_outputs_not_its_inputs() {
+    let store = TestStore::new();
+    store_with_a_committed_merge_and_a_damaged_input(&store.dir);
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(
+        out.contains("its outputs were checked in place of its inputs"),
         "{out}"
     );
 }

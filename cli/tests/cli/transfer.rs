@@ -55,6 +55,37 @@ fn export_to_a_file_and_import_from_it_round_trips_binary_pairs() {
     assert_eq!(to.pairs(), sorted(&BINARY_PAIRS));
 }
 
+/// A path inside the store is refused before anything is written: an export there could
+/// replace one of the store's files, and the next open deletes a `*.tmp` file given to import.
+#[test]
+fn export_and_import_refuse_a_path_inside_the_store() {
+    let store = TestStore::new();
+    store.fill(&BINARY_PAIRS);
+    let before = snapshot(&store.dir);
+    let data = crate::support::data_files(&store.dir).remove(0);
+    let run = store
+        .run(&[OsStr::new("export"), OsStr::new("-o"), data.as_os_str()])
+        .expect(2);
+    assert!(
+        run.stderr.contains("lies inside the store"),
+        "{}",
+        run.stderr
+    );
+
+    let backup = store.dir.join("backup.tmp");
+    std::fs::write(&backup, hand_built_stream(&BINARY_PAIRS)).unwrap();
+    let run = store
+        .run(&[OsStr::new("import"), OsStr::new("-i"), backup.as_os_str()])
+        .expect(2);
+    assert!(
+        run.stderr.contains("lies inside the store"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(&backup).unwrap();
+    assert_eq!(snapshot(&store.dir), before);
+}
+
 #[test]
 fn export_to_stdout_writes_the_documented_format_in_key_order() {
     let store = TestStore::new();

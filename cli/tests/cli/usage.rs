@@ -135,3 +135,40 @@ fn quiet_hides_the_progress_bar_on_a_terminal() {
         assert!(screen.contains("result: OK"), "{screen}");
     }
 }
+
+/// Runs `bitcask --dir DIR ARGS` with its stdout's reader gone before it writes (as in
+/// `bitcask … | head` once `head` has exited); returns the exit code.
+fn exit_code_with_reader_gone(store: &TestStore, args: &[&OsStr]) -> i32 {
+    let mut command = bitcask();
+    command.arg("--dir").arg(&store.dir).args(args);
+    let mut child = crate::support::spawn(command);
+    drop(child.stdout.take());
+    child
+        .wait()
+        .expect("the binary runs")
+        .code()
+        .expect("exited")
+}
+
+/// A reader that went away must not hide a verdict: `check` and `dump` still say the store is
+/// damaged (exit 1), and an export into `-o /dev/stdout` is not reported as complete.
+#[test]
+fn a_reader_that_goes_away_does_not_hide_the_outcome() {
+    let store = TestStore::new();
+    crate::support::build_multi_file_store(&store.dir);
+    let export = [
+        OsStr::new("export"),
+        OsStr::new("-o"),
+        OsStr::new("/dev/stdout"),
+    ];
+    assert_eq!(exit_code_with_reader_gone(&store, &export), 3);
+
+    let (path, offset) = crate::support::locate(&store.dir, b"k3");
+    crate::support::flip_byte(&path, offset + 25);
+    assert_eq!(
+        exit_code_with_reader_gone(&store, &[OsStr::new("check")]),
+        1
+    );
+    let dump = [OsStr::new("dump"), path.as_os_str()];
+    assert_eq!(exit_code_with_reader_gone(&store, &dump), 1);
+}
