@@ -166,7 +166,11 @@ fn main() -> ExitCode {
         // to a broken pipe.
         Err(e) if e.is_broken_pipe() && !is_export(&cli.command) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            eprintln!("bitcask: {e}");
+            // Not `eprintln!`, which panics when stderr cannot be written (`2>/dev/full`).
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("bitcask: {e}\n").as_bytes(),
+            );
             ExitCode::from(e.exit_code())
         }
     }

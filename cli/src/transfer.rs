@@ -54,7 +54,7 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
         if to_file {
             write_stdout(line.as_bytes())?;
         } else {
-            eprint!("{line}");
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
     store::close(&db)

@@ -172,3 +172,21 @@ fn a_reader_that_goes_away_does_not_hide_the_outcome() {
     let dump = [OsStr::new("dump"), path.as_os_str()];
     assert_eq!(exit_code_with_reader_gone(&store, &dump), 1);
 }
+
+/// An error message that cannot be written (stderr full) does not turn the exit code into a
+/// panic's.
+#[test]
+fn an_unwritable_stderr_keeps_the_exit_code() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full here
+    };
+    let store = TestStore::new();
+    let mut command = bitcask();
+    command
+        .arg("--dir")
+        .arg(store.dir.join("missing"))
+        .args(["get", "k"]);
+    command.stderr(full).stdout(std::process::Stdio::null());
+    let status = command.status().expect("the binary runs");
+    assert_eq!(status.code(), Some(3));
+}
