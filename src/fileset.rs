@@ -86,8 +86,9 @@ impl Files {
     /// The current set, valid for as long as `guard` stays pinned.
     pub(crate) fn load<'g>(&self, guard: &'g Guard) -> &'g FileSet {
         let shared = self.current.load(Ordering::Acquire, guard);
-        // SAFETY: `current` is never null (set in `new`, only ever swapped for another owned
-        // set), and a set taken out of `current` is destroyed only through `defer_destroy`,
+        // SAFETY: `current` is never null while `&self` can be borrowed (set in `new`, only
+        // ever swapped for another owned set; `Drop`, which takes it out, has `&mut self`), and
+        // a set taken out of `current` is destroyed only through `defer_destroy`,
         // i.e. after every guard pinned before the swap, including `guard`, is dropped.
         unsafe { shared.deref() }
     }

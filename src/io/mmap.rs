@@ -20,7 +20,11 @@
 //!
 //! Outside processes that ignore the lock and modify the files are outside what any mmap-based
 //! engine can defend against; bytes read are still checksummed, so such damage surfaces as
-//! [`crate::Error::Corruption`] unless it truncates the file.
+//! [`crate::Error::Corruption`] unless it truncates the file. Two limits of invariant 2, which
+//! `docs/design.md` states: the lock is `flock`, which some network file systems (NFS) emulate
+//! per process, so a second open in the same process is refused by the engine's own registry of
+//! locked directories instead; and a child process created by `fork` shares the lock and the
+//! maps, so a `Database` must not be used in a forked child.
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -57,11 +61,14 @@ impl Deref for Mapping {
     }
 }
 
-/// Maps a sealed data file or a hint file read-only.
+/// Maps a sealed data file or a hint file read-only; recovery also maps the newest writer file
+/// to scan it, before it truncates or appends to it.
 pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     // SAFETY: the file is a sealed data file or a hint file: no one writes, truncates or
     // rewrites either while it is mapped (invariants 1-3 of this module; a hint file is written
-    // to a temporary name, renamed into place and afterwards only deleted).
+    // to a temporary name, renamed into place and afterwards only deleted). Or it is the newest
+    // writer file being recovered: the directory lock (invariant 2) keeps every other handle
+    // out, and recovery drops this map before it truncates the file or anything appends to it.
     let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
     Ok(Mapping::File(map))
 }
@@ -104,7 +111,7 @@ impl AppendMap {
         }
         // SAFETY: `start..end` lies inside the map (checked above) and below `written`, so it is
         // within the file (no SIGBUS) and holds bytes the writer finished and will never write
-        // again, and no one truncates the active file (struct invariant). The Acquire load pairs
+        // again, and no one truncates the active file below `written` (struct invariant). The Acquire load pairs
         // with the Release in `advance`, so the appended bytes are visible. The slice borrows
         // `self`, which owns the map.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len) })
@@ -245,7 +252,8 @@ impl MappedBytes {
 
     pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: per `new`'s contract the mapping outlives `self._guard`, which lives as long as
-        // `self`; the mapped bytes of a sealed file never change (module invariants).
+        // `self`; the bytes are a sealed file's, or the active file's below its `written` mark,
+        // and neither ever changes nor is truncated away (module invariant 1).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }

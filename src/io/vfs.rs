@@ -2,9 +2,10 @@
 //! goes through [`Vfs`] and [`VfsFile`]. [`StdFs`] is the real file system; the simulated one
 //! (`io::sim`, for tests) can cut the power or fail at any single operation.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
@@ -138,13 +139,48 @@ impl Vfs for StdFs {
             .create(true)
             .truncate(false)
             .open(path)?;
-        // flock locks belong to the open file description, so a second open in this same
-        // process conflicts too.
+        let meta = file.metadata()?;
+        let id = (meta.dev(), meta.ino());
+        let mut held = HELD_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        if held.contains(&id) {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        // flock locks belong to the open file description, so on a local file system a second
+        // open in this same process conflicts too; the registry covers those that emulate
+        // flock per process.
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
+            Ok(()) => {
+                held.insert(id);
+                Ok(Box::new(HeldLock { file, id }))
+            }
             Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
             Err(TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+/// The `LOCK` files this process holds, by device and inode. Some network file systems (NFS)
+/// emulate `flock` with locks that belong to the process, so a second open of a store in the
+/// same process would be granted the lock, and two writers would append to one file that both
+/// map. This registry refuses that open on every file system.
+static HELD_LOCKS: std::sync::Mutex<BTreeSet<(u64, u64)>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// An `flock` on a `LOCK` file, in [`HELD_LOCKS`] until dropped.
+#[derive(Debug)]
+struct HeldLock {
+    file: File,
+    id: (u64, u64),
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Unlocked before it leaves the registry, so that a new open never finds the file still
+        // locked after the registry let it in.
+        let _ = self.file.unlock();
+        HELD_LOCKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -193,5 +229,27 @@ impl VfsFile for StdFile {
             return Err(std::io::ErrorKind::Unsupported.into());
         }
         Ok(fallocate(&self.0, FallocateFlags::empty(), offset, len)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock is refused while held, under any name of its file, and granted again once
+    /// dropped (the registry forgets it).
+    #[test]
+    fn a_lock_is_refused_while_held_and_granted_again_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, link) = (dir.path().join("LOCK"), dir.path().join("LOCK-link"));
+        let held = StdFs.lock(&path).unwrap();
+        std::fs::hard_link(&path, &link).unwrap();
+        for name in [&path, &link] {
+            let refused = StdFs.lock(name).unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+        }
+        drop(held);
+        drop(StdFs.lock(&link).unwrap());
+        drop(StdFs.lock(&path).unwrap());
     }
 }
