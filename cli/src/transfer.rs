@@ -71,36 +71,31 @@ fn export_to_stdout(db: &Database, keys: &SortedKeys, progress: &Progress) -> Cl
 enum ExportTarget {
     /// A regular file (new or existing, reached through any symlinks), replaced as a whole.
     Replace(PathBuf),
-    /// Something else (a pipe, a FIFO, a device, `/dev/stdout`): streamed into as it is.
+    /// Something else (a pipe, a FIFO, a device; `/dev/stdout` when stdout is one): streamed
+    /// into as it is.
     Stream,
 }
 
-/// A regular file at `path`, or at what its symlinks resolve to, is replaced; a missing path is
-/// created. Paths under `/dev` and `/proc` (`/dev/stdout`, `/proc/self/fd/N`) stand for an open
-/// file description, not a file to replace, so they are always streamed into.
+/// Decided by what `path` is, through its symlinks: a regular file (`/dev/shm/x`, or
+/// `/dev/stdout` redirected to a file, alike) is replaced, a missing path is created, anything
+/// else is streamed into.
 fn export_target(path: &Path) -> CliResult<ExportTarget> {
-    let is_special = |p: &Path| p.starts_with("/dev") || p.starts_with("/proc");
-    if is_special(path) {
-        return Ok(ExportTarget::Stream);
-    }
-    let target = match std::fs::canonicalize(path) {
-        Ok(resolved) if is_special(&resolved) => return Ok(ExportTarget::Stream),
-        Ok(resolved) => resolved,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
-        Err(e) => return Err(CliError::io("inspecting", path)(e)),
-    };
-    match std::fs::metadata(&target) {
-        Ok(meta) if meta.is_file() => Ok(ExportTarget::Replace(target)),
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::canonicalize(path)
+            .map(ExportTarget::Replace)
+            .map_err(CliError::io("resolving", path)),
         Ok(_) => Ok(ExportTarget::Stream),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ExportTarget::Replace(target)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(ExportTarget::Replace(path.to_path_buf()))
+        }
         Err(e) => Err(CliError::io("inspecting", path)(e)),
     }
 }
 
-/// Writes the stream to `path` (see [`export_target`]). A file is written under a temporary
-/// name beside it (with the old file's permissions), fsynced and renamed into place, so a
-/// failure midway leaves any previous file as it was; the rest is streamed into. Returns the
-/// number of pairs and whether the output went to a file.
+/// Writes the stream to `path` (see [`export_target`]). A file is written under a new temporary
+/// name beside it (created exclusively, with the old file's permissions), fsynced and renamed
+/// into place, so a failure midway leaves any previous file as it was; the rest is streamed
+/// into. Returns the number of pairs and whether the output went to a file.
 fn export_to_file(
     db: &Database,
     keys: &SortedKeys,
@@ -120,43 +115,53 @@ fn export_to_file(
         }
         ExportTarget::Replace(target) => target,
     };
-    let partial = partial_path(&target);
-    let written = write_synced(db, keys, &target, &partial, &label, progress).and_then(|count| {
-        std::fs::rename(&partial, &target)
-            .map_err(CliError::io("renaming into place", &partial))?;
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
-        files::sync_dir(parent.unwrap_or(Path::new(".")))?;
-        Ok(count)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    let partial = partial_file(&target)?;
+    let count = write_synced(db, keys, &partial, &label, progress)?;
+    // On an error before this point, dropping `partial` deletes it.
+    partial
+        .persist(&target)
+        .map_err(|e| CliError::io("renaming into place", e.file.path())(e.error))?;
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    files::sync_dir(parent.unwrap_or(Path::new(".")))?;
+    Ok((count, true))
+}
+
+/// A new, empty file beside `target`, named `.NAME.RANDOM.partial`: created exclusively (never
+/// through a symlink or into another export's file), with `target`'s permissions if it exists
+/// (else the usual ones, as the umask allows).
+fn partial_file(target: &Path) -> CliResult<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty());
+    let permissions = std::fs::metadata(target)
+        .map(|old| old.permissions())
+        .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o666));
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .permissions(permissions.clone())
+        .tempfile_in(parent.unwrap_or(Path::new(".")))
+        .map_err(CliError::io("creating a file beside", target))?;
+    if permissions.mode() != 0o666 {
+        // The umask may have cleared bits of the old file's mode at creation.
+        partial
+            .as_file()
+            .set_permissions(permissions)
+            .map_err(CliError::io("setting the permissions of", partial.path()))?;
     }
-    written.map(|count| (count, true))
+    Ok(partial)
 }
 
-/// `path` with `.partial` appended: where an export to `path` is written until it is complete.
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-/// Writes the stream to a new file at `path`, with the permissions of `replacing` if that
-/// exists, and fsyncs it.
+/// Writes the stream into `partial` and fsyncs it.
 fn write_synced(
     db: &Database,
     keys: &SortedKeys,
-    replacing: &Path,
-    path: &Path,
+    partial: &tempfile::NamedTempFile,
     label: &str,
     progress: &Progress,
 ) -> CliResult<u64> {
-    let file = File::create(path).map_err(CliError::io("creating", path))?;
-    if let Ok(old) = std::fs::metadata(replacing) {
-        file.set_permissions(old.permissions())
-            .map_err(CliError::io("setting the permissions of", path))?;
-    }
-    let (file, count) = write_stream(db, keys, BufWriter::new(file), label, progress)?;
+    let path = partial.path();
+    let (file, count) = write_stream(db, keys, BufWriter::new(partial.as_file()), label, progress)?;
     file.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
