@@ -271,20 +271,25 @@ fn install(engine: &Engine, input_ids: &[FileId], outputs: Vec<Finished>) -> Res
             .open(&path, OpenMode::Read)
             .context("opening merged file", &path)?;
         let map = file.map(&path)?;
-        engine.keydir.track_file(output.id, output.usage);
         segments.push(Arc::new(Segment {
             id: output.id,
             path,
             storage: Storage::Sealed(map),
         }));
     }
+    // Accounted only once every output could be mapped, and the inputs forgotten as soon as no
+    // entry points into them: `stats()` counts what the store is made of even if a step below
+    // fails (the next open then finishes the merge).
+    for output in &outputs {
+        engine.keydir.track_file(output.id, output.usage);
+    }
     swap_files(engine, input_ids, &outputs, segments);
+    engine.keydir.forget_files(input_ids);
     for &id in input_ids {
         io::remove_if_exists(fs, &layout.data_path(id))?;
         io::remove_if_exists(fs, &layout.hint_path(id))?;
     }
     io::sync_dir(fs, layout.dir())?;
-    engine.keydir.forget_files(input_ids);
     io::remove_if_exists(fs, &layout.commit_path())?;
     io::sync_dir(fs, layout.dir())
 }

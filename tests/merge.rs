@@ -220,6 +220,8 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
     let fs = SimFs::new();
     let (expected, db) = prepared(&fs);
     let before = fs.ops();
+    // The merge's inputs: every file, the active one sealed first.
+    let inputs: Vec<u32> = db.stats().files.iter().map(|f| f.file_id).collect();
     db.merge().unwrap();
     let merge_ops = fs.ops() - before;
     assert!(merge_ops > 5, "{merge_ops}");
@@ -239,6 +241,7 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
                 "{fault:?} at op {at} (merge: ops {before}..{})",
                 before + merge_ops
             );
+            let counted = db.stats().files;
             drop(db);
             let survivor = if fault == Fault::PowerCut {
                 fs.crash_image()
@@ -247,6 +250,30 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
             };
             let db = open(&survivor).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
             assert_eq!(contents(&db), expected, "{what}; merge returned {merged:?}");
+            if fault != Fault::PowerCut {
+                // The failed handle's stats count the files it reads from: the merge's inputs
+                // (it failed before publishing its outputs) or its outputs, as the reopened
+                // store has them, never some of both. (The active file may differ: a rotation
+                // that failed half way leaves a newer empty file.)
+                let reopened = db.stats().files;
+                let active: Vec<u32> = counted
+                    .iter()
+                    .chain(&reopened)
+                    .filter(|f| f.active)
+                    .map(|f| f.file_id)
+                    .collect();
+                let sealed = |ids: &mut dyn Iterator<Item = u32>| -> Vec<u32> {
+                    ids.filter(|id| !active.contains(id)).collect()
+                };
+                let counted = sealed(&mut counted.iter().map(|f| f.file_id));
+                let outputs = sealed(&mut reopened.iter().map(|f| f.file_id));
+                let inputs = sealed(&mut inputs.iter().copied());
+                assert!(
+                    counted == inputs || counted == outputs,
+                    "{what}; merge returned {merged:?}: stats count files {counted:?}, \
+                     inputs {inputs:?}, outputs {outputs:?}"
+                );
+            }
         }
     }
 }
