@@ -109,6 +109,24 @@ impl Record<'_> {
     }
 }
 
+/// Whether a record could start at `bytes[0]` judging by its fixed header alone: a valid seq,
+/// known flags, lengths within the limits and within `bytes`. Cheap (no checksum), so a search
+/// for the next record through damaged bytes can skip most offsets before [`Record::decode`]
+/// checksums what the lengths claim, which can be megabytes at every offset.
+pub fn could_start_record(bytes: &[u8]) -> bool {
+    let mut r = Reader::new(bytes);
+    let header = (|| Ok::<_, CorruptionKind>((r.u32()?, r.u64()?, r.u8()?, r.u32()?, r.u32()?)))();
+    let Ok((_crc, seq, flags, key_len, value_len)) = header else {
+        return false;
+    };
+    let (key_len, value_len) = (key_len as usize, value_len as usize);
+    valid_seq(seq)
+        && flags & !KNOWN_FLAGS == 0
+        && key_len <= MAX_KEY_LEN
+        && value_len <= MAX_VALUE_LEN
+        && RECORD_HEADER_LEN + key_len + value_len <= bytes.len()
+}
+
 /// Walks the records of a data file from `start`, yielding each record with its offset.
 ///
 /// Stops at the end of `bytes` or after yielding the first error, whose offset is where the valid
@@ -133,6 +151,28 @@ pub fn scan(bytes: &[u8], start: usize) -> impl Iterator<Item = (u64, DecodeResu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cheap header check lets every real record through and rules out zeros, unknown
+    /// flags and lengths past the bytes.
+    #[test]
+    fn could_start_record_keeps_records_and_rules_out_what_cannot_decode() {
+        let record = Record {
+            seq: 7,
+            kind: RecordKind::Put,
+            key: b"key",
+            value: b"value",
+        };
+        let bytes = encode(&record);
+        assert!(could_start_record(&bytes));
+        assert!(
+            !could_start_record(&bytes[..bytes.len() - 1]),
+            "value past the end"
+        );
+        assert!(!could_start_record(&[0; 64]), "seq 0");
+        let mut flags = bytes.clone();
+        flags[12] = 0x80;
+        assert!(!could_start_record(&flags), "unknown flag");
+    }
 
     fn encode(record: &Record) -> Vec<u8> {
         let mut out = Vec::new();

@@ -284,9 +284,9 @@ fn recover_tail(
 ) -> Result<FoundFile> {
     let mut usage = FileUsage::new(0);
     let mut valid_end = file.len;
-    let mut cut = None;
     order.loading(file.id, file.kind, Bytes::File(file.file.clone()));
-    {
+    // The map is dropped before the file is cut (`docs/design.md`, memory maps, invariant 3).
+    let cut = {
         let map = file.file.map(&file.path)?;
         let target = Target { keydir, order };
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
@@ -299,11 +299,8 @@ fn recover_tail(
                 Err(_) => valid_end = offset,
             }
         }
-        let tail = &map[valid_end as usize..];
-        if has_valid_record_after_damage(tail) {
-            cut = Some(tail.to_vec());
-        }
-    }
+        records_after_damage(&map[valid_end as usize..]).map(<[u8]>::to_vec)
+    };
     if let Some(bytes) = cut {
         let saved = PathBuf::from(format!("{}.cut-{valid_end}", file.path.display()));
         io::write_synced(fs, &saved, &bytes)?;
@@ -326,18 +323,25 @@ fn recover_tail(
     })
 }
 
-/// Whether a record decodes anywhere after the first byte of `tail` (which starts at the first
-/// invalid record). The search goes as far as the damage does: a damaged record can be any
-/// length (a large value), and the records behind it must be saved, not cut off unseen. It
-/// stops at the last non-zero byte, as no valid record is all zeros (the checksum of zero bytes
-/// is not zero), so the zeros that an active file allocated ahead ends in after a crash cost one
-/// backward pass. On damaged bytes most offsets fail on their length fields at once.
-fn has_valid_record_after_damage(tail: &[u8]) -> bool {
+/// The bytes of `tail` (which starts at the first invalid record) up to its last non-zero byte,
+/// if a record decodes anywhere in them after the first byte: what to save before cutting.
+///
+/// The search goes as far as the damage does: a damaged record can be any length (a large
+/// value), and the records behind it must be saved, not cut off unseen. It stops at the last
+/// non-zero byte, as no valid record is all zeros (seq 0 is invalid), so the zeros an active file
+/// allocated ahead ends in after a crash cost one backward pass and are not saved. Each offset
+/// is checksummed only if its fixed header could start a record
+/// ([`record::could_start_record`]).
+fn records_after_damage(tail: &[u8]) -> Option<&[u8]> {
     let end = tail
         .iter()
         .rposition(|&byte| byte != 0)
         .map_or(0, |last| last + 1);
-    (1..end).any(|at| record::Record::decode(&tail[at..]).is_ok())
+    let tail = &tail[..end];
+    let decodes_at = |at: usize| {
+        record::could_start_record(&tail[at..]) && record::Record::decode(&tail[at..]).is_ok()
+    };
+    (1..end).any(decodes_at).then_some(tail)
 }
 
 fn seal(file: FoundFile) -> Result<Arc<Segment>> {
