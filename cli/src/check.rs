@@ -32,7 +32,10 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let _lock = files::lock_store(dir, files::MissingLock::Proceed)?;
     let mut store_files = StoreFiles::list(dir)?;
-    let merge = store_files.finish_merge_as_open_would()?;
+    let merge = store_files.merge_commit()?;
+    if let Some(Ok(commit)) = &merge {
+        store_files.finish_merge_as_open_would(commit);
+    }
     let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
     let mut report = Report::default();
@@ -357,8 +360,8 @@ fn check_orphan_hints(store_files: &StoreFiles, report: &mut Report) {
     }
 }
 
-/// Reports the `MERGE` record, as [`StoreFiles::finish_merge_as_open_would`] decoded it (the
-/// files were then checked as open will read them).
+/// Reports the `MERGE` record (the files of a committed merge were checked as open will read
+/// them: [`StoreFiles::finish_merge_as_open_would`]).
 fn check_merge_record(
     dir: &Path,
     store_files: &StoreFiles,
@@ -437,9 +440,7 @@ fn note_tmps(store_files: &StoreFiles, report: &mut Report) {
             Severity::Note,
             path,
             None,
-            "temporary file; the next open renames it into place (a committed merge's output) \
-             or removes it"
-                .into(),
+            "temporary file; the next open removes it".into(),
         );
     }
 }

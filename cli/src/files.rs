@@ -64,28 +64,36 @@ impl StoreFiles {
         }
     }
 
-    /// Makes these the files open reads after it finishes an interrupted merge. With a `MERGE`
-    /// record that decodes, the merge committed: its outputs (still `*.tmp`, or renamed) take
-    /// the place of its inputs, which open deletes (an input may still hold a put whose removal
-    /// the merge dropped). Returns the decoded record, or why it does not decode (open then
-    /// refuses the store, and the files stay as listed); `None` without a `MERGE` record.
-    pub fn finish_merge_as_open_would(
-        &mut self,
-    ) -> CliResult<Option<Result<MergeCommit, CorruptionKind>>> {
-        let Some(path) = self.merge_record.clone() else {
+    /// The `MERGE` record, decoded, or why it does not decode (open then refuses the store);
+    /// `None` without one.
+    pub fn merge_commit(&self) -> CliResult<Option<Result<MergeCommit, CorruptionKind>>> {
+        let Some(path) = &self.merge_record else {
             return Ok(None);
         };
-        let commit = match MergeCommit::decode(&read(&path)?) {
-            Ok(commit) => commit,
-            Err(kind) => return Ok(Some(Err(kind))),
-        };
+        Ok(Some(MergeCommit::decode(&read(path)?)))
+    }
+
+    /// Makes these the files open reads after it finishes the committed merge `commit`: its
+    /// outputs (still `*.tmp`, or renamed) take the place of its inputs, which open deletes (an
+    /// input may still hold a put whose removal the merge dropped).
+    pub fn finish_merge_as_open_would(&mut self, commit: &MergeCommit) {
         for id in &commit.inputs {
             self.data.remove(id);
             self.hints.remove(id);
         }
+        self.add_merge_outputs(commit);
+    }
+
+    /// Adds the outputs of the committed merge `commit` that are still named `*.tmp` to the
+    /// data and hint files (renamed ones are listed already).
+    pub fn add_merge_outputs(&mut self, commit: &MergeCommit) {
+        let Some(dir) = self.merge_record.as_deref().and_then(Path::parent) else {
+            return;
+        };
+        let dir = dir.to_path_buf();
         for &id in &commit.outputs {
-            let data = path.with_file_name(format!("{id:010}.data.tmp"));
-            let hint = path.with_file_name(format!("{id:010}.hint.tmp"));
+            let data = dir.join(format!("{id:010}.data.tmp"));
+            let hint = dir.join(format!("{id:010}.hint.tmp"));
             if self.take_tmp(&data) {
                 self.data.insert(id, data);
             }
@@ -93,7 +101,12 @@ impl StoreFiles {
                 self.hints.insert(id, hint);
             }
         }
-        Ok(Some(Ok(commit)))
+    }
+
+    /// Whether every input of `commit` is still here: open has not begun to delete them, so
+    /// they hold every record the outputs do (and the removals the merge dropped).
+    pub fn has_all_inputs(&self, commit: &MergeCommit) -> bool {
+        commit.inputs.iter().all(|id| self.data.contains_key(id))
     }
 
     /// Removes `path` from the leftover temporary files; whether it was one.

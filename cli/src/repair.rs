@@ -95,25 +95,53 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     write_stdout(report.as_bytes())
 }
 
-/// The report's line about an interrupted merge, after [`StoreFiles::finish_merge_as_open_would`]
-/// took the files open would read.
+/// Takes the files to read when a `MERGE` record names an unfinished merge; returns the
+/// report's line about it. While every input is still here, both inputs and outputs are read:
+/// the outputs copy records of the inputs (same seqs), so each is a spare for the other's
+/// damage, and the inputs keep the removals the merge dropped. Once open has begun deleting
+/// inputs, the outputs are read instead of what is left of them, as open would.
 fn finish_merge_as_open_would(store_files: &mut StoreFiles) -> CliResult<String> {
     let path = store_files.merge_record.clone().unwrap_or_default();
-    Ok(match store_files.finish_merge_as_open_would()? {
-        None => String::new(),
-        Some(Err(kind)) => format!(
-            "merge     {}: {kind} (open refuses the store while it is there); the merge's \
-             inputs were read, its outputs not\n",
-            path.display()
-        ),
-        Some(Ok(commit)) => format!(
-            "merge     {} records a merge that committed but was not finished: read its {} \
-             instead of its {}, as open does\n",
+    let commit = match store_files.merge_commit()? {
+        None => return Ok(String::new()),
+        Some(Err(kind)) => {
+            return Ok(format!(
+                "merge     {}: {kind} (open refuses the store while it is there); the data \
+                 files were read as they are, uncommitted outputs (`*.tmp`) not\n",
+                path.display()
+            ));
+        }
+        Some(Ok(commit)) => commit,
+    };
+    if store_files.has_all_inputs(&commit) {
+        store_files.add_merge_outputs(&commit);
+        return Ok(format!(
+            "merge     {} records a merge that committed but was not finished; its {} are \
+             all still here and were read along with its outputs (copies of their records)\n",
             path.display(),
-            counted(commit.outputs.len() as u64, "output"),
             counted(commit.inputs.len() as u64, "input")
-        ),
-    })
+        ));
+    }
+    store_files.finish_merge_as_open_would(&commit);
+    let missing: Vec<String> = commit
+        .outputs
+        .iter()
+        .filter(|id| !store_files.data.contains_key(id))
+        .map(|id| format!("{id:010}.data"))
+        .collect();
+    let mut line = format!(
+        "merge     {} records a merge that committed, and open had begun deleting its inputs: \
+         read its {} instead, as open does\n",
+        path.display(),
+        counted(commit.outputs.len() as u64, "output")
+    );
+    if !missing.is_empty() {
+        line.push_str(&format!(
+            "          missing outputs (their records are lost): {}\n",
+            missing.join(", ")
+        ));
+    }
+    Ok(line)
 }
 
 /// Names each saved tail where it is now: in `original`, the store directory as it stands (or
@@ -449,7 +477,8 @@ fn write_copy(
         let path = &store_files.data[id];
         let bytes = files::read(path)?;
         for &offset in offsets {
-            let record = Record::decode(&bytes[offset as usize..]).map_err(|kind| {
+            let at = bytes.get(offset as usize..).unwrap_or_default();
+            let record = Record::decode(at).map_err(|kind| {
                 CliError::Refused(format!(
                     "{} changed while it was being repaired (offset {offset}: {kind}); nothing \
                      was replaced, remove {} and retry",

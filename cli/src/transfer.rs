@@ -21,23 +21,26 @@ use crate::sorted_keys::SortedKeys;
 use crate::store;
 use crate::stream::{StreamError, StreamReader, StreamWriter};
 
-/// Exports every live pair of `dir`, in key order, to `output` (stdout when `None` or `-`).
-/// Refuses to write the binary stream to a terminal.
+/// Exports every live pair of `dir`, in key order, to `output` (stdout when `None`, `-` or a
+/// name of stdout such as `/dev/stdout`). Refuses to write the binary stream to a terminal.
 pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
-    let to_stdout = output.is_none_or(|p| p == Path::new("-"));
+    // Names of stdout itself are written through the inherited descriptor, as the shell set it
+    // up (appending after `>>`, say), not opened again at offset 0 or replaced.
+    let output = output.filter(|p| !STDOUT_NAMES.iter().any(|name| *p == Path::new(name)));
+    let to_stdout = output.is_none();
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(CliError::Usage(
             "the export stream is binary and stdout is a terminal; redirect it or use -o FILE"
                 .into(),
         ));
     }
-    if let Some(path) = output.filter(|p| *p != Path::new("-")) {
+    if let Some(path) = output {
         files::refuse_inside_store("-o", path, dir)?;
     }
     let db = store::open_existing(dir)?;
     let keys = SortedKeys::new(db.keys());
     let progress = Progress::items(keys.len() as u64, "exporting", quiet);
-    let written = match output.filter(|p| *p != Path::new("-")) {
+    let written = match output {
         None => export_to_stdout(&db, &keys, &progress).map(|_| None),
         Some(path) => export_to_file(&db, &keys, path, &progress).map(Some),
     };
@@ -49,10 +52,11 @@ pub fn export(dir: &Path, output: Option<&Path>, quiet: bool) -> CliResult {
             counted(count, "pair"),
             path.display()
         );
-        // Streamed into something that may be stdout itself (`-o /dev/stdout`): the summary
-        // goes to stderr, where it cannot end up inside the stream.
+        // Streamed into something that may be stdout itself (a FIFO, `/proc/PID/fd/1`): the
+        // summary goes to stderr, where it cannot end up inside the stream. After a file was
+        // written, a summary that cannot be printed (stdout closed) does not fail the export.
         if to_file {
-            write_stdout(line.as_bytes())?;
+            let _ = write_stdout(line.as_bytes());
         } else {
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
@@ -66,6 +70,9 @@ fn export_to_stdout(db: &Database, keys: &SortedKeys, progress: &Progress) -> Cl
     stdout.flush().map_err(CliError::stdout)?;
     Ok(count)
 }
+
+/// `-o` values that name the standard output itself.
+const STDOUT_NAMES: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
 /// Where `export -o PATH` writes, decided before anything is written.
 enum ExportTarget {

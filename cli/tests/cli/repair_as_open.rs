@@ -173,7 +173,7 @@ fn a_committed_merge_is_finished_as_open_finishes_it() {
         "{out}"
     );
     assert!(
-        out.contains("read its 1 output instead of its 2 inputs"),
+        out.contains("open had begun deleting its inputs: read its 1 output instead"),
         "{out}"
     );
 }
@@ -222,4 +222,29 @@ fn check_judges_a_committed_merges_outputs_not_its_inputs() {
         out.contains("its outputs were checked in place of its inputs"),
         "{out}"
     );
+}
+
+/// A committed merge whose output is gone while its inputs are all still here (open refuses
+/// such a store): the inputs are read, and nothing is lost.
+#[test]
+fn a_committed_merge_with_its_output_missing_is_repaired_from_its_inputs() {
+    let store = TestStore::new();
+    let dir = &store.dir;
+    std::fs::create_dir_all(dir).unwrap();
+    let input: [Rec; 2] = [(6, b"a", Some(b"x")), (7, b"k", None)];
+    write_file(dir, "0000000002.data", None, FileKind::Data, 2, &input);
+    let older: [Rec; 1] = [(5, b"k", Some(b"old"))];
+    write_file(dir, "0000000001.data", None, FileKind::Data, 1, &older);
+    let newest: [Rec; 1] = [(13, b"b", Some(b"y"))];
+    write_file(dir, "0000000004.data", None, FileKind::Data, 4, &newest);
+    let commit = MergeCommit {
+        inputs: vec![2],
+        outputs: vec![5],
+    };
+    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+
+    let out = store.run(&["repair"]).expect(0).out();
+    let repaired = pairs_of(&store.parent().join("db.repaired"));
+    assert_eq!(repaired, pairs(&[("a", "x"), ("b", "y")]), "{out}");
+    assert!(out.contains("all still here and were read"), "{out}");
 }

@@ -275,3 +275,33 @@ fn export_through_a_symlink_replaces_its_target_and_keeps_permissions() {
     let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// `-o /dev/stdout` writes through the descriptor the shell set up: after `>>`, the stream is
+/// appended to what the file held, not written over its start or renamed over it.
+#[test]
+fn export_to_dev_stdout_appends_where_the_shell_says() {
+    let store = TestStore::new();
+    store.fill(&BINARY_PAIRS);
+    let file = store.parent().join("log.bin");
+    std::fs::write(&file, b"earlier bytes\n").unwrap();
+    let program = bitcask().get_program().to_owned();
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(r#""$0" --dir "$1" export -o /dev/stdout >> "$2""#)
+        .arg(&program)
+        .arg(&store.dir)
+        .arg(&file);
+    crate::support::run(shell, b"").expect(0); // under the fork guard, as every spawn
+    let bytes = std::fs::read(&file).unwrap();
+    let stream = bytes
+        .strip_prefix(b"earlier bytes\n")
+        .expect("the earlier bytes stay first");
+    assert_eq!(stream, hand_built_stream(&sorted_refs(&BINARY_PAIRS)));
+}
+
+fn sorted_refs<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort();
+    pairs
+}
