@@ -141,22 +141,26 @@ impl Vfs for StdFs {
             .open(path)?;
         let meta = file.metadata()?;
         let id = (meta.dev(), meta.ino());
-        let mut held = HELD_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-        if held.contains(&id) {
+        // Reserved first, so that no other open in this process gets past here meanwhile, and
+        // the registry's mutex is not held across `try_lock` (a network call on NFS).
+        if !held_locks().insert(id) {
             return Err(std::io::ErrorKind::WouldBlock.into());
         }
         // flock locks belong to the open file description, so on a local file system a second
         // open in this same process conflicts too; the registry covers those that emulate
         // flock per process.
-        match file.try_lock() {
-            Ok(()) => {
-                held.insert(id);
-                Ok(Box::new(HeldLock { file, id }))
-            }
-            Err(TryLockError::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
-            Err(TryLockError::Error(e)) => Err(e),
-        }
+        let locked = match file.try_lock() {
+            Ok(()) => return Ok(Box::new(HeldLock { file, id })),
+            Err(TryLockError::WouldBlock) => std::io::ErrorKind::WouldBlock.into(),
+            Err(TryLockError::Error(e)) => e,
+        };
+        held_locks().remove(&id);
+        Err(locked)
     }
+}
+
+fn held_locks() -> std::sync::MutexGuard<'static, BTreeSet<(u64, u64)>> {
+    HELD_LOCKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The `LOCK` files this process holds, by device and inode. Some network file systems (NFS)
@@ -177,10 +181,7 @@ impl Drop for HeldLock {
         // Unlocked before it leaves the registry, so that a new open never finds the file still
         // locked after the registry let it in.
         let _ = self.file.unlock();
-        HELD_LOCKS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        held_locks().remove(&self.id);
     }
 }
 
@@ -250,6 +251,19 @@ mod tests {
         }
         drop(held);
         drop(StdFs.lock(&link).unwrap());
+        drop(StdFs.lock(&path).unwrap());
+    }
+
+    /// A lock refused because someone else holds the flock leaves no reservation behind.
+    #[test]
+    fn a_lock_refused_by_flock_is_granted_once_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LOCK");
+        let other = File::create(&path).unwrap();
+        other.try_lock().unwrap();
+        let refused = StdFs.lock(&path).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+        drop(other);
         drop(StdFs.lock(&path).unwrap());
     }
 }
