@@ -149,13 +149,7 @@ fn every_fixtures_hints_are_used_not_just_tolerated() {
 fn a_store_in_a_newer_format_is_refused_and_left_as_it_was() {
     let dir = copy_of("format-v1");
     let newer = dir.path().join("0000000010.data");
-    rewrite(&newer, |bytes| {
-        let header = FileHeader {
-            version: FORMAT_VERSION + 1,
-            ..FileHeader::decode(bytes).unwrap()
-        };
-        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
-    });
+    mark_as_next_version(&newer);
     std::fs::write(dir.path().join("0000000011.data.tmp"), b"a newer build's").unwrap();
     let before = snapshot(dir.path());
 
@@ -179,23 +173,10 @@ fn a_newer_format_is_found_past_a_file_too_short_to_read() {
     let short = dir.path().join("0000000006.data");
     rewrite(&short, |bytes| bytes.truncate(HEADER_LEN / 2));
     let newer = dir.path().join("0000000010.data");
-    rewrite(&newer, |bytes| {
-        let header = FileHeader {
-            version: FORMAT_VERSION + 1,
-            ..FileHeader::decode(bytes).unwrap()
-        };
-        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
-    });
+    mark_as_next_version(&newer);
     let before = snapshot(dir.path());
 
-    match Config::new(dir.path()).open() {
-        Err(Error::UnsupportedFormat { path, version }) => {
-            assert_eq!((path, version), (newer, FORMAT_VERSION + 1));
-        }
-        Err(other) => panic!("{other}"),
-        Ok(_) => panic!("opened a store with a newer data file"),
-    }
-    assert_eq!(snapshot(dir.path()), before);
+    assert_refused_as_newer(dir.path(), &newer, &before);
 }
 
 /// The same when the newer file is the output of a merge a newer build committed and did not
@@ -219,14 +200,35 @@ fn a_newer_format_merge_output_is_refused_before_the_merge_is_finished() {
     std::fs::write(dir.path().join("MERGE"), commit.encode()).unwrap();
     let before = snapshot(dir.path());
 
-    match Config::new(dir.path()).open() {
+    assert_refused_as_newer(dir.path(), &output, &before);
+}
+
+/// Rewrites the header of the data file at `path` to say the next format version.
+fn mark_as_next_version(path: &Path) {
+    rewrite(path, |bytes| {
+        let header = FileHeader {
+            version: FORMAT_VERSION + 1,
+            ..FileHeader::decode(bytes).unwrap()
+        };
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+    });
+}
+
+/// Open refuses `dir` for `newer`, a file in the next format version, and leaves every file as
+/// `before` has it.
+fn assert_refused_as_newer(
+    dir: &Path,
+    newer: &Path,
+    before: &BTreeMap<std::ffi::OsString, Vec<u8>>,
+) {
+    match Config::new(dir).open() {
         Err(Error::UnsupportedFormat { path, version }) => {
-            assert_eq!((path, version), (output, FORMAT_VERSION + 1));
+            assert_eq!((path.as_path(), version), (newer, FORMAT_VERSION + 1));
         }
         Err(other) => panic!("{other}"),
-        Ok(_) => panic!("opened a store with a newer merge output"),
+        Ok(_) => panic!("opened a store holding {}", newer.display()),
     }
-    assert_eq!(snapshot(dir.path()), before);
+    assert_eq!(&snapshot(dir), before);
 }
 
 /// Every file in `dir` but the lock, with its bytes.

@@ -78,6 +78,17 @@ fn store_with_a_merged_file(dir: &Path, second: Rec) -> u64 {
     offsets[0]
 }
 
+/// Runs `repair` and checks that the copy serves `served`; returns the report.
+fn repair_serves(store: &TestStore, served: &[(Vec<u8>, Vec<u8>)]) -> String {
+    let out = store.run(&["repair"]).expect(0).out();
+    assert_eq!(
+        pairs_of(&store.parent().join("db.repaired")),
+        served,
+        "{out}"
+    );
+    out
+}
+
 /// What open serves from a copy of `dir` (open may change the directory it opens).
 fn opened_copy(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let copy = tempfile::tempdir().unwrap();
@@ -102,12 +113,7 @@ fn a_removal_whose_damaged_record_a_hint_names_stays_a_removal() {
     let served = opened_copy(&store.dir);
     assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
 
-    let out = store.run(&["repair"]).expect(0).out();
-    assert_eq!(
-        pairs_of(&store.parent().join("db.repaired")),
-        served,
-        "{out}"
-    );
+    let out = repair_serves(&store, &served);
     assert!(out.contains("hints     1 damaged record named by"), "{out}");
 }
 
@@ -166,12 +172,7 @@ fn a_committed_merge_is_finished_as_open_finishes_it() {
     let served = opened_copy(dir);
     assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
 
-    let out = store.run(&["repair"]).expect(0).out();
-    assert_eq!(
-        pairs_of(&store.parent().join("db.repaired")),
-        served,
-        "{out}"
-    );
+    let out = repair_serves(&store, &served);
     assert!(
         out.contains("open had begun deleting its inputs: read its 1 output instead"),
         "{out}"
@@ -203,13 +204,7 @@ fn a_committed_merge_output_still_named_tmp_is_read() {
     store_with_a_committed_merge_and_a_damaged_input(&store.dir);
     let served = opened_copy(&store.dir);
     assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
-
-    let out = store.run(&["repair"]).expect(0).out();
-    assert_eq!(
-        pairs_of(&store.parent().join("db.repaired")),
-        served,
-        "{out}"
-    );
+    repair_serves(&store, &served);
 }
 
 /// `check` judges the files open will read: the damaged input is about to be deleted.
