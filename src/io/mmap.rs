@@ -111,9 +111,9 @@ impl AppendMap {
         }
         // SAFETY: `start..end` lies inside the map (checked above) and below `written`, so it is
         // within the file (no SIGBUS) and holds bytes the writer finished and will never write
-        // again, and no one truncates the active file below `written` (struct invariant). The Acquire load pairs
-        // with the Release in `advance`, so the appended bytes are visible. The slice borrows
-        // `self`, which owns the map.
+        // again, and no one truncates the active file below `written` (struct invariant). The
+        // Acquire load pairs with the Release in `advance`, so the appended bytes are visible.
+        // The slice borrows `self`, which owns the map.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len) })
     }
 }
