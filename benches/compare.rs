@@ -828,8 +828,8 @@ fn main() {
         })
         .collect();
     println!(
-        "\n{keys} keys of 16 B, values of 100 B, {gets_per_thread} gets per thread in each get phase; \
-         median of {reps} repetitions (one process each)\n"
+        "\n{keys} keys of 16 B, values of 100 B, {gets_per_thread} gets per thread in each get \
+         phase; median of {reps} repetitions (one process each)\n"
     );
     print!("| workload | unit |");
     for engine in &engines {
