@@ -19,8 +19,13 @@ pub fn put(dir: &Path, key: &OsStr, value: &OsStr, hex: bool) -> CliResult {
         value.as_bytes().to_vec()
     };
     let db = store::open_or_create(dir)?;
-    db.write(&key, &value)
-        .map_err(CliError::store("writing the key"))?;
+    db.write(&key, &value).map_err(|e| match e {
+        // The command line asked for more than a store holds: a usage error, not the store's.
+        bitcask::Error::KeyTooLarge { .. } | bitcask::Error::ValueTooLarge { .. } => {
+            CliError::Usage(e.to_string())
+        }
+        e => CliError::store("writing the key")(e),
+    })?;
     store::close(&db)
 }
 

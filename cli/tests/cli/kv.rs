@@ -100,3 +100,14 @@ fn a_non_utf8_argument_is_used_byte_for_byte() {
         .expect(0);
     assert_eq!(store.pairs(), vec![(b"k\xfe".to_vec(), b"v".to_vec())]);
 }
+
+/// A key over the library's limit is a usage error (exit 2) naming the limit, not a store
+/// error, and the store stays usable.
+#[test]
+fn put_of_an_oversized_key_is_a_usage_error() {
+    let store = TestStore::new();
+    let key = "k".repeat(bitcask::MAX_KEY_LEN + 1);
+    let run = store.run(&["put", key.as_str(), "v"]).expect(2);
+    assert!(run.stderr.contains("more than the limit"), "{}", run.stderr);
+    store.run(&["put", "k", "v"]).expect(0);
+}
