@@ -192,7 +192,10 @@ fn write_stream<W: Write>(
     let mut writer = StreamWriter::new(sink).map_err(io_error)?;
     let mut count = 0;
     for key in keys.iter() {
-        let value = db.get(key).map_err(CliError::store("reading a value"))?;
+        let value = db.get(key).map_err(|e| {
+            let doing = format!("reading the value of key \"{}\"", key.escape_ascii());
+            CliError::store(doing)(e)
+        })?;
         if let Some(value) = value {
             writer.pair(key, &value).map_err(io_error)?;
             count += 1;

@@ -159,6 +159,11 @@ fn a_failed_export_leaves_the_previous_file_untouched() {
     flip_byte(&path, offset + 25);
     let run = store.run(&export);
     assert_ne!(run.code, 0, "the export of a damaged value succeeded");
+    assert!(
+        run.stderr.contains("key \"k3\""),
+        "names the key: {}",
+        run.stderr
+    );
     assert_eq!(
         std::fs::read(&file).unwrap(),
         before,
