@@ -160,11 +160,14 @@ impl Engine {
             let mut writer = self.lock_writer()?;
             let file = writer.file();
             let synced = match writer.check_poisoned().and_then(|()| writer.trim(self)) {
-                Ok(()) => file.sync().map_err(|source| Error::Io {
-                    context: "syncing on close",
-                    path: self.layout.data_path(writer.file_id()),
-                    source,
-                }),
+                Ok(()) => self
+                    .commits
+                    .fsync_active(&file)
+                    .map_err(|source| Error::Io {
+                        context: "syncing on close",
+                        path: self.layout.data_path(writer.file_id()),
+                        source,
+                    }),
                 Err(e) => Err(e),
             };
             if let Err(e) = &synced {

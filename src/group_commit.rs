@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
+use crate::io::vfs::FileHandle;
 use crate::sync::{Condvar, Mutex, MutexGuard, Ordering, ProtocolBreak, broken, yield_now};
 
 #[derive(Debug, Default)]
@@ -39,6 +40,9 @@ pub(crate) struct GroupCommit {
     waiting_upto: std::sync::atomic::AtomicU64,
     /// Mirrors `State::rounds`, for polling followers (read without the lock).
     rounds: crate::sync::AtomicU64,
+    /// Held around every fsync of the active file (see [`GroupCommit::fsync_active`]), with the
+    /// first such fsync's failure.
+    active_fsync: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +187,27 @@ fn poll_expired(start: Instant, limit: Duration, polls: u32) -> bool {
     }
 }
 
+impl GroupCommit {
+    /// Fsyncs `file`, the active file (or the one rotation seals), as the only fsync of it in
+    /// flight, and fails if any earlier one failed. Every fsync of the active file goes through
+    /// here (the leader's, rotation's, close's): Linux reports a failed writeback to one fsync
+    /// of a file description only and drops the pages, so a later fsync of it returns Ok with
+    /// the records lost; the one that met the failure must record it before another can pass.
+    pub(crate) fn fsync_active(&self, file: &FileHandle) -> std::io::Result<()> {
+        let mut failed = self.active_fsync.lock();
+        if let Some(reason) = &*failed {
+            return Err(std::io::Error::other(format!(
+                "an earlier fsync of the active file failed: {reason}"
+            )));
+        }
+        let synced = file.sync();
+        if let Err(e) = &synced {
+            *failed = Some(e.to_string());
+        }
+        synced
+    }
+}
+
 /// Fsyncs the active file; returns the seq up to which records are now durable.
 fn sync_active(engine: &Engine) -> Result<u64> {
     let (file, upto, path) = {
@@ -191,9 +216,39 @@ fn sync_active(engine: &Engine) -> Result<u64> {
         let path = engine.layout.data_path(writer.file_id());
         (writer.file(), writer.last_seq(), path)
     };
-    let synced = file.sync().context("syncing", &path);
+    let synced = engine.commits.fsync_active(&file).context("syncing", &path);
     if let Err(e) = &synced {
         engine.writer.lock().poison(e.to_string());
     }
     synced.map(|()| upto)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::io::sim::{Fault, SimFs};
+    use crate::io::vfs::{OpenMode, Vfs};
+
+    /// Once one fsync of the active file failed, every later one fails too, even where the file
+    /// system would now return Ok: Linux reports a failed writeback to one fsync only and drops
+    /// the pages, so a later Ok would acknowledge records that are gone (a leader's fsync racing
+    /// rotation's, say).
+    #[test]
+    fn an_fsync_after_a_failed_one_fails_too() {
+        let fs = SimFs::new();
+        fs.create_dir_all(std::path::Path::new("/d")).unwrap();
+        let path = std::path::Path::new("/d/f");
+        let file = fs.open(path, OpenMode::CreateTruncate).unwrap();
+        let commits = GroupCommit::default();
+        commits.fsync_active(&file).unwrap();
+        file.write_at(b"record", 0).unwrap();
+        fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
+        assert!(commits.fsync_active(&file).is_err());
+        let later = commits.fsync_active(&file).unwrap_err();
+        assert!(later.to_string().contains("earlier fsync"), "{later}");
+        assert!(
+            file.sync().is_ok(),
+            "the file system itself reports Ok again"
+        );
+    }
 }

@@ -142,7 +142,7 @@ impl Writer {
     pub(crate) fn rotate(&mut self, engine: &Engine) -> Result<()> {
         self.check_poisoned()?;
         self.trim(engine)?;
-        let synced = self.file.sync();
+        let synced = engine.commits.fsync_active(&self.file);
         self.poison_on_error(synced, "syncing", engine)?;
         let fs = engine.fs();
         let sealed_path = engine.layout.data_path(self.file_id);
