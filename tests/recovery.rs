@@ -333,6 +333,102 @@ fn records_behind_a_long_damaged_record_are_saved() {
     );
 }
 
+/// A record behind the damage whose bytes end in zeros (its value does) is found and saved
+/// whole: the search only stops record *starts* at the last non-zero byte.
+#[test]
+fn a_record_ending_in_zeros_behind_damage_is_saved_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"a", b"x").unwrap();
+    db.write(b"b", b"y").unwrap();
+    db.write(b"c", &[7, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    let second = 20 + 23; // header, then a's record (21 + 1 + 1)
+    bytes[second + 21] ^= 0xFF; // b's key
+    std::fs::write(&active, &bytes).unwrap();
+
+    let db = Database::open(dir.path()).unwrap();
+    assert!(db.get(b"c").unwrap().is_none(), "behind the damage: cut");
+    let saved = dir.path().join(format!(
+        "{}.cut-{second}",
+        active.file_name().unwrap().to_str().unwrap()
+    ));
+    assert_eq!(std::fs::read(saved).unwrap(), &bytes[second..]);
+}
+
+/// The saved tail's name is built on the path's bytes: in a directory whose name is not UTF-8,
+/// open still saves it and opens (a lossy name pointed into a directory that does not exist).
+#[test]
+fn a_tail_is_saved_in_a_directory_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"store-\xff"));
+    let db = Database::open(&dir).unwrap();
+    for key in [b"a", b"b", b"c"] {
+        db.write(key, b"1").unwrap();
+    }
+    db.close().unwrap();
+    let active = newest_data_file(&dir);
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[20 + 23 + 21] ^= 0xFF;
+    std::fs::write(&active, &bytes).unwrap();
+
+    let db = Database::open(&dir).unwrap();
+    assert_eq!(db.read(b"a").unwrap(), b"1");
+    assert_eq!(saved_cuts(&dir), 1);
+}
+
+/// A second cut of the same file at the same offset (the file was reused after the first, and
+/// damaged there again) is saved beside the first, which stays as it was.
+#[test]
+fn a_second_cut_at_the_same_offset_keeps_the_first_saved_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let damage_second_record = |dir: &Path| {
+        let active = newest_data_file(dir);
+        let mut bytes = std::fs::read(&active).unwrap();
+        bytes[20 + 23 + 21] ^= 0xFF;
+        std::fs::write(&active, &bytes).unwrap();
+        active
+    };
+    let db = Database::open(dir.path()).unwrap();
+    for key in [b"a", b"b", b"c"] {
+        db.write(key, b"1").unwrap();
+    }
+    db.close().unwrap();
+    let active = damage_second_record(dir.path());
+    let name = active.file_name().unwrap().to_str().unwrap().to_string();
+    let first = dir.path().join(format!("{name}.cut-43"));
+
+    let db = Database::open(dir.path()).unwrap();
+    let first_bytes = std::fs::read(&first).expect("the first cut was saved");
+    for key in [b"d", b"e"] {
+        db.write(key, b"2").unwrap();
+    }
+    db.close().unwrap();
+    assert_eq!(
+        newest_data_file(dir.path()),
+        active,
+        "the cut file was reused"
+    );
+    damage_second_record(dir.path());
+
+    drop(Database::open(dir.path()).unwrap());
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        first_bytes,
+        "the first saved tail changed"
+    );
+    let second = dir.path().join(format!("{name}.cut-43-2"));
+    assert!(
+        std::fs::read(second).is_ok(),
+        "the second cut was not saved"
+    );
+}
+
 #[test]
 fn a_torn_append_leaves_no_saved_tail() {
     let dir = tempfile::tempdir().unwrap();

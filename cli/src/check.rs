@@ -417,7 +417,7 @@ fn read_or_report(path: &Path, report: &mut Report) -> Option<Vec<u8>> {
 /// more, and not put back by `repair` (their seqs may be reused by later writes, so nothing says
 /// whether they are older or newer than what the store holds). A person decides.
 fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) {
-    for (&(id, offset), path) in &store_files.saved_tails {
+    for (&(id, offset, _), path) in &store_files.saved_tails {
         let Some(bytes) = read_or_report(path, report) else {
             continue;
         };

@@ -30,8 +30,9 @@ pub struct StoreFiles {
     pub merge_record: Option<PathBuf>,
     /// Leftover temporary files.
     pub tmps: Vec<PathBuf>,
-    /// Saved tails, by the data file and offset they were cut from.
-    pub saved_tails: BTreeMap<(u32, u64), PathBuf>,
+    /// Saved tails, by the data file and offset they were cut from, and their file name (two
+    /// opens may have cut one file at one offset: `….cut-OFFSET` and `….cut-OFFSET-2`).
+    pub saved_tails: BTreeMap<(u32, u64, PathBuf), PathBuf>,
 }
 
 impl StoreFiles {
@@ -55,8 +56,8 @@ impl StoreFiles {
             self.merge_record = Some(path);
         } else if name.ends_with(".tmp") {
             self.tmps.push(path);
-        } else if let Some(cut) = saved_tail(name) {
-            self.saved_tails.insert(cut, path);
+        } else if let Some((id, offset)) = saved_tail(name) {
+            self.saved_tails.insert((id, offset, path.clone()), path);
         } else if let Some(id) = parse_id(name, ".data") {
             self.data.insert(id, path);
         } else if let Some(id) = parse_id(name, ".hint") {
@@ -137,14 +138,17 @@ impl StoreFiles {
     }
 }
 
-/// The data file id and offset a saved tail's name (`NNNNNNNNNN.data.cut-OFFSET`) says it was
-/// cut from.
+/// The data file id and offset a saved tail's name (`NNNNNNNNNN.data.cut-OFFSET`, or
+/// `….cut-OFFSET-N` for a later cut of the same file at the same offset) says it was cut from.
 pub fn saved_tail(name: &str) -> Option<(u32, u64)> {
-    let (data_name, offset) = name.rsplit_once(".cut-")?;
-    let offset = offset
-        .parse()
-        .ok()
-        .filter(|_| offset.bytes().all(|b| b.is_ascii_digit()))?;
+    let (data_name, cut) = name.rsplit_once(".cut-")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let offset = match cut.split_once('-') {
+        Some((offset, n)) if digits(n) => offset,
+        Some(_) => return None,
+        None => cut,
+    };
+    let offset = offset.parse().ok().filter(|_| digits(offset))?;
     Some((parse_id(data_name, ".data")?, offset))
 }
 
@@ -285,6 +289,19 @@ mod tests {
             .unwrap()
             .close()
             .unwrap();
+    }
+
+    #[test]
+    fn saved_tail_names_parse_with_and_without_a_count() {
+        assert_eq!(saved_tail("0000000001.data.cut-43"), Some((1, 43)));
+        assert_eq!(saved_tail("0000000001.data.cut-43-2"), Some((1, 43)));
+        for name in [
+            "0000000001.data.cut-43-",
+            "0000000001.data.cut-x",
+            "1.data.cut-43",
+        ] {
+            assert_eq!(saved_tail(name), None, "{name}");
+        }
     }
 
     #[test]

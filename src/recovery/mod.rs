@@ -302,7 +302,7 @@ fn recover_tail(
         records_after_damage(&map[valid_end as usize..]).map(<[u8]>::to_vec)
     };
     if let Some(bytes) = cut {
-        let saved = PathBuf::from(format!("{}.cut-{valid_end}", file.path.display()));
+        let saved = saved_tail_path(fs, &file.path, valid_end)?;
         io::write_synced(fs, &saved, &bytes)?;
         io::sync_dir(fs, layout.dir())?;
     }
@@ -323,25 +323,42 @@ fn recover_tail(
     })
 }
 
-/// The bytes of `tail` (which starts at the first invalid record) up to its last non-zero byte,
-/// if a record decodes anywhere in them after the first byte: what to save before cutting.
+/// `tail` (which starts at the first invalid record), if a record decodes anywhere in it after
+/// the first byte: what to save before cutting.
 ///
 /// The search goes as far as the damage does: a damaged record can be any length (a large
-/// value), and the records behind it must be saved, not cut off unseen. It stops at the last
-/// non-zero byte, as no valid record is all zeros (seq 0 is invalid), so the zeros an active file
-/// allocated ahead ends in after a crash cost one backward pass and are not saved. Each offset
-/// is checksummed only if its fixed header could start a record
+/// value), and the records behind it must be saved, not cut off unseen. A record cannot start
+/// after the last non-zero byte (it would be all zeros, and seq 0 is invalid), so the zeros an
+/// active file allocated ahead ends in after a crash cost one backward pass; a record starting
+/// before it may still end in zeros, so it is decoded from the whole tail, and the whole tail is
+/// saved. Each offset is checksummed only if its fixed header could start a record
 /// ([`record::could_start_record`]).
 fn records_after_damage(tail: &[u8]) -> Option<&[u8]> {
-    let end = tail
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(0, |last| last + 1);
-    let tail = &tail[..end];
+    let last_start = tail.iter().rposition(|&byte| byte != 0).unwrap_or(0);
     let decodes_at = |at: usize| {
         record::could_start_record(&tail[at..]) && record::Record::decode(&tail[at..]).is_ok()
     };
-    (1..end).any(decodes_at).then_some(tail)
+    (1..=last_start).any(decodes_at).then_some(tail)
+}
+
+/// A name for the tail cut off `data_path` at `offset` that no file has yet:
+/// `NNNNNNNNNN.data.cut-OFFSET`, or with `-2`, `-3`, … appended when an earlier open cut the
+/// same file at the same offset (its saved tail must not be overwritten). Built on the path's
+/// bytes, which need not be UTF-8.
+fn saved_tail_path(fs: &dyn Vfs, data_path: &Path, offset: u64) -> Result<PathBuf> {
+    let named = |suffix: String| {
+        let mut name = data_path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let first = named(format!(".cut-{offset}"));
+    let later = (2u64..).map(|n| named(format!(".cut-{offset}-{n}")));
+    for candidate in std::iter::once(first).chain(later) {
+        if !io::exists(fs, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("the names run out after u64::MAX files")
 }
 
 fn seal(file: FoundFile) -> Result<Arc<Segment>> {
