@@ -89,8 +89,9 @@ impl Segment {
 
     fn check<'a>(&self, key: &[u8], loc: &Location, bytes: &'a [u8]) -> Result<Record<'a>> {
         let record = Record::decode(bytes).map_err(|kind| self.corrupt(loc, kind))?;
-        // A location names one record (file ids are never reused, and a record never moves or
-        // changes within its file), so the key is all there is to check beyond the checksum.
+        // A location names one record (no file id is reused while a handle is open, and a
+        // record never moves or changes within its file), so the key is all there is to check
+        // beyond the checksum.
         if record.key != key || record.kind != RecordKind::Put {
             return Err(self.corrupt(loc, CorruptionKind::KeyMismatch));
         }
