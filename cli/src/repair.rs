@@ -214,8 +214,9 @@ impl Salvage {
         self.offer(record.key, record.seq, file_id, offset, newest);
     }
 
-    /// Keeps the candidate if it is newer than what `key` has (ties keep the first: one record
-    /// found twice).
+    /// Keeps the candidate if it is newer than what `key` has. A tie is one record found twice
+    /// (in a merge's input and its output): the first stays, unless it is a lost put and the
+    /// candidate is a readable copy.
     fn offer(&mut self, key: &[u8], seq: u64, file_id: u32, offset: u64, newest: Newest) {
         let candidate = Winner {
             seq,
@@ -224,7 +225,8 @@ impl Salvage {
             newest,
         };
         match self.winners.get_mut(key) {
-            Some(current) if current.seq >= seq => {}
+            Some(current) if current.seq > seq => {}
+            Some(current) if current.seq == seq && current.newest != Newest::LostPut => {}
             Some(current) => *current = candidate,
             None => {
                 self.winners.insert(key.to_vec(), candidate);

@@ -243,3 +243,28 @@ fn a_committed_merge_with_its_output_missing_is_repaired_from_its_inputs() {
     assert_eq!(repaired, pairs(&[("a", "x"), ("b", "y")]), "{out}");
     assert!(out.contains("all still here and were read"), "{out}");
 }
+
+/// An input that is an earlier merge's output (it has a hint) with its copy of `k` damaged, and
+/// the unfinished merge's output holding a readable copy: the copy is kept, not the loss.
+#[test]
+fn a_damaged_input_record_is_covered_by_its_copy_in_the_output() {
+    let store = TestStore::new();
+    let dir = &store.dir;
+    std::fs::create_dir_all(dir).unwrap();
+    let k: [Rec; 1] = [(5, b"k", Some(b"v"))];
+    let hint = Some("0000000003.hint");
+    let at = write_file(dir, "0000000003.data", hint, FileKind::Merged, 3, &k);
+    flip_byte(&dir.join("0000000003.data"), at[0] + RECORD_HEADER);
+    let newest: [Rec; 1] = [(13, b"b", Some(b"y"))];
+    write_file(dir, "0000000004.data", None, FileKind::Data, 4, &newest);
+    let (data, hint) = ("0000000005.data.tmp", "0000000005.hint.tmp");
+    write_file(dir, data, Some(hint), FileKind::Merged, 5, &k);
+    let commit = MergeCommit {
+        inputs: vec![3],
+        outputs: vec![5],
+    };
+    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    let served = opened_copy(dir);
+    assert_eq!(served, pairs(&[("b", "y"), ("k", "v")]));
+    repair_serves(&store, &served);
+}
