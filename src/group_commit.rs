@@ -2,7 +2,8 @@
 //!
 //! Writers append under the writer lock and then wait here, outside it, until their seq is
 //! durable. The first waiter becomes the leader: it reads the active file and the last appended
-//! seq, fsyncs outside every lock, and publishes the new durable seq; everyone who appended
+//! seq, fsyncs outside the writer lock (through the fsync gate, [`GroupCommit::fsync_active`],
+//! which every fsync of the active file passes), and publishes the new durable seq; everyone who appended
 //! before that read is covered by the one fsync, and writers that arrive meanwhile queue for the
 //! next one. Records in earlier files are already durable: rotation fsyncs a file before sealing
 //! it.

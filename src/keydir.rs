@@ -47,7 +47,7 @@ impl Location {
 /// Byte accounting for one data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileUsage {
-    /// File length on disk, header included.
+    /// Bytes of its records and header (the active file is longer on disk: allocated ahead).
     pub total_bytes: u64,
     /// Bytes of records the keydir points at.
     pub live_bytes: u64,

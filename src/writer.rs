@@ -1,8 +1,9 @@
 //! The single writer: encodes records, appends them to the active file, and rotates it.
 //!
 //! Only one thread at a time holds the writer (behind the engine's mutex), so records, seqs and
-//! keydir updates happen in one order. Syncing is not done here but by `group_commit`, outside
-//! the writer's lock. A failed write or fsync poisons the writer: the file's tail is then
+//! keydir updates happen in one order. Syncing is done by `group_commit`, outside the writer's
+//! lock, except the fsync of a file being sealed by `rotate` (through the same fsync gate,
+//! `GroupCommit::fsync_active`). A failed write or fsync poisons the writer: the file's tail is then
 //! unknown, so it refuses further writes until the store is reopened.
 
 use std::path::Path;

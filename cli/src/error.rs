@@ -20,11 +20,12 @@ Exit codes:
   0  success (also: `repair` finished its copy, whatever it had to drop)
   1  not found or damaged: `get`/`delete` of a missing key, `check` found damage,
      `dump` met bytes that do not decode
-  2  usage error: bad arguments, a malformed hex key, no store directory given,
-     `export` to a terminal
+  2  usage error: bad arguments, a malformed hex key, a key or value over the limits
+     (`put`), no store directory given, `export` to a terminal, a `-o`/`-i`/`--out`
+     path inside the store
   3  store error: the store or a file could not be opened, read or written (missing
      directory, store open in another process, I/O error, corruption that stops the
-     library from opening it)
+     library from opening it, `repair` output directory already exists)
   4  bad input: `import` was given a malformed, truncated or corrupted stream; nothing
      was imported";
 

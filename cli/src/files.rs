@@ -4,8 +4,9 @@
 //!
 //! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
 //! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `*.tmp` (files not
-//! yet renamed into place) and `NNNNNNNNNN.data.cut-OFFSET` (a saved tail: bytes an open cut off
-//! the newest data file at OFFSET because valid records followed damage; no file header). Other
+//! yet renamed into place) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
+//! bytes an open cut off the newest data file at OFFSET because valid records followed damage;
+//! no file header; `-N` for a later cut at the same offset). Other
 //! names are not the store's and are left alone.
 
 use std::collections::BTreeMap;

@@ -21,7 +21,7 @@
 //!
 //! Where no hint names a damaged record, its key is unknown: if it held the key's newest value
 //! or removal, an older value comes back (the report says so). Uncommitted `*.tmp` files are
-//! not read. Saved tails (`*.data.cut-OFFSET`) are listed in the report but not copied: an open
+//! not read. Saved tails (`*.data.cut-OFFSET`, `….cut-OFFSET-N`) are listed in the report but not copied: an open
 //! that cut them off resumed the seqs below theirs, so later writes may carry the same seqs and
 //! nothing tells which is newer. A person decides (`bitcask dump` shows them).
 

@@ -78,14 +78,13 @@ const STDOUT_NAMES: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd
 enum ExportTarget {
     /// A regular file (new or existing, reached through any symlinks), replaced as a whole.
     Replace(PathBuf),
-    /// Something else (a pipe, a FIFO, a device; `/dev/stdout` when stdout is one): streamed
-    /// into as it is.
+    /// Something else (a pipe, a FIFO, a device): streamed into as it is.
     Stream,
 }
 
-/// Decided by what `path` is, through its symlinks: a regular file (`/dev/shm/x`, or
-/// `/dev/stdout` redirected to a file, alike) is replaced, a missing path is created, anything
-/// else is streamed into.
+/// Decided by what `path` is, through its symlinks: a regular file (`/dev/shm/x` too) is
+/// replaced, a missing path is created (a dangling symlink is replaced by the file), anything
+/// else is streamed into. (Names of stdout itself never get here: see `STDOUT_NAMES`.)
 fn export_target(path: &Path) -> CliResult<ExportTarget> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => std::fs::canonicalize(path)

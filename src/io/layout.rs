@@ -24,7 +24,8 @@ pub(crate) struct Layout {
 
 /// Hands out data file ids, each once and in increasing order, from one past the largest id
 /// found in the directory; rotation and merge both take ids from it. Past the largest id a
-/// file name can hold (`u32::MAX`) it refuses, so an id is never reused.
+/// file name can hold (`u32::MAX`) it refuses, so an open handle never reuses an id (a reopen
+/// may give a new file the id of one a merge deleted).
 #[derive(Debug)]
 pub(crate) struct FileIds {
     next: AtomicU64,

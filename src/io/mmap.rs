@@ -22,8 +22,8 @@
 //! engine can defend against; bytes read are still checksummed, so such damage surfaces as
 //! [`crate::Error::Corruption`] unless it truncates the file. Two limits of invariant 2, which
 //! `docs/design.md` states: the lock is `flock`, which some network file systems (NFS) emulate
-//! per process, so a second open in the same process is refused by the engine's own registry of
-//! locked directories instead; and a child process created by `fork` shares the lock and the
+//! per process, so a second open in the same process is refused by the engine's own registry of the
+//! `LOCK` files it holds (by device and inode) instead; and a child process created by `fork` shares the lock and the
 //! maps, so a `Database` must not be used in a forked child.
 #![allow(unsafe_code)]
 

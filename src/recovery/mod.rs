@@ -273,7 +273,8 @@ fn recover_sealed(
 /// A torn append leaves nothing valid behind it. If valid records do follow the damage (media
 /// damage, or out-of-order write-back of unsynced pages before a power cut), they were never
 /// reached by the scan, so the cut bytes are first saved beside the file as
-/// `NNNNNNNNNN.data.cut-OFFSET` for a person to salvage (`bitcask check` and `dump` show them).
+/// `NNNNNNNNNN.data.cut-OFFSET` (or `….cut-OFFSET-N`, [`saved_tail_path`]) for a person to
+/// salvage (`bitcask check` and `dump` show them).
 fn recover_tail(
     fs: &dyn Vfs,
     layout: &Layout,
