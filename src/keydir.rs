@@ -374,8 +374,14 @@ fn linked(usage: &mut Usage, file_id: FileId, len: u64) {
 
 fn unlinked(usage: &mut Usage, file_id: FileId, len: u64) {
     if let Some(file) = usage.get_mut(&file_id) {
-        file.live_bytes -= len;
-        file.live_keys -= 1;
+        // Every unlink pairs with a link of the same location; a drift is a bug (debug builds
+        // stop), and must not wrap the figures that decide merges (release builds).
+        debug_assert!(
+            file.live_bytes >= len && file.live_keys >= 1,
+            "{file_id}: {file:?}"
+        );
+        file.live_bytes = file.live_bytes.saturating_sub(len);
+        file.live_keys = file.live_keys.saturating_sub(1);
     }
 }
 

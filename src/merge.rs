@@ -321,18 +321,21 @@ fn swap_files(
     }
 }
 
+/// Points every key whose record `output` copied at the copy, unless a write moved it since.
+///
+/// Both `expect`s are invariants of this merge: skipping an entry instead would leave its key
+/// pointing into an input that is about to be retired. A panic here leaves the inputs published
+/// and the keydir as it was, and the next open finishes the committed merge.
 fn repoint_keydir(engine: &Engine, output: &Finished) {
-    let Ok(hint) = HintFile::decode(&output.hint) else {
-        return; // unreachable: we built it; the keydir then keeps pointing at valid old copies
-    };
+    let hint = HintFile::decode(&output.hint).expect("merge decodes the hint it built");
     for (entry, source) in hint.entries().zip(&output.sources) {
+        let Some(old) = source else {
+            continue; // a tombstone: no keydir entry
+        };
         // Outputs start records below the data file limit, so the location always exists.
-        if let (Some(old), Some(new)) = (
-            source,
-            Location::new(output.id, entry.offset, entry.value_len as usize),
-        ) {
-            engine.keydir.replace_if(entry.key, *old, new);
-        }
+        let new = Location::new(output.id, entry.offset, entry.value_len as usize)
+            .expect("a merge output's records start within the addressable offsets");
+        engine.keydir.replace_if(entry.key, *old, new);
     }
 }
 

@@ -373,8 +373,7 @@ fn prefetch<T>(address: *const T) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // SAFETY: a prefetch is a hint. It does not access memory as far as the program can tell:
     // it cannot fault, and an address outside any allocation (such as the bucket "before" an
-    // empty table's static control bytes, or a table that grew after `KeyMap::prefetch`
-    // dropped its lock) is simply ignored. SSE, which the intrinsic needs, is part of every
+    // empty table's static control bytes) is simply ignored. SSE, which the intrinsic needs, is part of every
     // x86_64 CPU.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>()) }
 }
