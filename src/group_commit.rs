@@ -116,14 +116,30 @@ impl GroupCommit {
     fn lead(&self, engine: &Engine, state: &mut MutexGuard<'_, State>) -> Result<()> {
         state.leader_active = true;
         let (durable, batch, budget) = (state.durable_seq, state.last_batch, state.last_sync / 2);
-        let (synced, timing) = MutexGuard::unlocked(state, || {
-            let round_started = Instant::now();
-            self.gather(durable, batch, budget);
-            let sync_started = Instant::now();
-            let synced = sync_active(engine);
-            (synced, (sync_started.elapsed(), round_started.elapsed()))
+        let round = MutexGuard::unlocked(state, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let round_started = Instant::now();
+                self.gather(durable, batch, budget);
+                let sync_started = Instant::now();
+                let synced = sync_active(engine);
+                (synced, (sync_started.elapsed(), round_started.elapsed()))
+            }))
         });
         state.leader_active = false;
+        let (synced, timing) = match round {
+            Ok(round) => round,
+            // A round that ends in a panic still ends: waiters learn that it failed instead of
+            // waiting for a leader that is gone.
+            Err(panic) => {
+                state
+                    .failed
+                    .get_or_insert_with(|| "a group-commit leader panicked".into());
+                state.rounds += 1;
+                self.rounds.store(state.rounds, Ordering::Release);
+                self.synced.notify_all();
+                std::panic::resume_unwind(panic);
+            }
+        };
         match &synced {
             Ok(upto) => {
                 state.last_batch = upto.saturating_sub(state.durable_seq);

@@ -130,6 +130,30 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     assert_eq!(after_power_cut(&fs).read(b"after").unwrap(), b"x");
 }
 
+/// A leader whose fsync panics still ends its round: the panic reaches its caller, and a later
+/// write under `Always` fails instead of waiting for ever on a leader that is gone.
+#[test]
+fn a_panicking_fsync_fails_later_writes_instead_of_hanging() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Always);
+    db.write(b"before", b"ok").unwrap();
+    // Under Always the next write is one append and one fsync: the fsync panics.
+    fs.fail_at(fs.ops() + 2, Fault::Panic);
+    let during = db.clone();
+    let panicked = std::thread::spawn(move || during.write(b"during", b"x")).join();
+    assert!(panicked.is_err(), "the fsync's panic reached its caller");
+
+    let (done, outcome) = std::sync::mpsc::channel();
+    let after = db.clone();
+    // Not scoped: if the write hangs, the test fails here rather than hanging with it.
+    std::thread::spawn(move || done.send(after.write(b"after", b"y")));
+    let outcome = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a write after the leader's panic waited for ever");
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert_eq!(db.read(b"before").unwrap(), b"ok");
+}
+
 /// A poisoned writer cannot make records durable before a merge's commit, so a merge is
 /// refused before it copies anything (it used to copy every input and fail at the end, and the
 /// background thread did so at every check), and the refusal shows in the stats.

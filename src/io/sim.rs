@@ -30,6 +30,9 @@ pub enum Fault {
     /// A write stores only the first half of its bytes, then fails with EIO; any other
     /// operation just fails with EIO. Later operations work.
     ShortWrite,
+    /// This one operation panics (a bug in I/O code, say); later operations work. For tests
+    /// that a panic leaves the store failed, not hung.
+    Panic,
 }
 
 /// An in-memory file system with power cuts; clones share the same state.
@@ -77,6 +80,7 @@ impl State {
                     }
                     Fault::Error(kind) => Err(Error::new(kind, format!("simulated fault: {kind}"))),
                     Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
+                    Fault::Panic => panic!("simulated panic at operation {}", self.ops),
                 }
             }
             _ => Ok(None),
