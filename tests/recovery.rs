@@ -358,6 +358,27 @@ fn a_record_ending_in_zeros_behind_damage_is_saved_whole() {
     assert_eq!(std::fs::read(saved).unwrap(), &bytes[second..]);
 }
 
+/// Writes `a`, `b` and `c` (1-byte keys and values) into a store at `dir` and closes it, then
+/// flips a byte of the second record's key in the newest data file (at offset 43, after the
+/// 20-byte header and the first record's 23 bytes), which it returns.
+fn three_records_the_second_damaged(dir: &Path) -> PathBuf {
+    let db = Database::open(dir).unwrap();
+    for key in [b"a", b"b", b"c"] {
+        db.write(key, b"1").unwrap();
+    }
+    db.close().unwrap();
+    damage_second_record(dir)
+}
+
+/// Flips a byte of the key of the second record (at offset 43) of the newest data file.
+fn damage_second_record(dir: &Path) -> PathBuf {
+    let active = newest_data_file(dir);
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[20 + 23 + 21] ^= 0xFF;
+    std::fs::write(&active, &bytes).unwrap();
+    active
+}
+
 /// The saved tail's name is built on the path's bytes: in a directory whose name is not UTF-8,
 /// open still saves it and opens (a lossy name pointed into a directory that does not exist).
 #[test]
@@ -367,15 +388,7 @@ fn a_tail_is_saved_in_a_directory_whose_name_is_not_utf8() {
     let dir = parent
         .path()
         .join(std::ffi::OsStr::from_bytes(b"store-\xff"));
-    let db = Database::open(&dir).unwrap();
-    for key in [b"a", b"b", b"c"] {
-        db.write(key, b"1").unwrap();
-    }
-    db.close().unwrap();
-    let active = newest_data_file(&dir);
-    let mut bytes = std::fs::read(&active).unwrap();
-    bytes[20 + 23 + 21] ^= 0xFF;
-    std::fs::write(&active, &bytes).unwrap();
+    three_records_the_second_damaged(&dir);
 
     let db = Database::open(&dir).unwrap();
     assert_eq!(db.read(b"a").unwrap(), b"1");
@@ -387,19 +400,7 @@ fn a_tail_is_saved_in_a_directory_whose_name_is_not_utf8() {
 #[test]
 fn a_second_cut_at_the_same_offset_keeps_the_first_saved_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let damage_second_record = |dir: &Path| {
-        let active = newest_data_file(dir);
-        let mut bytes = std::fs::read(&active).unwrap();
-        bytes[20 + 23 + 21] ^= 0xFF;
-        std::fs::write(&active, &bytes).unwrap();
-        active
-    };
-    let db = Database::open(dir.path()).unwrap();
-    for key in [b"a", b"b", b"c"] {
-        db.write(key, b"1").unwrap();
-    }
-    db.close().unwrap();
-    let active = damage_second_record(dir.path());
+    let active = three_records_the_second_damaged(dir.path());
     let name = active.file_name().unwrap().to_str().unwrap().to_string();
     let first = dir.path().join(format!("{name}.cut-43"));
 

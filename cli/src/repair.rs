@@ -3,9 +3,10 @@
 //! 1. Refuse a directory without data files (a mistyped `--dir`) and an `--out` inside the
 //!    store; take the original's lock (refusing a store open elsewhere; creating `LOCK` if it
 //!    is missing).
-//! 2. Take the files open would read: where a `MERGE` record that decodes names a merge that
-//!    committed, its outputs (`*.data.tmp` or already renamed) instead of its inputs, which
-//!    open deletes.
+//! 2. Where a `MERGE` record that decodes names a merge that committed: while all its inputs
+//!    remain, read them and its outputs (`*.data.tmp` or already renamed) alike, each a spare
+//!    for the other's damage; once open has begun deleting inputs, read the outputs instead of
+//!    what is left of them, as open does ([`choose_merge_files`]).
 //! 3. Read each data file directly: a sealed file whose hint open would trust, where the hint
 //!    says its records are (a damaged record's entry still gives its key, seq and kind); any
 //!    other file by walking past damage (see [`crate::salvage`]).
@@ -56,7 +57,7 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     ensure_a_store(&dir)?;
     let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let mut store_files = StoreFiles::list(&dir)?;
-    let merge_note = finish_merge_as_open_would(&mut store_files)?;
+    let merge_note = choose_merge_files(&mut store_files)?;
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let mut report = salvage.report(&dir, &out, kept);
@@ -100,7 +101,7 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
 /// the outputs copy records of the inputs (same seqs), so each is a spare for the other's
 /// damage, and the inputs keep the removals the merge dropped. Once open has begun deleting
 /// inputs, the outputs are read instead of what is left of them, as open would.
-fn finish_merge_as_open_would(store_files: &mut StoreFiles) -> CliResult<String> {
+fn choose_merge_files(store_files: &mut StoreFiles) -> CliResult<String> {
     let path = store_files.merge_record.clone().unwrap_or_default();
     let commit = match store_files.merge_commit()? {
         None => return Ok(String::new()),

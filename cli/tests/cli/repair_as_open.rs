@@ -89,6 +89,15 @@ fn repair_serves(store: &TestStore, served: &[(Vec<u8>, Vec<u8>)]) -> String {
     out
 }
 
+/// Writes the `MERGE` record of a committed merge of `inputs` into `outputs`.
+fn commit_merge(dir: &Path, inputs: &[u32], outputs: &[u32]) {
+    let commit = MergeCommit {
+        inputs: inputs.to_vec(),
+        outputs: outputs.to_vec(),
+    };
+    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+}
+
 /// What open serves from a copy of `dir` (open may change the directory it opens).
 fn opened_copy(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let copy = tempfile::tempdir().unwrap();
@@ -164,11 +173,7 @@ fn a_committed_merge_is_finished_as_open_finishes_it() {
         5,
         &[(6, b"a", Some(b"x"))],
     );
-    let commit = MergeCommit {
-        inputs: vec![2, 3],
-        outputs: vec![5],
-    };
-    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    commit_merge(dir, &[2, 3], &[5]);
     let served = opened_copy(dir);
     assert_eq!(served, pairs(&[("a", "x"), ("b", "y")]));
 
@@ -190,11 +195,7 @@ fn store_with_a_committed_merge_and_a_damaged_input(dir: &Path) {
     write_file(dir, "0000000004.data", None, FileKind::Data, 4, &b);
     let (data, hint) = ("0000000005.data.tmp", "0000000005.hint.tmp");
     write_file(dir, data, Some(hint), FileKind::Merged, 5, &a);
-    let commit = MergeCommit {
-        inputs: vec![2],
-        outputs: vec![5],
-    };
-    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    commit_merge(dir, &[2], &[5]);
 }
 
 /// The value is read from the merge's output, as open would serve it.
@@ -232,11 +233,7 @@ fn a_committed_merge_with_its_output_missing_is_repaired_from_its_inputs() {
     write_file(dir, "0000000001.data", None, FileKind::Data, 1, &older);
     let newest: [Rec; 1] = [(13, b"b", Some(b"y"))];
     write_file(dir, "0000000004.data", None, FileKind::Data, 4, &newest);
-    let commit = MergeCommit {
-        inputs: vec![2],
-        outputs: vec![5],
-    };
-    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    commit_merge(dir, &[2], &[5]);
 
     let out = store.run(&["repair"]).expect(0).out();
     let repaired = pairs_of(&store.parent().join("db.repaired"));
@@ -259,11 +256,7 @@ fn a_damaged_input_record_is_covered_by_its_copy_in_the_output() {
     write_file(dir, "0000000004.data", None, FileKind::Data, 4, &newest);
     let (data, hint) = ("0000000005.data.tmp", "0000000005.hint.tmp");
     write_file(dir, data, Some(hint), FileKind::Merged, 5, &k);
-    let commit = MergeCommit {
-        inputs: vec![3],
-        outputs: vec![5],
-    };
-    std::fs::write(dir.join("MERGE"), commit.encode()).unwrap();
+    commit_merge(dir, &[3], &[5]);
     let served = opened_copy(dir);
     assert_eq!(served, pairs(&[("b", "y"), ("k", "v")]));
     repair_serves(&store, &served);
