@@ -158,11 +158,10 @@ impl Engine {
         let _no_merge = self.merge.lock();
         let synced = {
             let mut writer = self.lock_writer()?;
-            let file = writer.file();
             let synced = match writer.check_poisoned().and_then(|()| writer.trim(self)) {
                 Ok(()) => self
                     .commits
-                    .fsync_active(&file)
+                    .fsync_active(&writer.fsync_target(self))
                     .map_err(|source| Error::Io {
                         context: "syncing on close",
                         path: self.layout.data_path(writer.file_id()),

@@ -29,7 +29,12 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::io::vfs::FileHandle;
+use crate::format::FileId;
+use crate::format::fsync_failure::FsyncFailure;
+use crate::format::header::HEADER_LEN;
+use crate::io::layout::Layout;
+use crate::io::vfs::{FileHandle, Vfs};
+use crate::recovery::fsync_failure;
 use crate::sync::{Condvar, Mutex, MutexGuard, Ordering, ProtocolBreak, broken, yield_now};
 
 #[derive(Debug, Default)]
@@ -41,9 +46,54 @@ pub(crate) struct GroupCommit {
     waiting_upto: std::sync::atomic::AtomicU64,
     /// Mirrors `State::rounds`, for polling followers (read without the lock).
     rounds: crate::sync::AtomicU64,
-    /// Held around every fsync of the active file (see [`GroupCommit::fsync_active`]), with the
-    /// first such fsync's failure.
-    active_fsync: Mutex<Option<String>>,
+    /// Held around every fsync of the active file (see [`GroupCommit::fsync_active`]).
+    active_fsync: Mutex<FsyncGate>,
+}
+
+/// What the fsync gate knows.
+#[derive(Debug, Default)]
+struct FsyncGate {
+    /// The first failed fsync's error.
+    failed: Option<String>,
+    /// The newest data file an fsync succeeded on, and how many of its bytes that fsync covered.
+    durable: Option<(FileId, u64)>,
+}
+
+impl FsyncGate {
+    fn synced(&mut self, id: FileId, len: u64) {
+        match &mut self.durable {
+            Some((durable_id, durable_len)) if *durable_id == id => {
+                *durable_len = (*durable_len).max(len);
+            }
+            Some((durable_id, _)) if *durable_id > id => {}
+            _ => self.durable = Some((id, len)),
+        }
+    }
+
+    /// What to write down after a failed fsync of file `id`: how much of it the last fsync of
+    /// it covered, or its header (synced when the file was created) if none did. Nothing if a
+    /// newer file was synced: rotation fsynced all of this one before that.
+    fn failure(&self, id: FileId) -> Option<FsyncFailure> {
+        let durable_len = match self.durable {
+            Some((durable_id, len)) if durable_id == id => len,
+            Some((durable_id, _)) if durable_id > id => return None,
+            _ => HEADER_LEN as u64,
+        };
+        Some(FsyncFailure {
+            file_id: id,
+            durable_len,
+        })
+    }
+}
+
+/// One fsync of the active file: the file, how much of it had been written when the fsync was
+/// asked for, and where a failure is written down for the next open.
+pub(crate) struct ActiveFsync<'a> {
+    pub file: FileHandle,
+    pub id: FileId,
+    pub len: u64,
+    pub fs: &'a dyn Vfs,
+    pub layout: &'a Layout,
 }
 
 #[derive(Debug, Default)]
@@ -67,12 +117,16 @@ struct State {
 
 impl GroupCommit {
     /// Group commit for a store whose records up to `seq` are all durable (open syncs what it
-    /// recovers).
-    pub(crate) fn durable_up_to(seq: u64) -> Self {
+    /// recovers), as are the first `active_len` bytes of the active file `active`.
+    pub(crate) fn durable_up_to(seq: u64, active: FileId, active_len: u64) -> Self {
         GroupCommit {
             state: Mutex::new(State {
                 durable_seq: seq,
                 ..State::default()
+            }),
+            active_fsync: Mutex::new(FsyncGate {
+                failed: None,
+                durable: Some((active, active_len)),
             }),
             ..GroupCommit::default()
         }
@@ -210,30 +264,48 @@ impl GroupCommit {
     /// here (the leader's, rotation's, close's): Linux reports a failed writeback to one fsync
     /// of a file description only and drops the pages, so a later fsync of it returns Ok with
     /// the records lost; the one that met the failure must record it before another can pass.
-    pub(crate) fn fsync_active(&self, file: &FileHandle) -> std::io::Result<()> {
-        let mut failed = self.active_fsync.lock();
-        if let Some(reason) = &*failed {
+    ///
+    /// The failed pages stay readable too, so the first failure is also written down for the
+    /// next open (`FSYNC_FAILED`, `recovery::fsync_failure`) before the gate opens again: a
+    /// reopen in the same boot must not take them for records on disk.
+    pub(crate) fn fsync_active(&self, sync: &ActiveFsync<'_>) -> std::io::Result<()> {
+        let mut gate = self.active_fsync.lock();
+        if let Some(reason) = &gate.failed {
             return Err(std::io::Error::other(format!(
                 "an earlier fsync of the active file failed: {reason}"
             )));
         }
-        let synced = file.sync();
-        if let Err(e) = &synced {
-            *failed = Some(e.to_string());
-        }
-        synced
+        let failed = match sync.file.sync() {
+            Ok(()) => {
+                gate.synced(sync.id, sync.len);
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let unrecorded = gate
+            .failure(sync.id)
+            .and_then(|failure| fsync_failure::record(sync.fs, sync.layout, failure).err());
+        let reason = match unrecorded {
+            None => failed.to_string(),
+            Some(e) => format!(
+                "{failed}; writing that down for the next open failed too ({e}), so a reopen \
+                 before a reboot may take records that are not on disk for durable ones"
+            ),
+        };
+        gate.failed = Some(reason.clone());
+        Err(std::io::Error::new(failed.kind(), reason))
     }
 }
 
 /// Fsyncs the active file; returns the seq up to which records are now durable.
 fn sync_active(engine: &Engine) -> Result<u64> {
-    let (file, upto, path) = {
+    let (sync, upto, path) = {
         let writer = engine.writer.lock();
         writer.check_poisoned()?;
         let path = engine.layout.data_path(writer.file_id());
-        (writer.file(), writer.last_seq(), path)
+        (writer.fsync_target(engine), writer.last_seq(), path)
     };
-    let synced = engine.commits.fsync_active(&file).context("syncing", &path);
+    let synced = engine.commits.fsync_active(&sync).context("syncing", &path);
     if let Err(e) = &synced {
         engine.writer.lock().poison(e.to_string());
     }
@@ -245,6 +317,7 @@ mod tests {
     use super::*;
     use crate::io::sim::{Fault, SimFs};
     use crate::io::vfs::{OpenMode, Vfs};
+    use crate::sync::Arc;
 
     /// Once one fsync of the active file failed, every later one fails too, even where the file
     /// system would now return Ok: Linux reports a failed writeback to one fsync only and drops
@@ -252,20 +325,72 @@ mod tests {
     /// rotation's, say).
     #[test]
     fn an_fsync_after_a_failed_one_fails_too() {
-        let fs = SimFs::new();
-        fs.create_dir_all(std::path::Path::new("/d")).unwrap();
-        let path = std::path::Path::new("/d/f");
-        let file = fs.open(path, OpenMode::CreateTruncate).unwrap();
+        let (fs, layout) = (SimFs::new(), Layout::new("/d".into()));
+        fs.create_dir_all(layout.dir()).unwrap();
+        let file = fs
+            .open(&layout.data_path(1), OpenMode::CreateTruncate)
+            .unwrap();
+        let sync = |len| ActiveFsync {
+            file: Arc::clone(&file),
+            id: 1,
+            len,
+            fs: &fs,
+            layout: &layout,
+        };
         let commits = GroupCommit::default();
-        commits.fsync_active(&file).unwrap();
+        commits.fsync_active(&sync(0)).unwrap();
         file.write_at(b"record", 0).unwrap();
         fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
-        assert!(commits.fsync_active(&file).is_err());
-        let later = commits.fsync_active(&file).unwrap_err();
+        assert!(commits.fsync_active(&sync(6)).is_err());
+        let later = commits.fsync_active(&sync(6)).unwrap_err();
         assert!(later.to_string().contains("earlier fsync"), "{later}");
         assert!(
             file.sync().is_ok(),
             "the file system itself reports Ok again"
         );
+    }
+
+    /// The first failure is written down for the next open, with what the last successful
+    /// fsync of that file covered; a failure on a file a newer file's fsync followed (rotation
+    /// fsynced all of it) needs no cut.
+    #[test]
+    fn a_failed_fsync_is_written_down_with_the_durable_length() {
+        let (fs, layout) = (SimFs::new(), Layout::new("/d".into()));
+        fs.create_dir_all(layout.dir()).unwrap();
+        let file = fs
+            .open(&layout.data_path(3), OpenMode::CreateTruncate)
+            .unwrap();
+        let sync = |id, len| ActiveFsync {
+            file: Arc::clone(&file),
+            id,
+            len,
+            fs: &fs,
+            layout: &layout,
+        };
+        let recorded = || {
+            let bytes = fs.read_all(&layout.fsync_failure_path()).ok()?;
+            Some(FsyncFailure::decode(&bytes).unwrap())
+        };
+        let commits = GroupCommit::durable_up_to(0, 3, 20);
+        commits.fsync_active(&sync(3, 100)).unwrap();
+        commits.fsync_active(&sync(3, 60)).unwrap();
+        fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
+        assert!(commits.fsync_active(&sync(3, 140)).is_err());
+        let expected = FsyncFailure {
+            file_id: 3,
+            durable_len: 100,
+        };
+        assert_eq!(recorded(), Some(expected));
+        assert!(commits.fsync_active(&sync(3, 180)).is_err());
+        assert_eq!(recorded(), Some(expected), "only the first failure");
+
+        let failure_of = |gate: &FsyncGate, id| gate.failure(id).map(|f| f.durable_len);
+        let gate = FsyncGate {
+            failed: None,
+            durable: Some((5, 300)),
+        };
+        assert_eq!(failure_of(&gate, 5), Some(300));
+        assert_eq!(failure_of(&gate, 6), Some(HEADER_LEN as u64));
+        assert_eq!(failure_of(&gate, 4), None);
     }
 }

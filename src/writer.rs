@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::record::{Record, RecordKind, encoded_len};
 use crate::format::{FileId, MAX_SEQ};
+use crate::group_commit::ActiveFsync;
 use crate::io;
 use crate::io::mmap::AppendWriter;
 use crate::io::vfs::FileHandle;
@@ -73,9 +74,15 @@ impl Writer {
         self.file_id
     }
 
-    /// The active file, for syncing it outside the writer's lock.
-    pub(crate) fn file(&self) -> FileHandle {
-        Arc::clone(&self.file)
+    /// An fsync of the active file covering every record appended so far.
+    pub(crate) fn fsync_target<'e>(&self, engine: &'e Engine) -> ActiveFsync<'e> {
+        ActiveFsync {
+            file: Arc::clone(&self.file),
+            id: self.file_id,
+            len: self.len,
+            fs: engine.fs(),
+            layout: &engine.layout,
+        }
     }
 
     /// The seq of the last record appended (0 if none ever was).
@@ -143,7 +150,7 @@ impl Writer {
     pub(crate) fn rotate(&mut self, engine: &Engine) -> Result<()> {
         self.check_poisoned()?;
         self.trim(engine)?;
-        let synced = engine.commits.fsync_active(&self.file);
+        let synced = engine.commits.fsync_active(&self.fsync_target(engine));
         self.poison_on_error(synced, "syncing", engine)?;
         let fs = engine.fs();
         let sealed_path = engine.layout.data_path(self.file_id);

@@ -130,6 +130,71 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     assert_eq!(after_power_cut(&fs).read(b"after").unwrap(), b"x");
 }
 
+/// A failed fsync leaves the records it should have written readable (Linux marks the pages
+/// clean and keeps them until they are evicted; `SimFs` does the same), though they are not on
+/// disk. A reopen in the same boot must not build on them: a remove whose fsync failed must not
+/// hide a key that a power cut then brings back, and a write synced after the reopen must
+/// survive that power cut. Open writes those bytes again, so here, where they are still
+/// readable, the remove holds before and after the power cut.
+#[test]
+fn a_reopen_after_a_failed_fsync_builds_on_what_is_on_disk_only() {
+    let dir = std::path::Path::new(DIR);
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Always);
+    db.write(b"kept", b"1").unwrap();
+    db.write(b"removed", b"1").unwrap();
+    // The remove is one append and one fsync: fail the fsync.
+    fs.fail_at(fs.ops() + 2, Fault::Error(std::io::ErrorKind::Other));
+    assert!(db.remove(b"removed").is_err());
+    assert!(db.close().is_err());
+    drop(db);
+    let marker = dir.join("FSYNC_FAILED");
+    assert!(fs.files(dir).contains_key(&marker));
+
+    let db = open(&fs, SyncPolicy::Always);
+    assert!(db.get(b"removed").unwrap().is_none());
+    db.write(b"later", b"2").unwrap();
+    assert!(
+        !fs.files(dir).contains_key(&marker),
+        "open removed the record"
+    );
+
+    let recovered = after_power_cut(&fs);
+    assert_eq!(recovered.read(b"kept").unwrap(), b"1");
+    assert!(recovered.get(b"removed").unwrap().is_none(), "came back");
+    assert_eq!(recovered.read(b"later").unwrap(), b"2");
+}
+
+/// A failure record that a crash tore (it is written without waiting for its fsync) is removed
+/// unread: the crash also took the pages it warned of. One naming a file that is gone is
+/// removed too.
+#[test]
+fn a_torn_or_stale_fsync_failure_record_is_removed_and_changes_nothing() {
+    let dir = std::path::Path::new(DIR);
+    for (bytes, what) in [
+        (vec![], "empty"),
+        (vec![0x89, b'B', b'C', b'F'], "torn"),
+        (
+            bitcask::format::fsync_failure::FsyncFailure {
+                file_id: 999,
+                durable_len: 20,
+            }
+            .encode(),
+            "names a file that is gone",
+        ),
+    ] {
+        let fs = SimFs::new();
+        let db = open(&fs, SyncPolicy::Always);
+        db.write(b"k", b"v").unwrap();
+        db.close().unwrap();
+        let marker = dir.join("FSYNC_FAILED");
+        fs.put_file(&marker, &bytes);
+        let db = open(&fs, SyncPolicy::Always);
+        assert_eq!(db.read(b"k").unwrap(), b"v", "{what}");
+        assert!(!fs.files(dir).contains_key(&marker), "{what}");
+    }
+}
+
 /// A leader whose fsync panics still ends its round: the panic reaches its caller, and a later
 /// write under `Always` fails instead of waiting for ever on a leader that is gone.
 #[test]

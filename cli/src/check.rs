@@ -4,7 +4,7 @@
 //! It verifies every data file's header and every record's CRC (walking past damage to report
 //! each bad range), every hint file against its data file (it decodes, names the data file's id
 //! and length, and each entry's seq, kind, key and value length equal the record at its offset),
-//! and an interrupted merge's `MERGE` record. A bad range that ends the newest writer file is a
+//! an interrupted merge's `MERGE` record and a failed fsync's `FSYNC_FAILED` record. A bad range that ends the newest writer file is a
 //! torn tail that open cuts off: a warning, not damage. The store's lock is taken for the
 //! duration (a store open elsewhere is refused), and no file is created or changed.
 
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use bitcask::CorruptionKind;
 use bitcask::format::commit::MergeCommit;
+use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::Record;
@@ -55,6 +56,7 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     }
     check_orphan_hints(&store_files, &mut report);
     check_merge_record(dir, &store_files, merge, &mut report);
+    note_fsync_failure(&store_files, &mut report);
     note_saved_tails(&store_files, &mut report);
     note_tmps(&store_files, &mut report);
     progress.finish();
@@ -399,6 +401,30 @@ fn check_merge_record(
             }
         }
     }
+}
+
+/// Reports a failed fsync's record: the records of the file it names past what an earlier fsync
+/// made durable may be readable now and gone after a reboot; the next open writes them again.
+fn note_fsync_failure(store_files: &StoreFiles, report: &mut Report) {
+    let Some(path) = &store_files.fsync_failure else {
+        return;
+    };
+    let Some(bytes) = read_or_report(path, report) else {
+        return;
+    };
+    let message = match FsyncFailure::decode(&bytes) {
+        Ok(failure) => format!(
+            "an fsync of data file {:010} failed; an earlier one made its first {} bytes \
+             durable, and the records after them may read back now without being on disk. The \
+             next open writes them again and fsyncs them",
+            failure.file_id, failure.durable_len
+        ),
+        Err(kind) => format!(
+            "a failed fsync's record that does not decode ({kind}): a crash tore it, and took \
+             the pages it warned of; the next open removes it"
+        ),
+    };
+    report.add(Severity::Warning, path, None, message);
 }
 
 /// A file's bytes, or `None` after reporting as damage that it cannot be read (a bad sector):

@@ -1,4 +1,5 @@
-//! `dump FILE`: the contents of one data file, hint file, saved tail or `MERGE` record, one line
+//! `dump FILE`: the contents of one data file, hint file, saved tail, `MERGE` or `FSYNC_FAILED`
+//! record, one line
 //! per record, for debugging, written out as it goes. Damaged bytes are shown in place (with the
 //! offset where records resume) and make the command exit with code 1. The file is only read.
 
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bitcask::CorruptionKind;
 use bitcask::format::commit::MergeCommit;
+use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::header::{FileHeader, FileKind};
 use bitcask::format::hint::HintFile;
 use bitcask::format::record::{Record, RecordKind};
@@ -66,6 +68,9 @@ fn dump_by_header(path: &Path, bytes: &[u8], hex: bool, out: &mut StdoutText) ->
         Ok(header) => dump_data(Some(header), bytes, hex, out),
         Err(CorruptionKind::BadMagic) if MergeCommit::decode(bytes).is_ok() => {
             dump_commit(bytes, out)
+        }
+        Err(CorruptionKind::BadMagic) if FsyncFailure::decode(bytes).is_ok() => {
+            dump_fsync_failure(bytes, out)
         }
         Err(_) if path.extension().is_some_and(|ext| ext == "hint") => dump_hint(bytes, hex, out),
         Err(kind) => {
@@ -230,6 +235,20 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     }
     let noun = if entries == 1 { "entry" } else { "entries" };
     let _ = writeln!(out, "total   {entries} {noun}");
+    false
+}
+
+/// Prints a failed fsync's record; it decoded, so nothing is damaged.
+fn dump_fsync_failure(bytes: &[u8], out: &mut StdoutText) -> bool {
+    if let Ok(failure) = FsyncFailure::decode(bytes) {
+        let _ = writeln!(out, "header  fsync failure record (a failed fsync)");
+        let _ = writeln!(out, "file    {:010}.data", failure.file_id);
+        let _ = writeln!(
+            out,
+            "durable {} bytes (the next open writes the rest again before it reads the file)",
+            failure.durable_len
+        );
+    }
     false
 }
 

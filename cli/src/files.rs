@@ -3,8 +3,9 @@
 //! store's lock.
 //!
 //! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
-//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `*.tmp` (files not
-//! yet renamed into place) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
+//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `FSYNC_FAILED` (a
+//! failed fsync of the active file, for the next open), `*.tmp` (files not yet renamed into
+//! place) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
 //! bytes an open cut off the newest data file at OFFSET because valid records followed damage;
 //! no file header; `-N` for a later cut at the same offset). Other
 //! names are not the store's and are left alone.
@@ -29,6 +30,8 @@ pub struct StoreFiles {
     pub hints: BTreeMap<u32, PathBuf>,
     /// The `MERGE` commit record, if present.
     pub merge_record: Option<PathBuf>,
+    /// The `FSYNC_FAILED` record, if present.
+    pub fsync_failure: Option<PathBuf>,
     /// Leftover temporary files.
     pub tmps: Vec<PathBuf>,
     /// Saved tails, by the data file and offset they were cut from, and their file name (two
@@ -55,6 +58,8 @@ impl StoreFiles {
         };
         if name == "MERGE" {
             self.merge_record = Some(path);
+        } else if name == "FSYNC_FAILED" {
+            self.fsync_failure = Some(path);
         } else if name.ends_with(".tmp") {
             self.tmps.push(path);
         } else if let Some((id, offset)) = saved_tail(name) {

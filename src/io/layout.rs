@@ -2,7 +2,9 @@
 //!
 //! `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint` (its hint file),
 //! `LOCK` (the directory lock), `MERGE` (a merge's commit record, present only between a merge's
-//! commit point and the end of its cleanup) and `*.tmp` (files not yet renamed into place).
+//! commit point and the end of its cleanup), `FSYNC_FAILED` (a failed fsync of the active file,
+//! present from the failure until the next open has cut the file back) and `*.tmp` (files not
+//! yet renamed into place).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -77,6 +79,11 @@ impl Layout {
 
     pub(crate) fn commit_path(&self) -> PathBuf {
         self.dir.join("MERGE")
+    }
+
+    /// Where a failed fsync of the active file is written down for the next open.
+    pub(crate) fn fsync_failure_path(&self) -> PathBuf {
+        self.dir.join("FSYNC_FAILED")
     }
 
     /// Lists the engine's files; names it does not know are left alone.

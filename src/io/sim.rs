@@ -5,9 +5,14 @@
 //! last `sync_dir`). [`SimFs::fail_at`] makes the N-th mutating operation (create, write, sync,
 //! truncate, rename, remove, directory sync) cut the power, fail with an error, or write short;
 //! [`SimFs::crash_image`] is what a machine rebooted after the cut would find.
+//!
+//! A failed `sync` behaves as Linux's `fsync` does after a failed write-back: the bytes it should
+//! have written are dropped from write-back but stay readable ("lost" below), and a later
+//! successful `sync` does not make them durable. Only writing them again does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Error, ErrorKind};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
@@ -57,6 +62,51 @@ struct State {
 struct Inode {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// Byte ranges of `data` a failed sync dropped from write-back: readable, never made
+    /// durable by a later sync, until written again.
+    lost: Vec<Range<usize>>,
+}
+
+impl Inode {
+    /// A failed sync: every byte not yet durable is dropped from write-back.
+    fn drop_unsynced(&mut self) {
+        let differs = |i: usize| self.durable.get(i) != Some(&self.data[i]);
+        let mut start = None;
+        for i in 0..=self.data.len() {
+            match (start, i < self.data.len() && differs(i)) {
+                (None, true) => start = Some(i),
+                (Some(from), false) => {
+                    self.lost.push(from..i);
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A successful sync: `data` becomes durable, except the bytes a failed sync dropped.
+    fn sync(&mut self) {
+        let mut durable = self.data.clone();
+        for range in &self.lost {
+            for i in range.start..range.end.min(durable.len()) {
+                durable[i] = self.durable.get(i).copied().unwrap_or(0);
+            }
+        }
+        self.durable = durable;
+    }
+
+    /// Bytes `written` are dirty again: the next sync writes them.
+    fn rewrote(&mut self, written: Range<usize>) {
+        self.lost = std::mem::take(&mut self.lost)
+            .into_iter()
+            .flat_map(|lost| {
+                let before = lost.start..lost.end.min(written.start);
+                let after = lost.start.max(written.end)..lost.end;
+                [before, after]
+            })
+            .filter(|range| !range.is_empty())
+            .collect();
+    }
 }
 
 fn eio(what: &str) -> Error {
@@ -149,6 +199,7 @@ impl SimFs {
             .map(|inode| Inode {
                 data: inode.durable.clone(),
                 durable: inode.durable.clone(),
+                lost: Vec::new(),
             })
             .collect();
         state.image(inodes, state.durable_names.clone())
@@ -166,6 +217,21 @@ impl SimFs {
         let state = self.state.lock();
         let inode = *state.names.get(path)?;
         Some(state.inodes[inode].durable.clone())
+    }
+
+    /// Creates or replaces the file `path` with `bytes`, durable at once, as a test plants a
+    /// file. Counts no operation.
+    pub fn put_file(&self, path: &Path, bytes: &[u8]) {
+        let mut state = self.state.lock();
+        let inode = Inode {
+            data: bytes.to_vec(),
+            durable: bytes.to_vec(),
+            lost: Vec::new(),
+        };
+        state.inodes.push(inode);
+        let id = state.inodes.len() - 1;
+        state.names.insert(path.to_path_buf(), id);
+        state.durable_names.insert(path.to_path_buf(), id);
     }
 
     /// Names and current contents of the files in `dir`.
@@ -188,6 +254,7 @@ impl Vfs for SimFs {
             match state.names.get(path) {
                 Some(&inode) => {
                     state.inodes[inode].data.clear();
+                    state.inodes[inode].lost.clear();
                     inode
                 }
                 None => {
@@ -329,6 +396,7 @@ impl VfsFile for SimFile {
             data.resize(start + written.len(), 0);
         }
         data[start..start + written.len()].copy_from_slice(written);
+        state.inodes[self.inode].rewrote(start..start + written.len());
         if short {
             Err(eio("short write"))
         } else {
@@ -338,9 +406,13 @@ impl VfsFile for SimFile {
 
     fn sync(&self) -> std::io::Result<()> {
         let mut state = self.fs.state.lock();
-        state.plain_step()?;
-        let inode = &mut state.inodes[self.inode];
-        inode.durable = inode.data.clone();
+        if let Err(e) = state.plain_step() {
+            if !state.powered_off {
+                state.inodes[self.inode].drop_unsynced();
+            }
+            return Err(e);
+        }
+        state.inodes[self.inode].sync();
         Ok(())
     }
 
@@ -351,7 +423,10 @@ impl VfsFile for SimFile {
     fn set_len(&self, len: u64) -> std::io::Result<()> {
         let mut state = self.fs.state.lock();
         state.plain_step()?;
-        state.inodes[self.inode].data.resize(len as usize, 0);
+        let inode = &mut state.inodes[self.inode];
+        inode.data.resize(len as usize, 0);
+        // Cut pages leave the page cache; bytes past the end are zeros from now on.
+        inode.rewrote(len as usize..usize::MAX);
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use crate::sync::{Arc, AtomicBool, Mutex};
 use crate::writer::Writer;
 use crate::{io, merge};
 
+pub(crate) mod fsync_failure;
 mod hints;
 mod order;
 
@@ -74,6 +75,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
     for tmp in &listing.tmps {
         io::remove_if_exists(fs, tmp)?;
     }
+    fsync_failure::apply(fs, &layout)?;
     // A previous handle may have created a file whose directory fsync then failed; whatever
     // is adopted below must have a durable name before anything is acknowledged into it.
     io::sync_dir(fs, layout.dir())?;
@@ -136,7 +138,7 @@ pub(crate) fn open(config: Config) -> Result<Engine> {
         writer: Mutex::new(writer),
         // Every record found is durable: sealed files were synced before they were sealed, and
         // the tail was synced above.
-        commits: GroupCommit::durable_up_to(loaded.max_seq),
+        commits: GroupCommit::durable_up_to(loaded.max_seq, active.id, active.len),
         file_ids,
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),

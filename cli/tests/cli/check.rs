@@ -1,5 +1,6 @@
 //! `check` on clean, damaged, torn, inconsistent and busy stores.
 
+use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
 
 use crate::support::{
@@ -180,6 +181,39 @@ fn a_saved_tail_is_reported_with_its_record_count() {
     );
     assert!(out.contains("saved tail: 6 valid records"), "{out}");
     assert!(out.contains(&format!("at offset {offset}")), "{out}");
+}
+
+/// A failed fsync's record is a warning naming the file and the length open cuts it back to;
+/// one that does not decode is a warning that open removes it. `dump` shows the record.
+#[test]
+fn a_failed_fsyncs_record_is_reported_and_dumped() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let failure = FsyncFailure {
+        file_id: 3,
+        durable_len: 120,
+    };
+    let record = store.dir.join("FSYNC_FAILED");
+    std::fs::write(&record, failure.encode()).unwrap();
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(
+        out.contains(&format!("warning {}", record.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("an fsync of data file 0000000003 failed; an earlier one made its first 120 bytes durable"),
+        "{out}"
+    );
+    let dumped = store
+        .run(&["dump", record.to_str().unwrap()])
+        .expect(0)
+        .out();
+    assert!(dumped.contains("file    0000000003.data"), "{dumped}");
+    assert!(dumped.contains("durable 120 bytes"), "{dumped}");
+
+    std::fs::write(&record, &failure.encode()[..10]).unwrap();
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(out.contains("does not decode"), "{out}");
 }
 
 /// A file that cannot be read (a bad sector; here a directory in its place) is reported as

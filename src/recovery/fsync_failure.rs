@@ -1,0 +1,89 @@
+//! What a failed fsync of the active file leaves for the next open, and what open does with it.
+//!
+//! Linux reports a failed write-back to one fsync only, marks the pages clean and keeps them
+//! readable until they are evicted. A reopen in the same boot would read the records in them as
+//! if they were on disk, append after them, and sync through a new descriptor, which returns Ok.
+//! A later eviction or power cut turns those bytes back into what the disk holds (zeros, say),
+//! and recovery then cuts the file there, taking the records synced after the reopen with it; a
+//! tombstone among them would also have hidden a key that then comes back.
+//!
+//! So the fsync gate (`GroupCommit::fsync_active`) writes the failure down ([`record`]:
+//! `FSYNC_FAILED`, the file and the length an earlier fsync made durable) before any later fsync
+//! can pass, and open, before it reads the file, writes every byte past that length again, as
+//! it reads now, and fsyncs it ([`apply`]). What the file reads is then what the disk holds: the
+//! dropped pages' bytes if they were still cached (nothing is lost), the disk's own where they
+//! were evicted (recovery then cuts a torn tail there, as after a power cut). The record needs
+//! to outlive only the pages it warns of, which go with the boot: it is not required to be
+//! durable, and one that a crash tore is removed unread.
+
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::format::fsync_failure::FsyncFailure;
+use crate::format::header::HEADER_LEN;
+use crate::io;
+use crate::io::layout::Layout;
+use crate::io::vfs::{OpenMode, Vfs};
+
+/// Write-back works in pages: a partly written page is written whole.
+const PAGE: usize = 4096;
+
+/// Writes `failure` down as `FSYNC_FAILED` (temporary name, rename), for the next open. Its
+/// fsync and the directory's are tried, and their failure is not an error (see the module doc).
+pub(crate) fn record(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
+    let path = layout.fsync_failure_path();
+    let tmp = io::tmp_path(&path);
+    let file = fs
+        .open(&tmp, OpenMode::CreateTruncate)
+        .context("creating", &tmp)?;
+    file.write_at(&failure.encode(), 0)
+        .context("writing", &tmp)?;
+    let _ = file.sync();
+    io::rename(fs, &tmp, &path)?;
+    let _ = fs.sync_dir(layout.dir());
+    Ok(())
+}
+
+/// Makes what the file a recorded fsync failure names reads past its durable length durable,
+/// then removes the record. Runs before open reads any data file.
+pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
+    let path = layout.fsync_failure_path();
+    let bytes = match fs.read_all(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).context("reading", &path),
+    };
+    // One that does not decode was torn by a crash, which also took the pages it warned of.
+    if let Ok(failure) = FsyncFailure::decode(&bytes) {
+        if failure.durable_len < HEADER_LEN as u64 {
+            return Err(Error::corruption(&path, 0, CorruptionKind::BadLength));
+        }
+        write_again(fs, layout, failure)?;
+    }
+    io::remove_if_exists(fs, &path)?;
+    io::sync_dir(fs, layout.dir())
+}
+
+/// Writes the named file's bytes past `durable_len` again, as they read now, up to the page
+/// holding its last non-zero byte (past it lie the zeros the active file was allocated ahead
+/// with), and fsyncs the file. The bytes written are the ones that are there, so a map of the
+/// file that a closed handle still holds sees no change.
+fn write_again(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
+    let path = layout.data_path(failure.file_id);
+    if !io::exists(fs, &path)? {
+        return Ok(());
+    }
+    let file = fs
+        .open(&path, OpenMode::ReadWrite)
+        .context("opening data file", &path)?;
+    let unsynced = {
+        let map = file.map(&path)?;
+        let start = usize::try_from(failure.durable_len).map_or(map.len(), |s| s.min(map.len()));
+        let last = map[start..].iter().rposition(|&byte| byte != 0);
+        let end = last.map_or(start, |at| (start + at + 1).next_multiple_of(PAGE));
+        map[start..end.min(map.len())].to_vec()
+    };
+    if !unsynced.is_empty() {
+        file.write_at(&unsynced, failure.durable_len)
+            .context("writing again what a failed fsync left unsynced in", &path)?;
+    }
+    file.sync().context("syncing", &path)
+}
