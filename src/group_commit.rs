@@ -3,7 +3,7 @@
 //! Writers append under the writer lock and then wait here, outside it, until their seq is
 //! durable. The first waiter becomes the leader: it reads the active file and the last appended
 //! seq, fsyncs outside the writer lock (through the fsync gate, [`GroupCommit::fsync_active`],
-//! which every fsync of the active file passes), and publishes the new durable seq; everyone who appended
+//! which every fsync of the active file by an open handle passes), and publishes the new durable seq; everyone who appended
 //! before that read is covered by the one fsync, and writers that arrive meanwhile queue for the
 //! next one. Records in earlier files are already durable: rotation fsyncs a file before sealing
 //! it.
@@ -261,7 +261,8 @@ fn poll_expired(start: Instant, limit: Duration, polls: u32) -> bool {
 impl GroupCommit {
     /// Fsyncs `file`, the active file (or the one rotation seals), as the only fsync of it in
     /// flight, and fails if any earlier one failed. Every fsync of the active file goes through
-    /// here (the leader's, rotation's, close's): Linux reports a failed writeback to one fsync
+    /// here (the leader's, rotation's, close's; open's fsync of the file it recovers records a
+    /// failure the same way, `recovery::fsync_failure::sync_tail`): Linux reports a failed writeback to one fsync
     /// of a file description only and drops the pages, so a later fsync of it returns Ok with
     /// the records lost; the one that met the failure must record it before another can pass.
     ///
@@ -282,18 +283,12 @@ impl GroupCommit {
             }
             Err(e) => e,
         };
-        let unrecorded = gate
-            .failure(sync.id)
-            .and_then(|failure| fsync_failure::record(sync.fs, sync.layout, failure).err());
-        let reason = match unrecorded {
-            None => failed.to_string(),
-            Some(e) => format!(
-                "{failed}; writing that down for the next open failed too ({e}), so a reopen \
-                 before a reboot may take records that are not on disk for durable ones"
-            ),
+        let failed = match gate.failure(sync.id) {
+            Some(failure) => fsync_failure::record_failure(sync.fs, sync.layout, failure, failed),
+            None => failed,
         };
-        gate.failed = Some(reason.clone());
-        Err(std::io::Error::new(failed.kind(), reason))
+        gate.failed = Some(failed.to_string());
+        Err(failed)
     }
 }
 

@@ -165,6 +165,65 @@ fn a_reopen_after_a_failed_fsync_builds_on_what_is_on_disk_only() {
     assert_eq!(recovered.read(b"later").unwrap(), b"2");
 }
 
+/// As above, but the kernel evicted the dropped pages before the reopen: the file reads the
+/// disk's zeros there, open writes those, and cuts the torn tail they make. The remove is gone
+/// (it failed), and everything before and after holds across a power cut.
+#[test]
+fn a_reopen_after_a_failed_fsync_whose_pages_were_evicted_cuts_them() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Always);
+    db.write(b"kept", b"1").unwrap();
+    fs.fail_at(fs.ops() + 2, Fault::Error(std::io::ErrorKind::Other));
+    assert!(db.remove(b"kept").is_err());
+    drop(db);
+    fs.evict_dropped_pages();
+    let db = open(&fs, SyncPolicy::Always);
+    assert_eq!(db.read(b"kept").unwrap(), b"1");
+    db.write(b"later", b"2").unwrap();
+    let recovered = after_power_cut(&fs);
+    assert_eq!(recovered.read(b"kept").unwrap(), b"1");
+    assert_eq!(recovered.read(b"later").unwrap(), b"2");
+}
+
+/// Open's own fsync of the newest writer file is where a write-back error nobody has seen yet
+/// (the previous process was killed before it synced) is reported. That failure is written down
+/// too, or the next open, whose fsync returns Ok, would build on the dropped pages. Here an I/O
+/// error strikes each step of an open in turn; after it, a reopen, a synced write and a power cut
+/// agree with what the reopen showed.
+#[test]
+fn an_io_error_at_any_step_of_open_then_a_reopen_builds_on_what_is_on_disk() {
+    let setup = SimFs::new();
+    let db = open(&setup, SyncPolicy::Never);
+    db.write(b"kept", b"1").unwrap();
+    db.write(b"removed", b"1").unwrap();
+    db.sync().unwrap();
+    db.remove(b"removed").unwrap();
+    // Killed: the remove is in the page cache only.
+    let killed = setup.kill_image();
+    drop(db);
+    let mut failed_opens = 0;
+    for op in 1..=30 {
+        let fs = killed.kill_image();
+        fs.fail_at(op, Fault::Error(std::io::ErrorKind::Other));
+        let Err(_) = config(&fs, SyncPolicy::Never).open() else {
+            continue;
+        };
+        failed_opens += 1;
+        let db = open(&fs, SyncPolicy::Always);
+        let removed = db.get(b"removed").unwrap().map(|v| v.to_vec());
+        db.write(b"later", b"2").unwrap();
+        let recovered = after_power_cut(&fs);
+        assert_eq!(recovered.read(b"kept").unwrap(), b"1", "op {op}");
+        assert_eq!(recovered.read(b"later").unwrap(), b"2", "op {op}");
+        let after = recovered.get(b"removed").unwrap().map(|v| v.to_vec());
+        assert_eq!(
+            after, removed,
+            "op {op}: the remove changed across the power cut"
+        );
+    }
+    assert!(failed_opens > 0);
+}
+
 /// A failure record that a crash tore (it is written without waiting for its fsync) is removed
 /// unread: the crash also took the pages it warned of. One naming a file that is gone is
 /// removed too.
@@ -192,6 +251,59 @@ fn a_torn_or_stale_fsync_failure_record_is_removed_and_changes_nothing() {
         let db = open(&fs, SyncPolicy::Always);
         assert_eq!(db.read(b"k").unwrap(), b"v", "{what}");
         assert!(!fs.files(dir).contains_key(&marker), "{what}");
+    }
+}
+
+/// Where no page was dropped, a failure record changes nothing: open writes the bytes that are
+/// there, so whatever length it names (a torn tail, a damaged record and the records behind it
+/// included), the store opens with the contents and files it has without one.
+#[test]
+fn a_failure_record_without_dropped_pages_changes_nothing_open_finds() {
+    let dir = std::path::Path::new(DIR);
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Never);
+    for i in 0..6u8 {
+        db.write(&[i], &[i; 40]).unwrap();
+    }
+    db.remove(&[2]).unwrap();
+    db.sync().unwrap();
+    // Torn: the next write stores half its bytes.
+    fs.fail_at(fs.ops() + 1, Fault::ShortWrite);
+    assert!(db.write(b"torn", &[9; 40]).is_err());
+    let image = fs.kill_image();
+    drop(db);
+    let data = image
+        .files(dir)
+        .into_iter()
+        .find(|(path, _)| path.extension().is_some_and(|ext| ext == "data"))
+        .unwrap();
+    let file_id: u32 = data
+        .0
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let opened = |fs: &SimFs| {
+        let db = open(fs, SyncPolicy::Never);
+        let pairs: Vec<_> = (0..6u8)
+            .map(|i| db.get(&[i]).unwrap().map(|v| v.to_vec()))
+            .collect();
+        drop(db);
+        let mut files = fs.files(dir);
+        files.retain(|path, _| path.file_name() != Some("LOCK".as_ref()));
+        (pairs, files)
+    };
+    let expected = opened(&image.kill_image());
+    for durable_len in (20..=data.1.len() as u64 + 10).step_by(7) {
+        let fs = image.kill_image();
+        let failure = bitcask::format::fsync_failure::FsyncFailure {
+            file_id,
+            durable_len,
+        };
+        fs.put_file(&dir.join("FSYNC_FAILED"), &failure.encode());
+        assert_eq!(opened(&fs), expected, "durable length {durable_len}");
     }
 }
 

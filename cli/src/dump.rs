@@ -36,8 +36,11 @@ pub fn run(file: &Path, dir: Option<&Path>, hex: bool) -> CliResult {
         .file_name()
         .and_then(|name| name.to_str())
         .and_then(files::saved_tail);
+    let is_fsync_failure = path.file_name() == Some("FSYNC_FAILED".as_ref());
     let damaged = if let Some(cut) = saved_tail {
         dump_saved_tail(cut, &bytes, hex, &mut out)
+    } else if is_fsync_failure {
+        dump_fsync_failure(&bytes, &mut out)
     } else {
         dump_by_header(&path, &bytes, hex, &mut out)
     };
@@ -238,16 +241,26 @@ fn dump_hint(bytes: &[u8], hex: bool, out: &mut StdoutText) -> bool {
     false
 }
 
-/// Prints a failed fsync's record; it decoded, so nothing is damaged.
+/// Prints a failed fsync's record. One that does not decode is not damage: a crash tore it
+/// (its fsync is allowed to fail), and open removes it.
 fn dump_fsync_failure(bytes: &[u8], out: &mut StdoutText) -> bool {
-    if let Ok(failure) = FsyncFailure::decode(bytes) {
-        let _ = writeln!(out, "header  fsync failure record (a failed fsync)");
-        let _ = writeln!(out, "file    {:010}.data", failure.file_id);
-        let _ = writeln!(
-            out,
-            "durable {} bytes (the next open writes the rest again before it reads the file)",
-            failure.durable_len
-        );
+    match FsyncFailure::decode(bytes) {
+        Ok(failure) => {
+            let _ = writeln!(out, "header  fsync failure record (a failed fsync)");
+            let _ = writeln!(out, "file    {:010}.data", failure.file_id);
+            let _ = writeln!(
+                out,
+                "durable {} bytes (the next open writes the rest again before it reads the file)",
+                failure.durable_len
+            );
+        }
+        Err(kind) => {
+            let _ = writeln!(
+                out,
+                "header  fsync failure record that does not decode ({kind}): a crash tore it; \
+                 the next open removes it"
+            );
+        }
     }
     false
 }

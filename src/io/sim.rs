@@ -219,6 +219,18 @@ impl SimFs {
         Some(state.inodes[inode].durable.clone())
     }
 
+    /// The kernel evicts every page a failed sync dropped: those bytes read as what is durable
+    /// again (zeros past the durable length).
+    pub fn evict_dropped_pages(&self) {
+        for inode in &mut self.state.lock().inodes {
+            for range in std::mem::take(&mut inode.lost) {
+                for i in range.start..range.end.min(inode.data.len()) {
+                    inode.data[i] = inode.durable.get(i).copied().unwrap_or(0);
+                }
+            }
+        }
+    }
+
     /// Creates or replaces the file `path` with `bytes`, durable at once, as a test plants a
     /// file. Counts no operation.
     pub fn put_file(&self, path: &Path, bytes: &[u8]) {

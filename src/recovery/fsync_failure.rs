@@ -9,26 +9,39 @@
 //!
 //! So the fsync gate (`GroupCommit::fsync_active`) writes the failure down ([`record`]:
 //! `FSYNC_FAILED`, the file and the length an earlier fsync made durable) before any later fsync
-//! can pass, and open, before it reads the file, writes every byte past that length again, as
-//! it reads now, and fsyncs it ([`apply`]). What the file reads is then what the disk holds: the
+//! can pass, and so does open when its own fsync of the newest writer file fails
+//! ([`sync_tail`]: a write-back error nobody has seen yet is reported to the first fsync of any
+//! descriptor). Open, before it loads the file, writes the bytes past that length again, as they
+//! read now, and fsyncs them ([`apply`]). What the file reads is then what the disk holds: the
 //! dropped pages' bytes if they were still cached (nothing is lost), the disk's own where they
 //! were evicted (recovery then cuts a torn tail there, as after a power cut). The record needs
-//! to outlive only the pages it warns of, which go with the boot: it is not required to be
-//! durable, and one that a crash tore is removed unread.
+//! to outlive only the pages it warns of, which go with the boot: its own fsync and the
+//! directory's are tried but may fail, and one that a crash tore is removed unread. Writing the
+//! same bytes again is harmless, so a record naming any length, or a stale one, changes nothing
+//! where no page was dropped.
+//!
+//! Not covered: a process that dies between the failed fsync and the record's rename, and a
+//! record that cannot be written (the error then says so).
 
-use crate::error::{CorruptionKind, Error, IoContext, Result};
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+use crate::format::FileId;
 use crate::format::fsync_failure::FsyncFailure;
 use crate::format::header::HEADER_LEN;
 use crate::io;
 use crate::io::layout::Layout;
-use crate::io::vfs::{OpenMode, Vfs};
+use crate::io::vfs::{FileHandle, OpenMode, Vfs};
 
 /// Write-back works in pages: a partly written page is written whole.
 const PAGE: usize = 4096;
 
+/// How much [`write_again`] copies out of the map at a time.
+const REWRITE_CHUNK: usize = 1 << 20;
+
 /// Writes `failure` down as `FSYNC_FAILED` (temporary name, rename), for the next open. Its
 /// fsync and the directory's are tried, and their failure is not an error (see the module doc).
-pub(crate) fn record(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
+fn record(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
     let path = layout.fsync_failure_path();
     let tmp = io::tmp_path(&path);
     let file = fs
@@ -42,8 +55,50 @@ pub(crate) fn record(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Re
     Ok(())
 }
 
+/// Writes `failure` down after the fsync that failed with `failed`; returns the error to report,
+/// which also says if the record could not be written.
+pub(crate) fn record_failure(
+    fs: &dyn Vfs,
+    layout: &Layout,
+    failure: FsyncFailure,
+    failed: std::io::Error,
+) -> std::io::Error {
+    match record(fs, layout, failure) {
+        Ok(()) => failed,
+        Err(e) => std::io::Error::new(
+            failed.kind(),
+            format!(
+                "{failed}; writing that down for the next open failed too ({e}), so a reopen \
+                 before a reboot may take records that are not on disk for durable ones"
+            ),
+        ),
+    }
+}
+
+/// Open's fsync of the newest writer file `id` (what a previous process appended may be only in
+/// the page cache); a failure is written down as the gate's are, with nothing known durable
+/// past the header.
+pub(super) fn sync_tail(
+    fs: &dyn Vfs,
+    layout: &Layout,
+    file: &FileHandle,
+    id: FileId,
+    path: &Path,
+) -> Result<()> {
+    file.sync()
+        .map_err(|failed| {
+            let failure = FsyncFailure {
+                file_id: id,
+                durable_len: HEADER_LEN as u64,
+            };
+            record_failure(fs, layout, failure, failed)
+        })
+        .context("syncing", path)
+}
+
 /// Makes what the file a recorded fsync failure names reads past its durable length durable,
-/// then removes the record. Runs before open reads any data file.
+/// then removes the record. Runs before open loads any data file; if it fails, the record stays
+/// for the next open.
 pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let path = layout.fsync_failure_path();
     let bytes = match fs.read_all(&path) {
@@ -53,9 +108,6 @@ pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     };
     // One that does not decode was torn by a crash, which also took the pages it warned of.
     if let Ok(failure) = FsyncFailure::decode(&bytes) {
-        if failure.durable_len < HEADER_LEN as u64 {
-            return Err(Error::corruption(&path, 0, CorruptionKind::BadLength));
-        }
         write_again(fs, layout, failure)?;
     }
     io::remove_if_exists(fs, &path)?;
@@ -65,7 +117,8 @@ pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
 /// Writes the named file's bytes past `durable_len` again, as they read now, up to the page
 /// holding its last non-zero byte (past it lie the zeros the active file was allocated ahead
 /// with), and fsyncs the file. The bytes written are the ones that are there, so a map of the
-/// file that a closed handle still holds sees no change.
+/// file that a closed handle still holds sees no change. They are copied out of the map a chunk
+/// at a time (not written from a map of the file they go to).
 fn write_again(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
     let path = layout.data_path(failure.file_id);
     if !io::exists(fs, &path)? {
@@ -74,16 +127,21 @@ fn write_again(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<(
     let file = fs
         .open(&path, OpenMode::ReadWrite)
         .context("opening data file", &path)?;
-    let unsynced = {
-        let map = file.map(&path)?;
-        let start = usize::try_from(failure.durable_len).map_or(map.len(), |s| s.min(map.len()));
-        let last = map[start..].iter().rposition(|&byte| byte != 0);
-        let end = last.map_or(start, |at| (start + at + 1).next_multiple_of(PAGE));
-        map[start..end.min(map.len())].to_vec()
-    };
-    if !unsynced.is_empty() {
-        file.write_at(&unsynced, failure.durable_len)
+    let map = file.map(&path)?;
+    let start = usize::try_from(failure.durable_len).map_or(map.len(), |s| s.min(map.len()));
+    let last = map[start..].iter().rposition(|&byte| byte != 0);
+    let end = last.map_or(start, |at| (start + at + 1).next_multiple_of(PAGE));
+    let mut chunk = Vec::with_capacity(REWRITE_CHUNK.min(end - start));
+    for (index, bytes) in map[start..end.min(map.len())]
+        .chunks(REWRITE_CHUNK)
+        .enumerate()
+    {
+        chunk.clear();
+        chunk.extend_from_slice(bytes);
+        let offset = (start + index * REWRITE_CHUNK) as u64;
+        file.write_at(&chunk, offset)
             .context("writing again what a failed fsync left unsynced in", &path)?;
     }
+    drop(map);
     file.sync().context("syncing", &path)
 }

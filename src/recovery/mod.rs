@@ -316,7 +316,7 @@ fn recover_tail(
     }
     // What the previous process appended may still be only in the page cache; from here on
     // everything found on open counts as durable.
-    file.file.sync().context("syncing", &file.path)?;
+    fsync_failure::sync_tail(fs, layout, &file.file, file.id, &file.path)?;
     usage.total_bytes = valid_end;
     order.loaded(file.id, &usage);
     keydir.track_file(file.id, usage);

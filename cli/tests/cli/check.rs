@@ -183,8 +183,9 @@ fn a_saved_tail_is_reported_with_its_record_count() {
     assert!(out.contains(&format!("at offset {offset}")), "{out}");
 }
 
-/// A failed fsync's record is a warning naming the file and the length open cuts it back to;
-/// one that does not decode is a warning that open removes it. `dump` shows the record.
+/// A failed fsync's record is a warning naming the file and the length an earlier fsync made
+/// durable; one that does not decode is a warning that open removes it. `dump` shows the record
+/// either way, and neither is damage.
 #[test]
 fn a_failed_fsyncs_record_is_reported_and_dumped() {
     let store = TestStore::new();
@@ -214,6 +215,11 @@ fn a_failed_fsyncs_record_is_reported_and_dumped() {
     std::fs::write(&record, &failure.encode()[..10]).unwrap();
     let out = store.run(&["check"]).expect(0).out();
     assert!(out.contains("does not decode"), "{out}");
+    let dumped = store
+        .run(&["dump", record.to_str().unwrap()])
+        .expect(0)
+        .out();
+    assert!(dumped.contains("a crash tore it"), "{dumped}");
 }
 
 /// A file that cannot be read (a bad sector; here a directory in its place) is reported as
