@@ -685,6 +685,7 @@ pub fn check_recover(image: &Image) {
     };
     let mut pairs = put_pairs(files.values().map(Vec::as_slice));
     let opened = check_reads(&db, &pairs, true);
+    check_fsync_failure_record_changes_nothing(&files, &pairs, &opened);
     let misplaced = keys_hints_may_misplace(&files);
 
     let (wkey, wvalue) = RECOVER_WRITE;
@@ -715,6 +716,38 @@ pub fn check_recover(image: &Image) {
         assert_nothing_lost_or_revived(&db, &opened, &misplaced, wkey, when);
         db.close().expect("closing the reopened store");
     }
+}
+
+/// A failed fsync's record (`FSYNC_FAILED`) makes open write the named file's bytes past a
+/// length again; where no page was dropped (a real file system here) that changes nothing. So
+/// the image with one naming its newest data file, at a length taken from the image, opens to
+/// the same answers as without it.
+fn check_fsync_failure_record_changes_nothing(
+    files: &BTreeMap<String, Vec<u8>>,
+    pairs: &HashSet<(Vec<u8>, Vec<u8>)>,
+    opened: &Answers,
+) {
+    let Some((name, bytes)) = files.iter().rev().find(|(name, _)| name.ends_with(".data")) else {
+        return;
+    };
+    let Ok(file_id) = name.trim_end_matches(".data").parse() else {
+        return;
+    };
+    let durable_len = (files.len() as u64 * 37 + bytes.len() as u64 / 3) % (bytes.len() as u64 + 2);
+    let failure = bitcask::format::fsync_failure::FsyncFailure {
+        file_id,
+        durable_len,
+    };
+    let dir = scratch_dir();
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).expect("writing the image");
+    }
+    std::fs::write(dir.path().join("FSYNC_FAILED"), failure.encode()).expect("writing");
+    let db = open_store(dir.path(), 4096)
+        .unwrap_or_else(|e| panic!("opens without the record, not with {failure:?}: {e}"));
+    let answers = check_reads(&db, pairs, true);
+    assert_eq!(&answers, opened, "answers with {failure:?}");
+    assert!(!dir.path().join("FSYNC_FAILED").exists(), "record left");
 }
 
 /// What a store answered for one key.
