@@ -1,9 +1,12 @@
 //! `export` and `import`: every live pair to or from an export stream (format in [`crate::stream`]).
 //!
 //! Import validates the whole stream (magic, every length, the end record's count and CRC)
-//! before it opens the store, spooling standard input (or a pipe given with `-i`) to an unlinked
-//! temporary file first; so a malformed, truncated or corrupted stream changes nothing. Only
-//! then are the pairs written, followed by one sync. If writing fails midway (disk full, I/O
+//! before it opens the store; standard input (or a pipe given with `-i`) is validated as it is
+//! copied to an unlinked temporary file, so input that is not an export is refused at its first
+//! bad byte instead of being copied whole. So a malformed, truncated or corrupted stream changes
+//! nothing. Only then are the pairs written, followed by one sync. (A regular file is read
+//! twice, validated and then imported: one that another process changes in between can have
+//! pairs written before the end record's checksum refutes them, an error.) If writing fails midway (disk full, I/O
 //! error), the pairs written so far stay: each is a complete record, so the store opens and
 //! reads as usual, and running the same import again finishes the job (puts overwrite).
 
@@ -207,26 +210,27 @@ fn write_stream<W: Write>(
 /// Imports the stream from `input` (stdin when `None` or `-`) into `dir`, creating the store if
 /// needed; see the module docs for what a failure leaves behind.
 pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
-    let (mut file, label) = match input.filter(|p| *p != Path::new("-")) {
-        None => (
-            spool(std::io::stdin().lock(), "standard input", quiet)?,
-            "standard input".to_string(),
-        ),
+    let (mut file, label, count) = match input.filter(|p| *p != Path::new("-")) {
+        None => {
+            let label = "standard input".to_string();
+            let (file, count) = spool_validated(std::io::stdin().lock(), &label, quiet)?;
+            (file, label, count)
+        }
         Some(path) => {
             files::refuse_inside_store("-i", path, dir)?;
             let label = path.display().to_string();
             let file = File::open(path).map_err(CliError::io("opening", path))?;
             let regular = file.metadata().is_ok_and(|meta| meta.is_file());
             // A pipe (`-i <(cmd)`) cannot be read twice: spooled like standard input.
-            let file = if regular {
-                file
+            let (file, count) = if regular {
+                let count = validate(&file, &label, quiet)?;
+                (file, count)
             } else {
-                spool(file, &label, quiet)?
+                spool_validated(file, &label, quiet)?
             };
-            (file, label)
+            (file, label, count)
         }
     };
-    let count = validate(&file, &label, quiet)?;
     file.seek(SeekFrom::Start(0))
         .map_err(|source| stream_io(&label, source))?;
     let db = store::open_or_create(dir)?;
@@ -249,8 +253,10 @@ pub fn import(dir: &Path, input: Option<&Path>, quiet: bool) -> CliResult {
 }
 
 /// Copies a stream that cannot be read twice (stdin, a pipe) into an unlinked temporary file
-/// (in `$TMPDIR`) so that it can.
-fn spool(mut input: impl Read, label: &str, quiet: bool) -> CliResult<File> {
+/// (in `$TMPDIR`) so that it can, validating it on the way: a stream that is not an export is
+/// refused at its first bad byte, not once all of it was copied. Returns the copy and the
+/// number of pairs.
+fn spool_validated(input: impl Read, label: &str, quiet: bool) -> CliResult<(File, u64)> {
     let spinner = Progress::spinner(format!("reading the stream from {label}"), quiet);
     let temp_dir = std::env::temp_dir();
     let spool_error = |source| CliError::Io {
@@ -258,22 +264,47 @@ fn spool(mut input: impl Read, label: &str, quiet: bool) -> CliResult<File> {
         target: temp_dir.display().to_string(),
         source,
     };
-    let mut spool = tempfile::tempfile().map_err(spool_error)?;
-    let mut buffer = vec![0; 64 << 10];
-    loop {
-        let read = match input.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(stream_io(label, source)),
-        };
-        spool.write_all(&buffer[..read]).map_err(spool_error)?;
+    let spool = tempfile::tempfile().map_err(spool_error)?;
+    let mut tee = Tee {
+        input,
+        copy: BufWriter::with_capacity(64 << 10, spool),
+        copy_failed: None,
+    };
+    let counted = count_pairs(BufReader::with_capacity(64 << 10, &mut tee), label, |_| {});
+    if let Some(source) = tee.copy_failed.take() {
+        return Err(spool_error(source));
     }
+    let count = counted?;
+    let spool = tee
+        .copy
+        .into_inner()
+        .map_err(|e| spool_error(e.into_error()))?;
     spinner.finish();
-    Ok(spool)
+    Ok((spool, count))
 }
 
-/// Reads the whole stream once, storing nothing; returns the number of pairs.
+/// Reads `input`, and writes everything it reads to `copy`. A failed write is kept in
+/// `copy_failed` (and fails the read), so that it is reported as the copy's failure.
+struct Tee<R, W> {
+    input: R,
+    copy: W,
+    copy_failed: Option<std::io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.input.read(buf)?;
+        if let Err(e) = self.copy.write_all(&buf[..read]) {
+            let failed = std::io::Error::new(e.kind(), "writing the copy failed");
+            self.copy_failed = Some(e);
+            return Err(failed);
+        }
+        Ok(read)
+    }
+}
+
+/// Reads the whole of a regular file's stream once, storing nothing; returns the number of
+/// pairs.
 fn validate(file: &File, label: &str, quiet: bool) -> CliResult<u64> {
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = Progress::bytes(total, "validating", quiet);
@@ -281,17 +312,24 @@ fn validate(file: &File, label: &str, quiet: bool) -> CliResult<u64> {
     source
         .seek(SeekFrom::Start(0))
         .map_err(|e| stream_io(label, e))?;
+    let count = count_pairs(source, label, |offset| progress.set_position(offset))?;
+    progress.finish();
+    Ok(count)
+}
+
+/// Reads a whole stream, storing nothing, and returns its number of pairs; `progress` is told
+/// the offset reached after each pair.
+fn count_pairs(source: impl Read, label: &str, mut progress: impl FnMut(u64)) -> CliResult<u64> {
     let rejected = |e| match bad_stream(label, e) {
         CliError::BadInput(msg) => CliError::BadInput(format!("{msg}; nothing was imported")),
         other => other,
     };
-    let mut reader = StreamReader::new(source.by_ref()).map_err(rejected)?;
+    let mut reader = StreamReader::new(source).map_err(rejected)?;
     let mut count = 0;
     while reader.next_pair().map_err(rejected)?.is_some() {
         count += 1;
-        progress.set_position(reader.offset());
+        progress(reader.offset());
     }
-    progress.finish();
     Ok(count)
 }
 

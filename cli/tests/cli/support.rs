@@ -82,6 +82,17 @@ pub fn spawn(mut command: Command) -> std::process::Child {
     command.spawn().expect("the binary starts")
 }
 
+/// Starts `command` with stdin, stdout and stderr piped, under the fork guard; the caller writes
+/// to stdin and decides when to close it.
+pub fn spawn_with_stdin(mut command: Command) -> std::process::Child {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
+    command.spawn().expect("the binary starts")
+}
+
 /// Runs `command` with `stdin` as its standard input.
 pub fn run(mut command: Command, stdin: &[u8]) -> Run {
     command

@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 
 use crate::support::{
     TestStore, bitcask, build_multi_file_store, flip_byte, locate, snapshot, spawn,
+    spawn_with_stdin,
 };
 
 const BINARY_PAIRS: [(&[u8], &[u8]); 3] = [
@@ -114,6 +115,44 @@ fn import_from_a_pipe_named_with_dash_i() {
         .run_with_stdin(&["import", "-i", "/dev/stdin"], &stream)
         .expect(0);
     assert_eq!(store.pairs(), sorted(&BINARY_PAIRS));
+}
+
+/// Standard input is validated as it is copied: input that is not an export stream is refused
+/// at once, not after the whole of it was read (here it never ends: stdin stays open).
+#[test]
+fn import_refuses_stdin_that_is_not_a_stream_before_reading_all_of_it() {
+    use std::io::{Read, Write};
+    let store = TestStore::new();
+    let mut command = bitcask();
+    command.arg("--dir").arg(&store.dir).arg("import");
+    let mut child = spawn_with_stdin(command);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(b"id,name\n1,not an export stream\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("import kept reading input that is not a stream");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("does not start with"), "{stderr}");
+    assert!(!store.dir.exists(), "nothing was created");
 }
 
 #[test]
