@@ -121,8 +121,12 @@ impl Workers {
 /// keeps a merge that cannot reduce fragmentation from spinning.
 const MERGES_PER_WAKEUP: usize = 8;
 
+/// The longest the merge thread waits after failed merges (see [`failure_backoff`]).
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(600);
+
 fn merge_loop(engine: &Engine) {
     let check_interval = engine.config.merge_policy.check_interval;
+    let mut failures_in_a_row = 0;
     while engine.background.wait(check_interval) {
         for _ in 0..MERGES_PER_WAKEUP {
             if engine.closing.load(Ordering::Relaxed) || !merge::needs_merge(engine) {
@@ -130,10 +134,29 @@ fn merge_loop(engine: &Engine) {
             }
             // The outcome (including errors) is recorded in the merge figures of `stats()`.
             if merge::merge_by_policy(engine).is_err() {
+                failures_in_a_row += 1;
+                break;
+            }
+            failures_in_a_row = 0;
+        }
+        if failures_in_a_row > 0 {
+            let backoff = failure_backoff(check_interval, failures_in_a_row);
+            if !engine.background.wait_timer(backoff) {
                 break;
             }
         }
     }
+}
+
+/// How long to wait, seals ignored, after `failures` failed merges in a row: the check interval
+/// doubled for each failure after the first, at most [`MAX_FAILURE_BACKOFF`]. A merge that
+/// fails (a full disk, a damaged record) would fail again, and each attempt writes outputs up to
+/// the failure: on a full disk, the space the writer needs.
+fn failure_backoff(check_interval: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    check_interval
+        .saturating_mul(1 << doublings)
+        .min(MAX_FAILURE_BACKOFF.max(check_interval))
 }
 
 fn flush_loop(engine: &Engine, every: Duration) {
@@ -144,4 +167,20 @@ fn flush_loop(engine: &Engine, every: Duration) {
     // Once more when stopped: a handle dropped in a panic skips the sync of `close`, and the
     // writes of the last interval are still owed one.
     let _ = engine.sync();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_backoff_doubles_up_to_its_cap_and_never_undercuts_the_interval() {
+        let second = Duration::from_secs(1);
+        let waits: Vec<_> = (1..=4).map(|n| failure_backoff(second, n)).collect();
+        assert_eq!(waits, [1, 2, 4, 8].map(Duration::from_secs));
+        assert_eq!(failure_backoff(second, 11), MAX_FAILURE_BACKOFF);
+        assert_eq!(failure_backoff(second, u32::MAX), MAX_FAILURE_BACKOFF);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(failure_backoff(hour, 3), hour);
+    }
 }

@@ -57,6 +57,9 @@ pub struct Stats {
     pub last_merge: Option<SystemTime>,
     /// The error of the last merge that failed, if it failed after the last success.
     pub last_merge_error: Option<String>,
+    /// Merges that failed (or were refused) since open. The background thread waits longer
+    /// after each failure in a row (see [`crate::MergePolicy::check_interval`]).
+    pub merge_failures: u64,
 }
 
 /// Figures about one data file.
@@ -223,6 +226,7 @@ impl Database {
             merge_reclaimed_bytes: merges.reclaimed_bytes,
             last_merge: merges.last,
             last_merge_error: merges.last_error,
+            merge_failures: merges.failures,
         }
     }
 

@@ -53,6 +53,7 @@ pub(crate) struct MergeFigures {
     pub reclaimed_bytes: u64,
     pub last: Option<SystemTime>,
     pub last_error: Option<String>,
+    pub failures: u64,
 }
 
 impl MergeCounters {
@@ -76,7 +77,9 @@ impl MergeCounters {
     /// Records a merge that failed, before or while it ran (a closed store is no failure).
     fn record_failure(&self, error: &Error) {
         if !matches!(error, Error::Closed) {
-            self.figures.lock().last_error = Some(error.to_string());
+            let mut figures = self.figures.lock();
+            figures.failures += 1;
+            figures.last_error = Some(error.to_string());
         }
     }
 }
@@ -108,9 +111,10 @@ pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
         return Ok(());
     }
     let policy = engine.config.merge_policy;
+    let limit = engine.config.data_file_limit;
     let usage = engine.keydir.usage();
     let inputs = sealed_segments(engine, |id| {
-        usage.get(&id).is_some_and(|u| chosen(&policy, u))
+        usage.get(&id).is_some_and(|u| chosen(&policy, limit, u))
     });
     let merged = merge_files(engine, &mut state, &inputs);
     retire(inputs);
@@ -149,11 +153,15 @@ fn triggers(policy: &MergePolicy, usage: &FileUsage) -> bool {
     dead > 0 && (fragmentation >= policy.trigger_fragmentation || dead >= policy.trigger_dead_bytes)
 }
 
-fn chosen(policy: &MergePolicy, usage: &FileUsage) -> bool {
+/// Whether a merge takes a file: fragmented past the threshold, or small. "Small" is below
+/// `small_file_bytes` and below half the data file limit: a file that rotation or a merge filled
+/// is never small, or with a limit under `small_file_bytes` (10 MB, say) every file would be,
+/// and each merge would rewrite the whole store.
+fn chosen(policy: &MergePolicy, data_file_limit: u64, usage: &FileUsage) -> bool {
     let (dead, fragmentation) = reclaimable(usage, true);
     let fragmented = dead > 0
         && (fragmentation >= policy.threshold_fragmentation || dead >= policy.threshold_dead_bytes);
-    fragmented || usage.total_bytes < policy.small_file_bytes
+    fragmented || usage.total_bytes < policy.small_file_bytes.min(data_file_limit / 2)
 }
 
 /// Takes the merge lock, refusing (and recording why in the merge figures) while a merge that
@@ -587,4 +595,27 @@ pub(crate) fn finish_interrupted(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     io::sync_dir(fs, layout.dir())?;
     io::remove_if_exists(fs, &path)?;
     io::sync_dir(fs, layout.dir())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A file that rotation or a merge filled is not "small", however small the limit: with a
+    /// 10 MB limit (under the default `small_file_bytes` of 10 MiB), a full file without dead
+    /// bytes stays out of a merge, and a file under half the limit goes in.
+    #[test]
+    fn a_full_file_is_never_small() {
+        let policy = MergePolicy::default();
+        let unfragmented = |total: u64| FileUsage {
+            live_bytes: total - HEADER_LEN as u64,
+            ..FileUsage::new(total)
+        };
+        let limit = 10_000_000;
+        assert!(!chosen(&policy, limit, &unfragmented(9_990_000)));
+        assert!(chosen(&policy, limit, &unfragmented(4_000_000)));
+        let default_limit = crate::options::DEFAULT_DATA_FILE_LIMIT;
+        assert!(chosen(&policy, default_limit, &unfragmented(9_990_000)));
+        assert!(!chosen(&policy, default_limit, &unfragmented(20_000_000)));
+    }
 }

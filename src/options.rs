@@ -61,11 +61,14 @@ pub struct MergePolicy {
     pub threshold_fragmentation: f64,
     /// ... or holding this many dead bytes. Default 128 MiB.
     pub threshold_dead_bytes: u64,
-    /// ... and every sealed file smaller than this, to consolidate small files. Default 10 MiB.
+    /// ... and every sealed file smaller than this and than half the data file limit, to
+    /// consolidate small files. Default 10 MiB.
     pub small_file_bytes: u64,
     /// How often the merge thread checks the trigger. It also checks whenever a data file is
-    /// sealed; overwrites alone make sealed files fragmented without sealing one. Default 1 s;
-    /// must be more than zero when the merge thread runs.
+    /// sealed; overwrites alone make sealed files fragmented without sealing one. After a merge
+    /// fails it waits twice as long as the last time, up to 10 minutes, ignoring seals, until a
+    /// merge succeeds (a failing merge, say on a full disk, is not retried every second).
+    /// Default 1 s; must be more than zero when the merge thread runs.
     pub check_interval: Duration,
 }
 

@@ -277,3 +277,52 @@ fn a_partial_merge_and_a_power_cut_never_lose_a_synced_put() {
         &victim[..4]
     );
 }
+
+/// A merge that fails (here on a damaged record in a file loaded from its hint) is not retried
+/// every check: the thread waits twice as long after each failure in a row. With a 10 ms check
+/// interval, a retry at every check would fail about a hundred times in 1.5 s; the backoff
+/// allows about eight.
+#[test]
+fn a_failing_background_merge_backs_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<[u8; 4]> = (0..40u32).map(u32::to_le_bytes).collect();
+    {
+        let db = common::open_small(dir.path(), 1000);
+        for key in &keys {
+            db.write(key, &[7; 100]).unwrap();
+        }
+        db.merge().unwrap();
+        db.close().unwrap();
+    }
+    let hinted = files_with_ext(dir.path(), "hint")[0].with_extension("data");
+    let len = hinted.metadata().unwrap().len();
+    let mut bytes = std::fs::read(&hinted).unwrap();
+    bytes[len as usize - 5] ^= 0x40; // inside the file's last record
+    std::fs::write(&hinted, bytes).unwrap();
+
+    let mut policy = MergePolicy::default();
+    policy.check_interval = Duration::from_millis(10);
+    policy.trigger_fragmentation = 0.0;
+    policy.threshold_fragmentation = 0.0;
+    let db = Config::new(dir.path())
+        .data_file_limit(1000)
+        .merge_policy(policy)
+        .open()
+        .unwrap();
+    // Dead bytes in the first merged file (its first key is overwritten): every merge takes it,
+    // and meets the damaged record, which stays live.
+    db.write(&keys[0], &[8; 100]).unwrap();
+    let start = Instant::now();
+    while db.stats().merge_failures == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no merge failed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = db.stats();
+    assert!(stats.last_merge_error.is_some(), "{stats:?}");
+    assert!(
+        (2..=15).contains(&stats.merge_failures),
+        "{} failed merges in 1.5 s",
+        stats.merge_failures
+    );
+}
