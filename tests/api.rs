@@ -305,15 +305,23 @@ fn unknown_files_in_the_directory_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
     std::fs::write(dir.path().join("12.data"), b"not ours: wrong name shape").unwrap();
+    // Temporary names the engine never writes: not its leftovers to delete.
+    std::fs::write(dir.path().join("notes.tmp"), b"mine too").unwrap();
+    std::fs::write(dir.path().join("0000000001.txt.tmp"), b"and this").unwrap();
+    std::fs::create_dir(dir.path().join("scratch.tmp")).unwrap();
     let db = Database::open(dir.path()).unwrap();
     db.write(b"k", b"v").unwrap();
     db.merge().unwrap();
     db.close().unwrap();
+    drop(Database::open(dir.path()).unwrap());
     assert_eq!(
         std::fs::read(dir.path().join("notes.txt")).unwrap(),
         b"mine"
     );
     assert!(dir.path().join("12.data").exists());
+    assert!(dir.path().join("notes.tmp").exists());
+    assert!(dir.path().join("0000000001.txt.tmp").exists());
+    assert!(dir.path().join("scratch.tmp").is_dir());
 }
 
 #[test]
@@ -423,4 +431,25 @@ fn small_and_large_values_interleaved_in_the_active_file_read_back() {
     for n in 0..300u32 {
         assert_eq!(db.read(&n.to_le_bytes()).unwrap(), value(n));
     }
+}
+
+/// A relative directory is resolved once, at open: files go under the directory it named then,
+/// even if the process changes its working directory later. (Checked on the simulated file
+/// system, which keys files by the path the engine uses, so the test changes no directory.)
+#[test]
+fn a_relative_directory_is_resolved_at_open() {
+    let fs = bitcask::sim::SimFs::new();
+    let db = Config::new("relative-store")
+        .file_system(fs.clone())
+        .open()
+        .unwrap();
+    db.write(b"k", b"v").unwrap();
+    let resolved = std::env::current_dir().unwrap().join("relative-store");
+    let files = fs.files(&resolved);
+    assert!(
+        files
+            .keys()
+            .any(|path| path.extension().is_some_and(|e| e == "data")),
+        "{files:?}"
+    );
 }

@@ -5,7 +5,7 @@
 //! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
 //! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `FSYNC_FAILED` (a
 //! failed fsync of the active file, for the next open), `*.tmp` (files not yet renamed into
-//! place) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
+//! place: `NNNNNNNNNN.data.tmp`, `NNNNNNNNNN.hint.tmp`, `MERGE.tmp`, `FSYNC_FAILED.tmp`) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
 //! bytes an open cut off the newest data file at OFFSET because valid records followed damage;
 //! no file header; `-N` for a later cut at the same offset). Other
 //! names are not the store's and are left alone.
@@ -60,8 +60,15 @@ impl StoreFiles {
             self.merge_record = Some(path);
         } else if name == "FSYNC_FAILED" {
             self.fsync_failure = Some(path);
-        } else if name.ends_with(".tmp") {
-            self.tmps.push(path);
+        } else if let Some(stem) = name.strip_suffix(".tmp") {
+            // Only the names the engine writes before a rename; others are not its leftovers.
+            let engine_tmp = matches!(stem, "MERGE" | "FSYNC_FAILED")
+                || parse_id(stem, ".data")
+                    .or_else(|| parse_id(stem, ".hint"))
+                    .is_some();
+            if engine_tmp {
+                self.tmps.push(path);
+            }
         } else if let Some((id, offset)) = saved_tail(name) {
             self.saved_tails.insert((id, offset, path.clone()), path);
         } else if let Some(id) = parse_id(name, ".data") {

@@ -3,8 +3,9 @@
 //! `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint` (its hint file),
 //! `LOCK` (the directory lock), `MERGE` (a merge's commit record, present only between a merge's
 //! commit point and the end of its cleanup), `FSYNC_FAILED` (a failed fsync of the active file,
-//! present from the failure until the next open has cut the file back) and `*.tmp` (files not
-//! yet renamed into place).
+//! present from the failure until the next open has written the file again) and `*.tmp` (files not
+//! yet renamed into place: `NNNNNNNNNN.data.tmp`, `NNNNNNNNNN.hint.tmp`, `MERGE.tmp` and
+//! `FSYNC_FAILED.tmp`; other `*.tmp` names are not the engine's).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -94,7 +95,9 @@ impl Layout {
                 continue;
             };
             if ext == TMP_EXT {
-                listing.tmps.push(path.clone());
+                if stem.to_str().is_some_and(is_engine_tmp) {
+                    listing.tmps.push(path.clone());
+                }
                 continue;
             }
             let Some(id) = stem.to_str().and_then(parse_id) else {
@@ -107,6 +110,16 @@ impl Layout {
             }
         }
         Ok(listing)
+    }
+}
+
+/// Whether `stem` + `.tmp` is a name the engine writes a file under before renaming it:
+/// `NNNNNNNNNN.data`, `NNNNNNNNNN.hint`, `MERGE` or `FSYNC_FAILED`. Other `*.tmp` files are not
+/// the engine's leftovers, and open leaves them alone.
+fn is_engine_tmp(stem: &str) -> bool {
+    match stem.split_once('.') {
+        Some((id, ext)) => parse_id(id).is_some() && (ext == DATA_EXT || ext == HINT_EXT),
+        None => stem == "MERGE" || stem == "FSYNC_FAILED",
     }
 }
 

@@ -62,8 +62,10 @@ impl Loaded {
 }
 
 /// Opens the store described by `config`.
-pub(crate) fn open(config: Config) -> Result<Engine> {
+pub(crate) fn open(mut config: Config) -> Result<Engine> {
     config.validate()?;
+    // Absolute, so that a later change of the working directory cannot send new files elsewhere.
+    config.dir = std::path::absolute(&config.dir).context("resolving", &config.dir)?;
     crate::fileset::start_retiring();
     let fs = &*config.fs;
     let layout = Layout::new(config.dir.clone());
@@ -176,12 +178,27 @@ fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
         Some(EntryKind::Dir) => Ok(()),
         Some(EntryKind::File) => Err(Error::NotADirectory(dir.to_path_buf())),
         None => {
+            // Each directory created gets its name in its parent: all of them are made durable,
+            // outermost first.
+            let mut created = Vec::new();
+            for ancestor in dir.ancestors() {
+                if fs
+                    .entry(ancestor)
+                    .context("inspecting", ancestor)?
+                    .is_some()
+                {
+                    break;
+                }
+                created.push(ancestor);
+            }
             fs.create_dir_all(dir)
                 .context("creating store directory", dir)?;
-            match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(parent) => io::sync_dir(fs, parent),
-                None => Ok(()),
+            for new_dir in created.iter().rev() {
+                if let Some(parent) = new_dir.parent() {
+                    io::sync_dir(fs, parent)?;
+                }
             }
+            Ok(())
         }
     }
 }
@@ -221,11 +238,12 @@ fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId) -> Result<FoundFile
         .context("opening data file", &path)?;
     let len = file.len().context("inspecting", &path)?;
     let mut header = [0; HEADER_LEN];
-    let read = file.read_at(&mut header, 0);
-    let header = read
-        .map_err(|_| CorruptionKind::Truncated)
-        .and_then(|()| FileHeader::decode(&header))
-        .map_err(|kind| Error::corruption(&path, 0, kind))?;
+    let header = match file.read_at(&mut header, 0) {
+        Ok(()) => FileHeader::decode(&header),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(CorruptionKind::Truncated),
+        Err(e) => return Err(e).context("reading the header of", &path),
+    }
+    .map_err(|kind| Error::corruption(&path, 0, kind))?;
     if header.file_id != id || header.kind == FileKind::Hint {
         return Err(Error::corruption(&path, 0, CorruptionKind::WrongFile));
     }
