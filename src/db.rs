@@ -19,6 +19,12 @@ pub fn new(options: Options) -> Result<Database> {
 
 /// A handle to an open store. Clones share the same store; the store closes when
 /// [`close`](Database::close) is called or the last clone is dropped.
+///
+/// Dropping the last clone without `close` does what `close` does, and so blocks like it (an
+/// fsync, stopping a running merge), but nobody hears about a failure: call `close` to see it.
+/// A handle dropped while its thread panics skips that (writes are in the page cache, and synced
+/// ones on disk). In a child process created by `fork`, dropping it does nothing at all (see
+/// [`Error::ForkedChild`]).
 #[derive(Debug, Clone)]
 pub struct Database {
     handle: Arc<Handle>,
@@ -29,6 +35,9 @@ pub struct Database {
 struct Handle {
     engine: Arc<Engine>,
     workers: Workers,
+    /// The process that opened the store: a child created by `fork` shares its lock, files and
+    /// maps, and must neither close them nor release the lock.
+    opened_by: u32,
 }
 
 /// Figures about a store, from [`Database::stats`].
@@ -122,7 +131,11 @@ impl Database {
             source,
         })?;
         Ok(Database {
-            handle: Arc::new(Handle { engine, workers }),
+            handle: Arc::new(Handle {
+                engine,
+                workers,
+                opened_by: std::process::id(),
+            }),
         })
     }
 
@@ -243,7 +256,17 @@ impl Database {
 }
 
 impl Handle {
+    /// Whether this process is a child forked from the one that opened the store.
+    fn in_forked_child(&self) -> bool {
+        std::process::id() != self.opened_by
+    }
+
     fn close(&self) -> Result<()> {
+        if self.in_forked_child() {
+            return Err(Error::ForkedChild {
+                opened_by: self.opened_by,
+            });
+        }
         self.engine.check_open()?;
         self.engine
             .closing
@@ -256,6 +279,14 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         if self.engine.check_open().is_err() {
+            return;
+        }
+        if self.in_forked_child() {
+            // The lock, the files and the maps are the parent's: closing would cut the parent's
+            // active file under its writer and release its lock. They are leaked instead (the
+            // child's copies go when it exits); this takes no lock a parent's thread may hold.
+            std::mem::forget(Arc::clone(&self.engine));
+            std::mem::forget(std::mem::take(&mut self.workers));
             return;
         }
         if std::thread::panicking() {

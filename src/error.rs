@@ -123,6 +123,18 @@ pub enum Error {
     )]
     FileIdsExhausted,
 
+    /// `close` was called in a child process created by `fork` after the store was opened: the
+    /// child shares the parent's lock and files, and closing them would break the parent's
+    /// handle. A child must not use the parent's handle (dropping it there is harmless).
+    #[error(
+        "this handle was opened by process {opened_by}, and this is a child it forked: a child \
+         must not use or close its parent's handle"
+    )]
+    ForkedChild {
+        /// The process that opened the store.
+        opened_by: u32,
+    },
+
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

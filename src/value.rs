@@ -10,9 +10,11 @@ use crate::io::mmap::MappedBytes;
 /// Values borrow straight from their file's memory map: sealed files, and the active file too,
 /// which is mapped while it grows. A value is copied only where the active file has no map (a
 /// file system that cannot map it) or the record lies past the map's reserved size, and is
-/// read with `pread`. A mapped value keeps the calling thread's epoch pinned, which delays
-/// unmapping files that a merge retired, so do not hoard values; `to_vec()` when you need to keep
-/// the bytes. (That pin is also why `Value` is not `Send`.)
+/// read with `pread`. A mapped value keeps the calling thread's crossbeam-epoch pinned. While it
+/// lives, the global epoch cannot advance, so nothing deferred through crossbeam-epoch in the
+/// whole process is freed: for every store this process has open, files that a merge retired
+/// stay mapped, and their disk space and page cache are not given back. So do not hoard values;
+/// `to_vec()` when you need to keep the bytes. (That pin is also why `Value` is not `Send`.)
 pub struct Value(Repr);
 
 enum Repr {

@@ -24,7 +24,8 @@
 //! `docs/design.md` states: the lock is `flock`, which some network file systems (NFS) emulate
 //! per process, so a second open in the same process is refused by the engine's own registry of the
 //! `LOCK` files it holds (by device and inode) instead; and a child process created by `fork` shares the lock and the
-//! maps, so a `Database` must not be used in a forked child.
+//! maps, so a `Database` must not be used in a forked child (dropping it there leaks it instead
+//! of closing it, and `close` refuses: `docs/design.md`, invariant 2).
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
@@ -69,6 +70,9 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     // to a temporary name, renamed into place and afterwards only deleted). Or it is the newest
     // writer file being recovered: the directory lock (invariant 2) keeps every other handle
     // out, and recovery drops this map before it truncates the file or anything appends to it.
+    // (Open's rewrite after a failed fsync, `recovery::fsync_failure`, writes a file while a
+    // closed handle of this process may still map it, but writes the bytes that are there, which
+    // no map can tell from no write.)
     let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
     Ok(Mapping::File(map))
 }
@@ -111,7 +115,9 @@ impl AppendMap {
         }
         // SAFETY: `start..end` lies inside the map (checked above) and below `written`, so it is
         // within the file (no SIGBUS) and holds bytes the writer finished and will never write
-        // again, and no one truncates the active file below `written` (struct invariant). The
+        // again, and no one truncates the active file below `written` (struct invariant; for
+        // the one case a reopen in this process can, bytes below the mark that no longer read
+        // back as written, see `docs/design.md`, memory maps, invariant 2). The
         // Acquire load pairs with the Release in `advance`, so the appended bytes are visible.
         // The slice borrows `self`, which owns the map.
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len) })
@@ -253,7 +259,9 @@ impl MappedBytes {
     pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: per `new`'s contract the mapping outlives `self._guard`, which lives as long as
         // `self`; the bytes are a sealed file's, or the active file's below its `written` mark,
-        // and neither ever changes nor is truncated away (module invariant 1).
+        // and neither ever changes nor is truncated away (module invariant 1; invariant 2 of
+        // `docs/design.md`'s memory maps states the one exception, a reopen in this process
+        // after bytes below the mark stopped reading back as written).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }

@@ -150,7 +150,10 @@ impl Vfs for StdFs {
         // open in this same process conflicts too; the registry covers those that emulate
         // flock per process.
         let locked = match file.try_lock() {
-            Ok(()) => return Ok(Box::new(HeldLock { file, id })),
+            Ok(()) => {
+                let taken_by = std::process::id();
+                return Ok(Box::new(HeldLock { file, id, taken_by }));
+            }
             Err(TryLockError::WouldBlock) => std::io::ErrorKind::WouldBlock.into(),
             Err(TryLockError::Error(e)) => e,
         };
@@ -174,10 +177,17 @@ static HELD_LOCKS: std::sync::Mutex<BTreeSet<(u64, u64)>> = std::sync::Mutex::ne
 struct HeldLock {
     file: File,
     id: (u64, u64),
+    /// The process that took the lock.
+    taken_by: u32,
 }
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
+        // A child created by `fork` shares the lock (it belongs to the open file description):
+        // unlocking there would release the parent's. Closing its descriptor does not.
+        if std::process::id() != self.taken_by {
+            return;
+        }
         // Unlocked before it leaves the registry, so that a new open never finds the file still
         // locked after the registry let it in.
         let _ = self.file.unlock();

@@ -117,8 +117,8 @@ pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
 /// Writes the named file's bytes past `durable_len` again, as they read now, up to the page
 /// holding its last non-zero byte (past it lie the zeros the active file was allocated ahead
 /// with), and fsyncs the file. The bytes written are the ones that are there, so a map of the
-/// file that a closed handle still holds sees no change. They are copied out of the map a chunk
-/// at a time (not written from a map of the file they go to).
+/// file that a closed handle still holds sees no change. Read and written a chunk at a time with
+/// `pread`/`pwrite`; the file is not mapped meanwhile.
 fn write_again(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
     let path = layout.data_path(failure.file_id);
     if !io::exists(fs, &path)? {
@@ -127,21 +127,36 @@ fn write_again(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<(
     let file = fs
         .open(&path, OpenMode::ReadWrite)
         .context("opening data file", &path)?;
-    let map = file.map(&path)?;
-    let start = usize::try_from(failure.durable_len).map_or(map.len(), |s| s.min(map.len()));
-    let last = map[start..].iter().rposition(|&byte| byte != 0);
-    let end = last.map_or(start, |at| (start + at + 1).next_multiple_of(PAGE));
-    let mut chunk = Vec::with_capacity(REWRITE_CHUNK.min(end - start));
-    for (index, bytes) in map[start..end.min(map.len())]
-        .chunks(REWRITE_CHUNK)
-        .enumerate()
-    {
-        chunk.clear();
-        chunk.extend_from_slice(bytes);
-        let offset = (start + index * REWRITE_CHUNK) as u64;
-        file.write_at(&chunk, offset)
+    let len = file.len().context("inspecting", &path)?;
+    let start = failure.durable_len.min(len);
+    let end = end_of_data(&file, start, len).context("reading", &path)?;
+    let mut chunk = vec![0; REWRITE_CHUNK.min((end - start) as usize)];
+    let mut offset = start;
+    while offset < end {
+        let bytes = &mut chunk[..REWRITE_CHUNK.min((end - offset) as usize)];
+        file.read_at(bytes, offset).context("reading", &path)?;
+        file.write_at(bytes, offset)
             .context("writing again what a failed fsync left unsynced in", &path)?;
+        offset += bytes.len() as u64;
     }
-    drop(map);
     file.sync().context("syncing", &path)
+}
+
+/// The end of the page (within the file's `start..len`) that holds its last non-zero byte, or
+/// `start` if there is none; searched backwards a chunk at a time.
+fn end_of_data(file: &FileHandle, start: u64, len: u64) -> std::io::Result<u64> {
+    let mut chunk = vec![0; REWRITE_CHUNK];
+    let mut end = len;
+    while end > start {
+        let from = end.saturating_sub(REWRITE_CHUNK as u64).max(start);
+        let bytes = &mut chunk[..(end - from) as usize];
+        file.read_at(bytes, from)?;
+        if let Some(at) = bytes.iter().rposition(|&byte| byte != 0) {
+            return Ok((from + at as u64 + 1)
+                .next_multiple_of(PAGE as u64)
+                .min(len));
+        }
+        end = from;
+    }
+    Ok(start)
 }
