@@ -1,6 +1,7 @@
 //! The background workers of one open store: the merge thread (checks fragmentation when woken
-//! by a rotation or by its timer, and merges the files that qualify) and, under
-//! `SyncPolicy::Interval`, the flush thread. Both stop when the store closes.
+//! by a rotation or by its timer, and merges the files that qualify; after failed merges it
+//! backs off, [`failure_backoff`]) and, under `SyncPolicy::Interval`, the flush thread. Both
+//! stop when the store closes.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -127,9 +128,20 @@ const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(600);
 fn merge_loop(engine: &Engine) {
     let check_interval = engine.config.merge_policy.check_interval;
     let mut failures_in_a_row = 0;
-    while engine.background.wait(check_interval) {
+    loop {
+        let running = match failures_in_a_row {
+            0 => engine.background.wait(check_interval),
+            failures => engine
+                .background
+                .wait_timer(failure_backoff(check_interval, failures)),
+        };
+        if !running {
+            break;
+        }
         for _ in 0..MERGES_PER_WAKEUP {
             if engine.closing.load(Ordering::Relaxed) || !merge::needs_merge(engine) {
+                // Nothing to merge any more: the next merge needed starts from a clean slate.
+                failures_in_a_row = 0;
                 break;
             }
             // The outcome (including errors) is recorded in the merge figures of `stats()`.
@@ -139,17 +151,11 @@ fn merge_loop(engine: &Engine) {
             }
             failures_in_a_row = 0;
         }
-        if failures_in_a_row > 0 {
-            let backoff = failure_backoff(check_interval, failures_in_a_row);
-            if !engine.background.wait_timer(backoff) {
-                break;
-            }
-        }
     }
 }
 
-/// How long to wait, seals ignored, after `failures` failed merges in a row: the check interval
-/// doubled for each failure after the first, at most [`MAX_FAILURE_BACKOFF`]. A merge that
+/// How long to wait, seals ignored, after `failures` failed merges in a row (instead of the check
+/// interval): the check interval doubled for each failure after the first, at most [`MAX_FAILURE_BACKOFF`]. A merge that
 /// fails (a full disk, a damaged record) would fail again, and each attempt writes outputs up to
 /// the failure: on a full disk, the space the writer needs.
 fn failure_backoff(check_interval: Duration, failures: u32) -> Duration {

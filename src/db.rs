@@ -191,7 +191,8 @@ impl Database {
     /// directory lock and unmaps the files once no reader uses them. Afterwards every call on
     /// this handle and its clones returns [`Error::Closed`] (`keys()` is empty, and `stats()`
     /// reports the figures as they were at the close), and the directory can be opened again at
-    /// once.
+    /// once. In a child process created by `fork` it refuses with [`Error::ForkedChild`]: the
+    /// store is the parent's.
     pub fn close(&self) -> Result<()> {
         self.handle.close()
     }

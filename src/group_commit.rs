@@ -1,12 +1,12 @@
 //! Group commit: makes appended records durable with as few fsyncs as possible.
 //!
-//! Writers append under the writer lock and then wait here, outside it, until their seq is
-//! durable. The first waiter becomes the leader: it reads the active file and the last appended
-//! seq, fsyncs outside the writer lock (through the fsync gate, [`GroupCommit::fsync_active`],
-//! which every fsync of the active file by an open handle passes), and publishes the new durable seq; everyone who appended
-//! before that read is covered by the one fsync, and writers that arrive meanwhile queue for the
-//! next one. Records in earlier files are already durable: rotation fsyncs a file before sealing
-//! it.
+//! Writers append under the writer lock and then wait here, outside it, until their seq is durable.
+//! The first waiter becomes the leader: it reads the active file and the last appended seq, fsyncs
+//! outside the writer lock (through the fsync gate, [`GroupCommit::fsync_active`], which every
+//! fsync of the active file by an open handle passes), and publishes the new durable seq; everyone
+//! who appended before that read is covered by the one fsync, and writers that arrive meanwhile
+//! queue for the next one. Records in earlier files are already durable: rotation fsyncs a file
+//! before sealing it.
 //!
 //! Gathering: when the last fsync covered several records, the next leader first waits (a
 //! bounded spin that yields the CPU) until as many records are waiting, so that the writers the
@@ -262,9 +262,10 @@ impl GroupCommit {
     /// Fsyncs `file`, the active file (or the one rotation seals), as the only fsync of it in
     /// flight, and fails if any earlier one failed. Every fsync of the active file goes through
     /// here (the leader's, rotation's, close's; open's fsync of the file it recovers records a
-    /// failure the same way, `recovery::fsync_failure::sync_tail`): Linux reports a failed writeback to one fsync
-    /// of a file description only and drops the pages, so a later fsync of it returns Ok with
-    /// the records lost; the one that met the failure must record it before another can pass.
+    /// failure the same way, `recovery::fsync_failure::sync_tail`): Linux reports a failed
+    /// writeback to one fsync of a file description only and drops the pages, so a later fsync of
+    /// it returns Ok with the records lost; the one that met the failure must record it before
+    /// another can pass.
     ///
     /// The failed pages stay readable too, so the first failure is also written down for the
     /// next open (`FSYNC_FAILED`, `recovery::fsync_failure`) before the gate opens again: a
@@ -314,24 +315,41 @@ mod tests {
     use crate::io::vfs::{OpenMode, Vfs};
     use crate::sync::Arc;
 
+    /// A simulated store directory with data file `id` created in it.
+    fn directory_with_file(id: FileId) -> (SimFs, Layout, FileHandle) {
+        let (fs, layout) = (SimFs::new(), Layout::new("/d".into()));
+        fs.create_dir_all(layout.dir()).unwrap();
+        let file = fs
+            .open(&layout.data_path(id), OpenMode::CreateTruncate)
+            .unwrap();
+        (fs, layout, file)
+    }
+
+    /// An fsync of `file` as data file `id`, covering `len` bytes.
+    fn fsync_of<'a>(
+        fs: &'a SimFs,
+        layout: &'a Layout,
+        file: &FileHandle,
+        id: FileId,
+        len: u64,
+    ) -> ActiveFsync<'a> {
+        ActiveFsync {
+            file: Arc::clone(file),
+            id,
+            len,
+            fs,
+            layout,
+        }
+    }
+
     /// Once one fsync of the active file failed, every later one fails too, even where the file
     /// system would now return Ok: Linux reports a failed writeback to one fsync only and drops
     /// the pages, so a later Ok would acknowledge records that are gone (a leader's fsync racing
     /// rotation's, say).
     #[test]
     fn an_fsync_after_a_failed_one_fails_too() {
-        let (fs, layout) = (SimFs::new(), Layout::new("/d".into()));
-        fs.create_dir_all(layout.dir()).unwrap();
-        let file = fs
-            .open(&layout.data_path(1), OpenMode::CreateTruncate)
-            .unwrap();
-        let sync = |len| ActiveFsync {
-            file: Arc::clone(&file),
-            id: 1,
-            len,
-            fs: &fs,
-            layout: &layout,
-        };
+        let (fs, layout, file) = directory_with_file(1);
+        let sync = |len| fsync_of(&fs, &layout, &file, 1, len);
         let commits = GroupCommit::default();
         commits.fsync_active(&sync(0)).unwrap();
         file.write_at(b"record", 0).unwrap();
@@ -350,18 +368,8 @@ mod tests {
     /// fsynced all of it) needs no cut.
     #[test]
     fn a_failed_fsync_is_written_down_with_the_durable_length() {
-        let (fs, layout) = (SimFs::new(), Layout::new("/d".into()));
-        fs.create_dir_all(layout.dir()).unwrap();
-        let file = fs
-            .open(&layout.data_path(3), OpenMode::CreateTruncate)
-            .unwrap();
-        let sync = |id, len| ActiveFsync {
-            file: Arc::clone(&file),
-            id,
-            len,
-            fs: &fs,
-            layout: &layout,
-        };
+        let (fs, layout, file) = directory_with_file(3);
+        let sync = |id, len| fsync_of(&fs, &layout, &file, id, len);
         let recorded = || {
             let bytes = fs.read_all(&layout.fsync_failure_path()).ok()?;
             Some(FsyncFailure::decode(&bytes).unwrap())

@@ -176,6 +176,9 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |why: &str| Err(crate::Error::InvalidConfig(why.into()));
         let policy = &self.merge_policy;
+        if self.dir.as_os_str().is_empty() {
+            return invalid("the store directory path is empty");
+        }
         if self.data_file_limit == 0 {
             return invalid("data_file_limit must be at least 1 byte");
         }

@@ -298,6 +298,8 @@ fn zero_file_limit_is_rejected() {
         .open()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)));
+    let err = Config::new("").open().unwrap_err();
+    assert!(err.to_string().contains("directory path is empty"), "{err}");
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! `check`: verifies a store without opening it through the library, so it works on a store that
 //! fails to open and modifies nothing.
 //!
-//! It verifies every data file's header and every record's CRC (walking past damage to report
-//! each bad range), every hint file against its data file (it decodes, names the data file's id
-//! and length, and each entry's seq, kind, key and value length equal the record at its offset),
-//! an interrupted merge's `MERGE` record and a failed fsync's `FSYNC_FAILED` record. A bad range that ends the newest writer file is a
-//! torn tail that open cuts off: a warning, not damage. The store's lock is taken for the
-//! duration (a store open elsewhere is refused), and no file is created or changed.
+//! It verifies every data file's header and every record's CRC (walking past damage to report each
+//! bad range), every hint file against its data file (it decodes, names the data file's id and
+//! length, and each entry's seq, kind, key and value length equal the record at its offset), an
+//! interrupted merge's `MERGE` record and a failed fsync's `FSYNC_FAILED` record. A bad range that
+//! ends the newest writer file is a torn tail that open cuts off: a warning, not damage. The
+//! store's lock is taken for the duration (a store open elsewhere is refused), and no file is
+//! created or changed.
 
 use std::path::{Path, PathBuf};
 

@@ -2,13 +2,13 @@
 //! store the library refuses to open (`check`, `repair`): listing, reading, headers, and the
 //! store's lock.
 //!
-//! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint`
-//! (its hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `FSYNC_FAILED` (a
-//! failed fsync of the active file, for the next open), `*.tmp` (files not yet renamed into
-//! place: `NNNNNNNNNN.data.tmp`, `NNNNNNNNNN.hint.tmp`, `MERGE.tmp`, `FSYNC_FAILED.tmp`) and `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail:
-//! bytes an open cut off the newest data file at OFFSET because valid records followed damage;
-//! no file header; `-N` for a later cut at the same offset). Other
-//! names are not the store's and are left alone.
+//! File names: `NNNNNNNNNN.data` (data file, id zero-padded to 10 digits), `NNNNNNNNNN.hint` (its
+//! hint file), `LOCK`, `MERGE` (an interrupted merge's commit record), `FSYNC_FAILED` (a failed
+//! fsync of the active file, for the next open), `*.tmp` (files not yet renamed into place:
+//! `NNNNNNNNNN.data.tmp`, `NNNNNNNNNN.hint.tmp`, `MERGE.tmp`, `FSYNC_FAILED.tmp`) and
+//! `NNNNNNNNNN.data.cut-OFFSET` or `….cut-OFFSET-N` (a saved tail: bytes an open cut off the newest
+//! data file at OFFSET because valid records followed damage; no file header; `-N` for a later cut
+//! at the same offset). Other names are not the store's and are left alone.
 
 use std::collections::BTreeMap;
 use std::fs::{File, TryLockError};

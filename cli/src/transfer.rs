@@ -1,14 +1,15 @@
-//! `export` and `import`: every live pair to or from an export stream (format in [`crate::stream`]).
+//! `export` and `import`: every live pair to or from an export stream (format in
+//! [`crate::stream`]).
 //!
-//! Import validates the whole stream (magic, every length, the end record's count and CRC)
-//! before it opens the store; standard input (or a pipe given with `-i`) is validated as it is
-//! copied to an unlinked temporary file, so input that is not an export is refused at its first
-//! bad byte instead of being copied whole. So a malformed, truncated or corrupted stream changes
-//! nothing. Only then are the pairs written, followed by one sync. (A regular file is read
-//! twice, validated and then imported: one that another process changes in between can have
-//! pairs written before the end record's checksum refutes them, an error.) If writing fails midway (disk full, I/O
-//! error), the pairs written so far stay: each is a complete record, so the store opens and
-//! reads as usual, and running the same import again finishes the job (puts overwrite).
+//! Import validates the whole stream (magic, every length, the end record's count and CRC) before
+//! it opens the store; standard input (or a pipe given with `-i`) is validated as it is copied to
+//! an unlinked temporary file, so input that is not an export is refused at its first bad byte
+//! instead of being copied whole. So a malformed, truncated or corrupted stream changes nothing.
+//! Only then are the pairs written, followed by one sync. (A regular file is read twice, validated
+//! and then imported: one that another process changes in between can have pairs written before the
+//! end record's checksum refutes them, an error.) If writing fails midway (disk full, I/O error),
+//! the pairs written so far stay: each is a complete record, so the store opens and reads as usual,
+//! and running the same import again finishes the job (puts overwrite).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
@@ -293,7 +294,12 @@ struct Tee<R, W> {
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.input.read(buf)?;
+        let read = loop {
+            match self.input.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
         if let Err(e) = self.copy.write_all(&buf[..read]) {
             let failed = std::io::Error::new(e.kind(), "writing the copy failed");
             self.copy_failed = Some(e);

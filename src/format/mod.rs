@@ -1,6 +1,7 @@
 //! Pure byte codecs for everything the engine writes: file headers, data records, hint files, the
-//! merge commit record and the fsync failure record. No I/O happens here; decoders return a bare [`CorruptionKind`] and the
-//! caller attaches the file and offset. `docs/format.md` is the specification these implement.
+//! merge commit record and the fsync failure record. No I/O happens here; decoders return a bare
+//! [`CorruptionKind`] and the caller attaches the file and offset. `docs/format.md` is the
+//! specification these implement.
 
 pub mod commit;
 pub mod fsync_failure;

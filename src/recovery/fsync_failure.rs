@@ -36,7 +36,7 @@ use crate::io::vfs::{FileHandle, OpenMode, Vfs};
 /// Write-back works in pages: a partly written page is written whole.
 const PAGE: usize = 4096;
 
-/// How much [`write_again`] copies out of the map at a time.
+/// How much [`write_again`] reads and writes at a time.
 const REWRITE_CHUNK: usize = 1 << 20;
 
 /// Writes `failure` down as `FSYNC_FAILED` (temporary name, rename), for the next open. Its
@@ -96,9 +96,9 @@ pub(super) fn sync_tail(
         .context("syncing", path)
 }
 
-/// Makes what the file a recorded fsync failure names reads past its durable length durable,
-/// then removes the record. Runs before open loads any data file; if it fails, the record stays
-/// for the next open.
+/// If a failure record exists: makes the bytes of the file it names past its durable length durable
+/// as they read now ([`write_again`]), then removes the record. Runs before open loads any data
+/// file; if it fails, the record stays for the next open.
 pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let path = layout.fsync_failure_path();
     let bytes = match fs.read_all(&path) {

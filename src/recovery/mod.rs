@@ -1,6 +1,8 @@
-//! Opening a store: lock the directory, finish or undo an interrupted merge, load every data file
-//! (from its hint file when a valid one exists, else by scanning), cut a torn tail off the newest
-//! writer file, and rebuild the keydir so that the newest seq wins whatever the file order.
+//! Opening a store: resolve and lock the directory, finish or undo an interrupted merge, delete
+//! the engine's leftover temporary files, act on a failed fsync's record ([`fsync_failure`]),
+//! load every data file (from its hint file when a valid one exists, else by scanning), cut a
+//! torn tail off the newest writer file, and rebuild the keydir so that the newest seq wins
+//! whatever the file order.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -72,21 +72,20 @@ pub fn bitcask() -> Command {
     command
 }
 
-/// Starts `command` with stdout piped (stdin and stderr too), under the fork guard.
-pub fn spawn(mut command: Command) -> std::process::Child {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
-    command.spawn().expect("the binary starts")
+/// Starts `command` with empty stdin and stdout and stderr piped, under the fork guard.
+pub fn spawn(command: Command) -> std::process::Child {
+    spawn_with(command, Stdio::null())
 }
 
 /// Starts `command` with stdin, stdout and stderr piped, under the fork guard; the caller writes
 /// to stdin and decides when to close it.
-pub fn spawn_with_stdin(mut command: Command) -> std::process::Child {
+pub fn spawn_with_stdin(command: Command) -> std::process::Child {
+    spawn_with(command, Stdio::piped())
+}
+
+fn spawn_with(mut command: Command, stdin: Stdio) -> std::process::Child {
     command
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
