@@ -105,6 +105,14 @@ pub enum Error {
     )]
     Poisoned(String),
 
+    /// A merge failed after its commit point, and only recovery may finish it: merges are
+    /// refused until the store is reopened. Reads and writes keep working.
+    #[error(
+        "merges are refused until the store is reopened: an earlier merge failed after its \
+         commit point ({0}), and only the next open may finish it; reads and writes still work"
+    )]
+    MergeRefused(String),
+
     /// The store has used every sequence number (2^64 - 2 records): it can be read, not
     /// written. Copy its live pairs into a new store (`bitcask export` / `import`).
     #[error(

@@ -171,7 +171,7 @@ fn chosen(policy: &MergePolicy, data_file_limit: u64, usage: &FileUsage) -> bool
 fn lock_for_merge(engine: &Engine) -> Result<crate::sync::MutexGuard<'_, MergeState>> {
     let state = engine.merge.lock();
     let refused = match &state.failed_after_commit {
-        Some(reason) => Err(Error::Poisoned(reason.clone())),
+        Some(reason) => Err(Error::MergeRefused(reason.clone())),
         None => engine
             .check_open()
             .and_then(|()| engine.writer.lock().check_poisoned()),

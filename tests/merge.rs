@@ -277,3 +277,49 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
         }
     }
 }
+
+/// A merge that fails after its commit point (its `MERGE` record is in place) leaves that record
+/// for the next open to finish: later merges on the handle are refused with `MergeRefused`,
+/// which says so, while reads and writes go on working.
+#[test]
+fn after_a_merge_failed_past_its_commit_merges_are_refused_and_writes_work() {
+    use bitcask::sim::{Fault, SimFs};
+    use bitcask::Config;
+    let open = |fs: &SimFs| {
+        Config::new("/store")
+            .file_system(fs.clone())
+            .background_merge(false)
+            .open()
+            .unwrap()
+    };
+    let prepared = |fs: &SimFs| {
+        let db = open(fs);
+        overwrite_heavy(&db, 50, 3);
+        db
+    };
+    let probe = SimFs::new();
+    let db = prepared(&probe);
+    let before = probe.ops();
+    db.merge().unwrap();
+    let merge_ops = before + 1..=probe.ops();
+    let mut refused = 0;
+    for at in merge_ops {
+        let fs = SimFs::new();
+        let db = prepared(&fs);
+        fs.fail_at(at, Fault::Error(std::io::ErrorKind::Other));
+        let committed = db.merge().is_err()
+            && fs
+                .files(std::path::Path::new("/store"))
+                .contains_key(std::path::Path::new("/store/MERGE"));
+        if !committed {
+            continue;
+        }
+        refused += 1;
+        let again = db.merge().unwrap_err();
+        assert!(matches!(again, Error::MergeRefused(_)), "op {at}: {again}");
+        assert!(again.to_string().contains("writes still work"), "{again}");
+        db.write(b"after", b"works").unwrap();
+        assert_eq!(db.read(b"after").unwrap(), b"works");
+    }
+    assert!(refused > 0, "no fault left a committed merge unfinished");
+}

@@ -18,7 +18,8 @@
 //!   model with or without the failed operation, and reopening the same (not crashed) file
 //!   system succeeds with one of those two states. With `keep_handle`, after an error that
 //!   left the handle open and was not in a write or remove, the run first goes on with that
-//!   handle: later calls succeed or return `Error::Poisoned` (then the store is reopened).
+//!   handle: later calls succeed or return `Error::Poisoned` or, for a merge,
+//!   `Error::MergeRefused` (then the store is reopened).
 //! - Either way a write then succeeds, the rest of the operations run without faults on the
 //!   recovered store, and at the end the store closes and its crash image is exactly the model.
 
@@ -54,7 +55,8 @@ pub struct FaultsInput {
     pub recovery_cut: u8,
     /// After an injected error in an operation other than a write or remove (a merge, a sync, a
     /// close) that leaves the handle open: go on with that handle instead of reopening. Later
-    /// operations must succeed or fail with `Error::Poisoned` (then the store is reopened).
+    /// operations must succeed or fail with `Error::Poisoned` or `Error::MergeRefused` (then the
+    /// store is reopened).
     pub keep_handle: bool,
     pub ops: Vec<FaultOp>,
 }
@@ -337,9 +339,15 @@ impl Run<'_> {
         let ctx = self.ctx(&format!("{label}: {op:?}"));
         match result {
             Err(e) if !self.fault_struck() => panic!("{ctx}: failed without a fault: {e}"),
-            Err(e) if self.kept_handle && !matches!(e, Error::Poisoned(_)) => panic!(
-                "{ctx}: failed on the handle kept after the fault with {e}, not Error::Poisoned"
-            ),
+            Err(e)
+                if self.kept_handle
+                    && !matches!(e, Error::Poisoned(_) | Error::MergeRefused(_)) =>
+            {
+                panic!(
+                    "{ctx}: failed on the handle kept after the fault with {e}, not \
+                     Error::Poisoned or MergeRefused"
+                )
+            }
             Err(e) => {
                 if self.struck.is_none() {
                     self.struck = Some(format!("{label}: {op:?} failed: {e}"));
