@@ -121,6 +121,11 @@ impl Config {
 
     /// Seals the active data file once the next record would take it past `bytes`. A record
     /// larger than the limit gets a file of its own. At most [`MAX_DATA_FILE_LIMIT`] (4 GiB).
+    ///
+    /// Small limits cost: each rotation fsyncs the file and creates the next one (even under
+    /// `SyncPolicy::Never`), and every data file stays mapped while the store is open, so a
+    /// store of many small files can reach the kernel's limit on maps per process
+    /// (`vm.max_map_count`, 65,530 by default). A limit under a few MiB is for tests.
     pub fn data_file_limit(mut self, bytes: u64) -> Self {
         self.data_file_limit = bytes;
         self
