@@ -600,6 +600,12 @@ fn child(engine: &str, gets: Gets, seed: u64) {
     assert_eq!(store.get(&key(keys / 2)), VALUE_LEN);
     report("reopen_ms", start.elapsed().as_secs_f64() * 1e3);
     store.close();
+    // After the reopen, files a compaction deletes in the background are gone too.
+    report("disk_reopen", dir_bytes(&dir) as f64);
+    report(
+        "mem_hwm_all_per_key",
+        per_key(status_bytes("VmHWM"), rss_before),
+    );
 
     // Write back what the phases above left dirty, so that it does not slow these fsyncs.
     let _ = Command::new("sync").status();
@@ -647,6 +653,12 @@ const METRICS: &[(&str, &str, &str, bool)] = &[
     ("disk_fill", "on disk after fill", "MiB", false),
     ("disk_overwrite", "on disk after overwrite", "MiB", false),
     ("disk_compact", "on disk after compaction", "MiB", false),
+    (
+        "disk_reopen",
+        "on disk after compaction and a reopen",
+        "MiB",
+        false,
+    ),
     ("compact_s", "compaction time", "s", false),
     (
         "mem_anon_per_key",
@@ -663,6 +675,12 @@ const METRICS: &[(&str, &str, &str, bool)] = &[
     (
         "mem_hwm_per_key",
         "peak RSS (VmHWM) growth per key",
+        "B/key",
+        false,
+    ),
+    (
+        "mem_hwm_all_per_key",
+        "peak RSS (VmHWM) growth per key, to the reopen",
         "B/key",
         false,
     ),
@@ -761,7 +779,11 @@ fn main() {
     let mut results: Vec<std::collections::HashMap<String, Vec<f64>>> =
         vec![Default::default(); engines.len()];
     for rep in 0..reps {
-        for (e, engine) in engines.iter().enumerate() {
+        // Each repetition starts with another engine, so that no engine always runs first (or
+        // right after the same one).
+        for turn in 0..engines.len() {
+            let e = (turn + rep) % engines.len();
+            let engine = &engines[e];
             // Runs the child until the rest of the machine stayed (nearly) idle meanwhile; keeps
             // the least disturbed attempt if none did.
             let mut best: Option<(f64, String)> = None;

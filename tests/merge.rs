@@ -283,8 +283,8 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
 /// which says so, while reads and writes go on working.
 #[test]
 fn after_a_merge_failed_past_its_commit_merges_are_refused_and_writes_work() {
-    use bitcask::sim::{Fault, SimFs};
     use bitcask::Config;
+    use bitcask::sim::{Fault, SimFs};
     let open = |fs: &SimFs| {
         Config::new("/store")
             .file_system(fs.clone())
