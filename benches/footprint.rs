@@ -174,7 +174,7 @@ fn main() {
     );
     db.close().unwrap();
     println!(
-        "open+close with hint files: median of 7 = {:.2?}",
+        "open with hint files: median of 7 = {:.2?}",
         median_open(dir.path())
     );
 
@@ -188,7 +188,7 @@ fn main() {
     }
     db.close().unwrap();
     println!(
-        "open+close never merged (scan): median of 7 = {:.2?}",
+        "open never merged (scan): median of 7 = {:.2?}",
         median_open(scan_dir.path())
     );
 }

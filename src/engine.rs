@@ -161,7 +161,7 @@ impl Engine {
             let synced = match writer.check_poisoned().and_then(|()| writer.trim(self)) {
                 Ok(()) => self
                     .commits
-                    .fsync_active(&writer.fsync_target(self))
+                    .fsync_active_last(&writer.fsync_target(self))
                     .map_err(|source| Error::Io {
                         context: "syncing on close",
                         path: self.layout.data_path(writer.file_id()),

@@ -55,6 +55,8 @@ pub(crate) struct GroupCommit {
 struct FsyncGate {
     /// The first failed fsync's error.
     failed: Option<String>,
+    /// `close` ran its fsync, the last one (see [`GroupCommit::fsync_active_last`]).
+    closed: bool,
     /// The newest data file an fsync succeeded on, and how many of its bytes that fsync covered.
     durable: Option<(FileId, u64)>,
 }
@@ -126,6 +128,7 @@ impl GroupCommit {
             }),
             active_fsync: Mutex::new(FsyncGate {
                 failed: None,
+                closed: false,
                 durable: Some((active, active_len)),
             }),
             ..GroupCommit::default()
@@ -271,12 +274,28 @@ impl GroupCommit {
     /// next open (`FSYNC_FAILED`, `recovery::fsync_failure`) before the gate opens again: a
     /// reopen in the same boot must not take them for records on disk.
     pub(crate) fn fsync_active(&self, sync: &ActiveFsync<'_>) -> std::io::Result<()> {
+        self.fsync_gated(sync, false)
+    }
+
+    /// `close`'s fsync of the active file, the last one: an fsync asked for after it (by a
+    /// group-commit leader that read the active file before `close` took the writer) is covered
+    /// by it and returns at once. So nothing fsyncs, or on a failure writes `FSYNC_FAILED`,
+    /// after `close` released the directory lock.
+    pub(crate) fn fsync_active_last(&self, sync: &ActiveFsync<'_>) -> std::io::Result<()> {
+        self.fsync_gated(sync, true)
+    }
+
+    fn fsync_gated(&self, sync: &ActiveFsync<'_>, last: bool) -> std::io::Result<()> {
         let mut gate = self.active_fsync.lock();
         if let Some(reason) = &gate.failed {
             return Err(std::io::Error::other(format!(
                 "an earlier fsync of the active file failed: {reason}"
             )));
         }
+        if gate.closed && !broken(ProtocolBreak::FsyncAfterClose) {
+            return Ok(());
+        }
+        gate.closed = last;
         let failed = match sync.file.sync() {
             Ok(()) => {
                 gate.synced(sync.id, sync.len);
@@ -389,11 +408,27 @@ mod tests {
 
         let failure_of = |gate: &FsyncGate, id| gate.failure(id).map(|f| f.durable_len);
         let gate = FsyncGate {
-            failed: None,
             durable: Some((5, 300)),
+            ..FsyncGate::default()
         };
         assert_eq!(failure_of(&gate, 5), Some(300));
         assert_eq!(failure_of(&gate, 6), Some(HEADER_LEN as u64));
         assert_eq!(failure_of(&gate, 4), None);
+    }
+
+    /// After close's fsync, the last one, a later fsync (a leader that read the active file
+    /// before close) is covered by it: it returns Ok without touching the file system, which
+    /// a new handle may own by then.
+    #[test]
+    fn nothing_fsyncs_after_the_last_fsync() {
+        let (fs, layout, file) = directory_with_file(1);
+        let sync = |len| fsync_of(&fs, &layout, &file, 1, len);
+        let commits = GroupCommit::default();
+        commits.fsync_active_last(&sync(40)).unwrap();
+        let operations = fs.ops();
+        fs.fail_at(operations + 1, Fault::Error(std::io::ErrorKind::Other));
+        commits.fsync_active(&sync(30)).unwrap();
+        assert_eq!(fs.ops(), operations);
+        assert!(fs.read_all(&layout.fsync_failure_path()).is_err());
     }
 }

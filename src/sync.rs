@@ -506,6 +506,9 @@ pub enum ProtocolBreak {
     /// A group-commit follower that polled until the running fsync finished returns as if that
     /// fsync had covered its record.
     PolledFsyncCountsAsOwn = 6,
+    /// The fsync gate lets an fsync through after `close`'s, so a writer that appended just
+    /// before `close` fsyncs after it returned.
+    FsyncAfterClose = 7,
 }
 
 #[cfg(loom)]

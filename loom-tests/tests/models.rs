@@ -255,3 +255,36 @@ model_and_twin!(
     group_commit_polling,
     PolledFsyncCountsAsOwn
 );
+
+// 7. A write racing `close` under `Always`: it fails with `Closed`, or returns Ok only once its
+//    record is durable, and once `close` returned nothing fsyncs any more (a round led after it
+//    would fsync, and on a failure write `FSYNC_FAILED`, in a directory whose lock was released).
+fn write_vs_close() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Always);
+    let (other, other_fs) = (db.clone(), fs.clone());
+    let writer = loom::thread::spawn(move || match other.write(b"a", b"value-a") {
+        Ok(()) => assert!(
+            durable(&other_fs, b"value-a"),
+            "a returned before it was durable"
+        ),
+        Err(bitcask::Error::Closed) => {}
+        Err(e) => panic!("a write racing close failed with {e}"),
+    });
+    db.close().unwrap();
+    let operations_at_close = fs.ops();
+    writer.join().unwrap();
+    assert_eq!(
+        fs.ops(),
+        operations_at_close,
+        "the file system was written after close returned"
+    );
+}
+
+model_and_twin!(
+    model_7_write_vs_close,
+    model_7_broken_twin_fsync_after_close_is_caught,
+    twin_7_fsync_after_close,
+    write_vs_close,
+    FsyncAfterClose
+);
