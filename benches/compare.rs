@@ -28,10 +28,15 @@
 //! 3. `overwrite`: put every key once more, in another order, with new values, no fsync; sync.
 //! 4. `compact`: the engine's own compaction, if it has one; on-disk bytes after it.
 //! 5. `get 1t`, `get 2t` again, after compaction.
-//! 6. `reopen`: close, then time opening the store again (and one get).
+//! 6. `reopen`: close, then time opening the store again (and one get); close; on-disk bytes
+//!    again (files a compaction deletes in the background are gone by then) and the peak RSS
+//!    (VmHWM) of the whole child so far.
 //! 7. `fsync writes`: after `sync(1)` (so the dirty pages of the phases above are written back
 //!    first), a new store opened for durable writes; puts of new random keys, each durable before
 //!    it returns, from 1 thread and then from 4 threads, 3 s each.
+//!
+//! Each repetition starts with another engine (the order rotates), so that none always runs
+//! first or after the same engine.
 //!
 //! On-disk bytes are the allocated blocks (st_blocks * 512) of every file under the store's
 //! directory, after the engine's own sync.
