@@ -307,7 +307,9 @@ impl GroupCommit {
             Some(failure) => fsync_failure::record_failure(sync.fs, sync.layout, failure, failed),
             None => failed,
         };
-        gate.failed = Some(failed.to_string());
+        if !broken(ProtocolBreak::GateForgetsFailure) {
+            gate.failed = Some(failed.to_string());
+        }
         Err(failed)
     }
 }

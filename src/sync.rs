@@ -509,6 +509,9 @@ pub enum ProtocolBreak {
     /// The fsync gate lets an fsync through after `close`'s, so a writer that appended just
     /// before `close` fsyncs after it returned.
     FsyncAfterClose = 7,
+    /// The fsync gate forgets a failed fsync, so a later fsync of the file may return Ok for
+    /// records the failure dropped.
+    GateForgetsFailure = 8,
 }
 
 #[cfg(loom)]

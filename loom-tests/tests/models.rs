@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bitcask::loom::{ProtocolBreak, set_protocol_break};
-use bitcask::sim::SimFs;
+use bitcask::sim::{Fault, SimFs};
 use bitcask::{Config, Database, SyncPolicy};
 
 const DIR: &str = "/loom";
@@ -287,4 +287,46 @@ model_and_twin!(
     twin_7_fsync_after_close,
     write_vs_close,
     FsyncAfterClose
+);
+
+// 8. The fsync gate: two writers under `Always`, the second of which rotates the active file
+//    (64-byte files hold one 29-byte record), with the second mutating file-system operation
+//    failing, whichever the interleaving makes it: an append, a leader's fsync or rotation's.
+//    A write that returns Ok is durable: after a failed fsync, no later fsync returns Ok for
+//    the records the failure dropped (Linux reports a failed write-back to one fsync only).
+fn durable_in_any_file(fs: &SimFs, value: &[u8]) -> bool {
+    ["0000000001.data", "0000000002.data"].iter().any(|name| {
+        fs.synced_contents(&Path::new(DIR).join(name))
+            .is_some_and(|synced| synced.windows(value.len()).any(|w| w == value))
+    })
+}
+
+fn fsync_gate_with_rotation() {
+    let fs = SimFs::new();
+    let db = open(&fs, 64, SyncPolicy::Always);
+    fs.fail_at(fs.ops() + 2, Fault::Error(std::io::ErrorKind::Other));
+    let (other, other_fs) = (db.clone(), fs.clone());
+    let writer = loom::thread::spawn(move || {
+        if other.write(b"a", b"value-a").is_ok() {
+            assert!(
+                durable_in_any_file(&other_fs, b"value-a"),
+                "a returned Ok before it was durable"
+            );
+        }
+    });
+    if db.write(b"b", b"value-b").is_ok() {
+        assert!(
+            durable_in_any_file(&fs, b"value-b"),
+            "b returned Ok before it was durable"
+        );
+    }
+    writer.join().unwrap();
+}
+
+model_and_twin!(
+    model_8_fsync_gate_with_rotation,
+    model_8_broken_twin_gate_forgets_failure_is_caught,
+    twin_8_gate_forgets_failure,
+    fsync_gate_with_rotation,
+    GateForgetsFailure
 );
