@@ -581,10 +581,8 @@ fn rename_if_pending(fs: &dyn Vfs, path: &Path) -> Result<()> {
 /// `MERGE` record there is nothing to do; leftover `.tmp` files are removed by the caller.
 pub(crate) fn finish_interrupted(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let path = layout.commit_path();
-    let bytes = match fs.read_all(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context("reading merge record", &path),
+    let Some(bytes) = io::read_if_exists(fs, &path, "reading merge record")? else {
+        return Ok(());
     };
     let commit = MergeCommit::decode(&bytes).map_err(|kind| Error::corruption(&path, 0, kind))?;
     rename_outputs(fs, layout, &commit.outputs)?;

@@ -5,6 +5,14 @@ mod common;
 use bitcask::{Database, Error};
 use common::{contents, files_with_ext, open_small};
 
+/// Opens `/store` on the simulated file system `fs`, background merge off.
+fn open_simulated(fs: &bitcask::sim::SimFs) -> bitcask::Result<Database> {
+    bitcask::Config::new("/store")
+        .file_system(fs.clone())
+        .background_merge(false)
+        .open()
+}
+
 fn overwrite_heavy(db: &Database, keys: u32, rounds: u32) {
     for round in 0..rounds {
         for k in 0..keys {
@@ -204,14 +212,8 @@ fn values_larger_than_the_merge_buffer_survive_merge_and_reopen() {
 /// at each of its file-system operations: the store then opens with everything.
 #[test]
 fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
-    use bitcask::Config;
     use bitcask::sim::{Fault, SimFs};
-    let open = |fs: &SimFs| {
-        Config::new("/store")
-            .file_system(fs.clone())
-            .background_merge(false)
-            .open()
-    };
+    let open = open_simulated;
     let values = large_values();
     let prepared = |fs: &SimFs| {
         let db = open(fs).unwrap();
@@ -283,15 +285,8 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
 /// which says so, while reads and writes go on working.
 #[test]
 fn after_a_merge_failed_past_its_commit_merges_are_refused_and_writes_work() {
-    use bitcask::Config;
     use bitcask::sim::{Fault, SimFs};
-    let open = |fs: &SimFs| {
-        Config::new("/store")
-            .file_system(fs.clone())
-            .background_merge(false)
-            .open()
-            .unwrap()
-    };
+    let open = |fs: &SimFs| open_simulated(fs).unwrap();
     let prepared = |fs: &SimFs| {
         let db = open(fs);
         overwrite_heavy(&db, 50, 3);

@@ -64,6 +64,19 @@ pub(crate) fn remove_if_exists(fs: &dyn Vfs, path: &Path) -> Result<()> {
     }
 }
 
+/// The bytes of `path`, or `None` if there is no such file (other errors are errors).
+pub(crate) fn read_if_exists(
+    fs: &dyn Vfs,
+    path: &Path,
+    context: &'static str,
+) -> Result<Option<Vec<u8>>> {
+    match fs.read_all(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context(context, path),
+    }
+}
+
 /// Whether `path` exists (errors other than "not found" are errors).
 pub(crate) fn exists(fs: &dyn Vfs, path: &Path) -> Result<bool> {
     Ok(fs.entry(path).context("inspecting", path)?.is_some())

@@ -96,15 +96,13 @@ pub(super) fn sync_tail(
         .context("syncing", path)
 }
 
-/// If a failure record exists: makes the bytes of the file it names past its durable length durable
-/// as they read now ([`write_again`]), then removes the record. Runs before open loads any data
-/// file; if it fails, the record stays for the next open.
+/// If a failure record exists: makes the bytes of the file it names past its durable length
+/// durable as they read now ([`write_again`]), then removes the record. Runs before open loads
+/// any data file; if it fails, the record stays for the next open.
 pub(super) fn apply(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let path = layout.fsync_failure_path();
-    let bytes = match fs.read_all(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context("reading", &path),
+    let Some(bytes) = io::read_if_exists(fs, &path, "reading")? else {
+        return Ok(());
     };
     // One that does not decode was torn by a crash, which also took the pages it warned of.
     if let Ok(failure) = FsyncFailure::decode(&bytes) {
