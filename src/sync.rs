@@ -448,6 +448,10 @@ impl KeyMap {
                 *present = new;
                 true
             }
+            None if broken(ProtocolBreak::RepointRevivesRemoved) => {
+                map.insert(key.to_vec(), new);
+                true
+            }
             _ => false,
         }
     }
@@ -512,6 +516,10 @@ pub enum ProtocolBreak {
     /// The fsync gate forgets a failed fsync, so a later fsync of the file may return Ok for
     /// records the failure dropped.
     GateForgetsFailure = 8,
+    /// Merge's repoint of a key that a concurrent remove took out of the keydir puts it back.
+    /// (Only in the loom build's keydir, which the models run; the dashmap one returns early
+    /// the same way.)
+    RepointRevivesRemoved = 9,
 }
 
 #[cfg(loom)]

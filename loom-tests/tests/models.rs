@@ -330,3 +330,26 @@ model_and_twin!(
     fsync_gate_with_rotation,
     GateForgetsFailure
 );
+
+// 9. Merge's conditional keydir update against a concurrent remove of the same key: the remove
+//    wins, and a repoint never brings the removed key back.
+fn remove_wins_over_merge() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Never);
+    db.write(b"k", b"v1").unwrap();
+    let other = db.clone();
+    let merger = loom::thread::spawn(move || other.merge().unwrap());
+    db.remove(b"k").unwrap();
+    let removed = |db: &Database| matches!(db.read(b"k"), Err(bitcask::Error::KeyNotFound));
+    assert!(removed(&db), "a removed key reads back");
+    merger.join().unwrap();
+    assert!(removed(&db), "merge brought a removed key back");
+}
+
+model_and_twin!(
+    model_9_remove_wins_over_merge,
+    model_9_broken_twin_repoint_revives_removed_is_caught,
+    twin_9_repoint_revives_removed,
+    remove_wins_over_merge,
+    RepointRevivesRemoved
+);
