@@ -39,8 +39,8 @@ fn run_model(protocol_break: ProtocolBreak, model: fn()) {
 }
 
 /// Runs the ignored test `twin` in a child process; true if loom failed it at an assertion of
-/// a model in this file.
-fn twin_fails(twin: &str) -> bool {
+/// a model in this file whose message holds `expected` (the failure the break must cause).
+fn twin_fails(twin: &str, expected: &str) -> bool {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -55,15 +55,18 @@ fn twin_fails(twin: &str) -> bool {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let at_model_assertion = stderr
         .lines()
-        .any(|line| line.contains("panicked at tests/models.rs"));
+        .any(|line| line.contains("panicked at tests/models.rs"))
+        && stderr.contains(expected);
     if !at_model_assertion {
-        eprintln!("{twin} did not fail at a model assertion; its stderr:\n{stderr}");
+        eprintln!(
+            "{twin} did not fail at the model assertion \"{expected}\"; its stderr:\n{stderr}"
+        );
     }
     !output.status.success() && at_model_assertion
 }
 
 macro_rules! model_and_twin {
-    ($model_test:ident, $twin_test:ident, $twin:ident, $model:ident, $break:ident) => {
+    ($model_test:ident, $twin_test:ident, $twin:ident, $model:ident, $break:ident, $expected:literal) => {
         #[test]
         fn $model_test() {
             run_model(ProtocolBreak::None, $model);
@@ -78,7 +81,7 @@ macro_rules! model_and_twin {
         #[test]
         fn $twin_test() {
             assert!(
-                twin_fails(stringify!($twin)),
+                twin_fails(stringify!($twin), $expected),
                 "loom did not catch {:?}",
                 ProtocolBreak::$break
             );
@@ -108,7 +111,8 @@ model_and_twin!(
     model_1_broken_twin_retire_before_repoint_is_caught,
     twin_1_retire_before_repoint,
     reader_vs_rotation_and_merge,
-    RetireBeforeRepoint
+    RetireBeforeRepoint,
+    "MissingFile"
 );
 
 // 2. Publish before point: a reader that sees a keydir entry can always read its bytes, also
@@ -130,7 +134,8 @@ model_and_twin!(
     model_2_broken_twin_point_before_publish_is_caught,
     twin_2_point_before_publish,
     reader_sees_only_published_files,
-    PointBeforePublish
+    PointBeforePublish,
+    "MissingFile"
 );
 
 // 3. Merge's conditional keydir update against a concurrent write of the same key: the write
@@ -142,9 +147,10 @@ fn write_wins_over_merge() {
     let other = db.clone();
     let merger = loom::thread::spawn(move || other.merge().unwrap());
     db.write(b"k", b"v2").unwrap();
-    assert_eq!(db.read(b"k").unwrap(), b"v2");
+    let newer = "a merge's repoint overwrote a newer write";
+    assert_eq!(db.read(b"k").unwrap(), b"v2", "{newer}");
     merger.join().unwrap();
-    assert_eq!(db.read(b"k").unwrap(), b"v2");
+    assert_eq!(db.read(b"k").unwrap(), b"v2", "{newer}");
 }
 
 model_and_twin!(
@@ -152,7 +158,8 @@ model_and_twin!(
     model_3_broken_twin_unconditional_repoint_is_caught,
     twin_3_unconditional_repoint,
     write_wins_over_merge,
-    UnconditionalRepoint
+    UnconditionalRepoint,
+    "a merge's repoint overwrote a newer write"
 );
 
 // 4. Group commit: every writer's record is durable when its call returns, and no writer waits
@@ -194,7 +201,8 @@ model_and_twin!(
     model_4_broken_twin_follower_skips_wait_is_caught,
     twin_4_follower_skips_wait,
     group_commit,
-    FollowerSkipsWait
+    FollowerSkipsWait,
+    "returned before it was durable"
 );
 
 // 5. A remove of a key another thread is removing: whichever call finds the key already absent
@@ -238,7 +246,8 @@ model_and_twin!(
     model_5_broken_twin_noop_remove_skips_wait_is_caught,
     twin_5_noop_remove_skips_wait,
     concurrent_removes,
-    NoopRemoveSkipsWait
+    NoopRemoveSkipsWait,
+    "a remove returned before the removal was durable"
 );
 
 // 6. Group commit as in model 4, with followers polling for the running fsync's end instead of
@@ -253,7 +262,8 @@ model_and_twin!(
     model_6_broken_twin_polled_fsync_counts_as_own_is_caught,
     twin_6_polled_fsync_counts_as_own,
     group_commit_polling,
-    PolledFsyncCountsAsOwn
+    PolledFsyncCountsAsOwn,
+    "returned before it was durable"
 );
 
 // 7. A write racing `close` under `Always`: it fails with `Closed`, or returns Ok only once its
@@ -286,7 +296,8 @@ model_and_twin!(
     model_7_broken_twin_fsync_after_close_is_caught,
     twin_7_fsync_after_close,
     write_vs_close,
-    FsyncAfterClose
+    FsyncAfterClose,
+    "the file system was written after close returned"
 );
 
 // 8. The fsync gate: two writers under `Always`, the second of which rotates the active file
@@ -328,7 +339,8 @@ model_and_twin!(
     model_8_broken_twin_gate_forgets_failure_is_caught,
     twin_8_gate_forgets_failure,
     fsync_gate_with_rotation,
-    GateForgetsFailure
+    GateForgetsFailure,
+    "returned Ok before it was durable"
 );
 
 // 9. Merge's conditional keydir update against a concurrent remove of the same key: the remove
@@ -351,5 +363,6 @@ model_and_twin!(
     model_9_broken_twin_repoint_revives_removed_is_caught,
     twin_9_repoint_revives_removed,
     remove_wins_over_merge,
-    RepointRevivesRemoved
+    RepointRevivesRemoved,
+    "removed key"
 );
