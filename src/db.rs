@@ -211,6 +211,10 @@ impl Database {
     }
 
     /// Key count, file count, live/dead bytes overall and per file, and merge figures.
+    ///
+    /// The figures are read one after another, not at one instant: while other threads write,
+    /// `num_keys` may differ from the sum of the files' `live_keys`, and a merge may finish
+    /// between the per-file figures and the merge figures. On a quiet store they agree.
     pub fn stats(&self) -> Stats {
         let engine = self.engine();
         let active = engine.writer.lock().file_id();
