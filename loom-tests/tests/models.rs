@@ -115,18 +115,29 @@ model_and_twin!(
     "MissingFile"
 );
 
-// 2. Publish before point: a reader that sees a keydir entry can always read its bytes, also
-//    while merge moves the entry to a new file.
-fn reader_sees_only_published_files() {
+/// A store holding `k` = `v1`: runs `during` while another thread merges it, then `after` once
+/// the merge is done (models 2, 3 and 9).
+fn while_merging(during: impl FnOnce(&Database), after: impl FnOnce(&Database)) {
     let fs = SimFs::new();
     let db = open(&fs, 1 << 20, SyncPolicy::Never);
     db.write(b"k", b"v1").unwrap();
     let other = db.clone();
     let merger = loom::thread::spawn(move || other.merge().unwrap());
-    let value = db.get(b"k").unwrap().expect("the key is live");
-    assert_eq!(&*value, b"v1");
-    drop(value);
+    during(&db);
     merger.join().unwrap();
+    after(&db);
+}
+
+// 2. Publish before point: a reader that sees a keydir entry can always read its bytes, also
+//    while merge moves the entry to a new file.
+fn reader_sees_only_published_files() {
+    while_merging(
+        |db| {
+            let value = db.get(b"k").unwrap().expect("the key is live");
+            assert_eq!(&*value, b"v1");
+        },
+        |_| {},
+    );
 }
 
 model_and_twin!(
@@ -141,16 +152,15 @@ model_and_twin!(
 // 3. Merge's conditional keydir update against a concurrent write of the same key: the write
 //    wins.
 fn write_wins_over_merge() {
-    let fs = SimFs::new();
-    let db = open(&fs, 1 << 20, SyncPolicy::Never);
-    db.write(b"k", b"v1").unwrap();
-    let other = db.clone();
-    let merger = loom::thread::spawn(move || other.merge().unwrap());
-    db.write(b"k", b"v2").unwrap();
     let newer = "a merge's repoint overwrote a newer write";
-    assert_eq!(db.read(b"k").unwrap(), b"v2", "{newer}");
-    merger.join().unwrap();
-    assert_eq!(db.read(b"k").unwrap(), b"v2", "{newer}");
+    let holds_v2 = |db: &Database| assert_eq!(db.read(b"k").unwrap(), b"v2", "{newer}");
+    while_merging(
+        |db| {
+            db.write(b"k", b"v2").unwrap();
+            holds_v2(db);
+        },
+        holds_v2,
+    );
 }
 
 model_and_twin!(
@@ -346,16 +356,14 @@ model_and_twin!(
 // 9. Merge's conditional keydir update against a concurrent remove of the same key: the remove
 //    wins, and a repoint never brings the removed key back.
 fn remove_wins_over_merge() {
-    let fs = SimFs::new();
-    let db = open(&fs, 1 << 20, SyncPolicy::Never);
-    db.write(b"k", b"v1").unwrap();
-    let other = db.clone();
-    let merger = loom::thread::spawn(move || other.merge().unwrap());
-    db.remove(b"k").unwrap();
     let removed = |db: &Database| matches!(db.read(b"k"), Err(bitcask::Error::KeyNotFound));
-    assert!(removed(&db), "a removed key reads back");
-    merger.join().unwrap();
-    assert!(removed(&db), "merge brought a removed key back");
+    while_merging(
+        |db| {
+            db.remove(b"k").unwrap();
+            assert!(removed(db), "a removed key reads back");
+        },
+        |db| assert!(removed(db), "merge brought a removed key back"),
+    );
 }
 
 model_and_twin!(

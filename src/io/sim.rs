@@ -53,7 +53,8 @@ struct State {
     durable_names: BTreeMap<PathBuf, usize>,
     dirs: BTreeSet<PathBuf>,
     ops: u64,
-    fault: Option<(u64, Fault)>,
+    /// Planned faults, by the operation they strike.
+    faults: BTreeMap<u64, Fault>,
     powered_off: bool,
     locks: BTreeSet<PathBuf>,
 }
@@ -120,20 +121,17 @@ impl State {
             return Err(eio("the power is off"));
         }
         self.ops += 1;
-        match self.fault {
-            Some((at, fault)) if at == self.ops => {
-                self.fault = None;
-                match fault {
-                    Fault::PowerCut => {
-                        self.powered_off = true;
-                        Err(eio("power cut"))
-                    }
-                    Fault::Error(kind) => Err(Error::new(kind, format!("simulated fault: {kind}"))),
-                    Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
-                    Fault::Panic => panic!("simulated panic at operation {}", self.ops),
+        match self.faults.remove(&self.ops) {
+            Some(fault) => match fault {
+                Fault::PowerCut => {
+                    self.powered_off = true;
+                    Err(eio("power cut"))
                 }
-            }
-            _ => Ok(None),
+                Fault::Error(kind) => Err(Error::new(kind, format!("simulated fault: {kind}"))),
+                Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
+                Fault::Panic => panic!("simulated panic at operation {}", self.ops),
+            },
+            None => Ok(None),
         }
     }
 
@@ -175,9 +173,17 @@ impl SimFs {
     }
 
     /// Makes mutating operation number `op` (counting from the first one this file system ever
-    /// saw, see [`ops`](SimFs::ops)) suffer `fault`.
+    /// saw, see [`ops`](SimFs::ops)) suffer `fault`, instead of any fault planned before.
     pub fn fail_at(&self, op: u64, fault: Fault) {
-        self.state.lock().fault = Some((op, fault));
+        let mut state = self.state.lock();
+        state.faults.clear();
+        state.faults.insert(op, fault);
+    }
+
+    /// Plans `fault` at operation `op` too, keeping the faults planned before (for a second
+    /// failure right after the first).
+    pub fn also_fail_at(&self, op: u64, fault: Fault) {
+        self.state.lock().faults.insert(op, fault);
     }
 
     /// Mutating operations so far.
