@@ -22,7 +22,7 @@ use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
 use crate::output::{counted, escape, human_bytes, write_stdout};
 use crate::progress::Progress;
-use crate::salvage::{BadRange, Item, walk, walk_from};
+use crate::salvage::{BadRange, Item, walk, walk_saved_tail};
 use crate::store;
 
 /// Hint entries that do not match reported per hint file before the rest is summarised.
@@ -448,7 +448,7 @@ fn note_saved_tails(store_files: &StoreFiles, report: &mut Report) {
         let Some(bytes) = read_or_report(path, report) else {
             continue;
         };
-        let records = walk_from(&bytes, 0)
+        let records = walk_saved_tail(&bytes)
             .filter(|item| matches!(item, Item::Record { .. }))
             .count() as u64;
         let message = format!(

@@ -16,7 +16,7 @@ use bitcask::format::record::{Record, RecordKind};
 use crate::error::{CliError, CliResult};
 use crate::files;
 use crate::output::{StdoutText, counted, quoted, show_key};
-use crate::salvage::{Item, Walk, walk, walk_from};
+use crate::salvage::{Item, Walk, walk, walk_saved_tail};
 
 /// Bytes of a value shown before it is cut off with `...`.
 const VALUE_PREVIEW: usize = 32;
@@ -112,7 +112,7 @@ fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut StdoutTex
         "saved   bytes an open cut off data file {id:010} at offset {at} (valid records followed \
          damage); they are not in the store. Offsets below are in that data file"
     );
-    dump_records(walk_from(bytes, 0), at, bytes.len() as u64, hex, out)
+    dump_records(walk_saved_tail(bytes), at, bytes.len() as u64, hex, out)
 }
 
 /// Prints walked records at `base` + their offset; returns whether anything was damaged.

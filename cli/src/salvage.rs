@@ -1,10 +1,15 @@
 //! Walking a data file past damage: unlike the library's `scan`, which stops at the first bad
 //! record, [`walk`] reports the bad range and resynchronises on the next offset where a record
 //! decodes. A bad record's length fields cannot be trusted, so the search goes forward byte by
-//! byte; every record carries a CRC-32 over its fields, so a false resync is negligible.
+//! byte. Every record carries a CRC-32 over its fields, so random bytes almost never decode; but
+//! a damaged record's value may hold a whole valid record (a value that is itself a copy of a
+//! store's file), which does. In a writer's file, whose seqs rise in file order, the search
+//! passes over a record whose seq is not above the last good record's: such a record cannot be
+//! the writer's. A merged file (seqs may fall where one input file ends and the next begins)
+//! and a record with a higher seq are taken as found.
 
 use bitcask::CorruptionKind;
-use bitcask::format::header::HEADER_LEN;
+use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::record::Record;
 
 /// A range of a data file in which no record decodes.
@@ -52,14 +57,22 @@ pub enum Item<'a> {
 
 /// Walks the records of a data file's bytes after its header, through any damage.
 pub fn walk(bytes: &[u8]) -> Walk<'_> {
-    walk_from(bytes, HEADER_LEN)
-}
-
-/// Walks records from offset `start` (0 for a saved tail, which has no header).
-pub fn walk_from(bytes: &[u8], start: usize) -> Walk<'_> {
+    let writer_file = FileHeader::decode(bytes).is_ok_and(|h| h.kind == FileKind::Data);
     Walk {
         bytes,
-        pos: start.min(bytes.len()),
+        pos: HEADER_LEN.min(bytes.len()),
+        seqs_rise: writer_file,
+        last_seq: 0,
+    }
+}
+
+/// Walks the records of a saved tail: bytes cut off a writer's file, with no header.
+pub fn walk_saved_tail(bytes: &[u8]) -> Walk<'_> {
+    Walk {
+        bytes,
+        pos: 0,
+        seqs_rise: true,
+        last_seq: 0,
     }
 }
 
@@ -68,6 +81,10 @@ pub fn walk_from(bytes: &[u8], start: usize) -> Walk<'_> {
 pub struct Walk<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Whether the bytes are a writer's, whose records were appended in seq order.
+    seqs_rise: bool,
+    /// Seq of the last valid record walked (0 before the first).
+    last_seq: u64,
 }
 
 impl<'a> Iterator for Walk<'a> {
@@ -81,13 +98,14 @@ impl<'a> Iterator for Walk<'a> {
         match Record::decode(&self.bytes[start..]) {
             Ok(record) => {
                 self.pos += record.encoded_len() as usize;
+                self.last_seq = record.seq;
                 Some(Item::Record {
                     offset: start as u64,
                     record,
                 })
             }
             Err(kind) => {
-                self.pos = resync(self.bytes, start + 1);
+                self.pos = self.resync(start + 1);
                 Some(Item::Bad(BadRange {
                     start: start as u64,
                     end: self.pos as u64,
@@ -98,11 +116,19 @@ impl<'a> Iterator for Walk<'a> {
     }
 }
 
-/// The first offset at or after `from` where a record decodes, or the length of `bytes`.
-fn resync(bytes: &[u8], from: usize) -> usize {
-    (from..bytes.len())
-        .find(|&pos| Record::decode(&bytes[pos..]).is_ok())
-        .unwrap_or(bytes.len())
+impl Walk<'_> {
+    /// The first offset at or after `from` where a record decodes that can follow the last good
+    /// one, or the length of the bytes.
+    fn resync(&self, from: usize) -> usize {
+        (from..self.bytes.len())
+            .find(|&pos| self.could_follow(pos))
+            .unwrap_or(self.bytes.len())
+    }
+
+    fn could_follow(&self, pos: usize) -> bool {
+        Record::decode(&self.bytes[pos..])
+            .is_ok_and(|record| !self.seqs_rise || record.seq > self.last_seq)
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +167,58 @@ mod tests {
         assert_eq!(bad.start, second as u64);
         assert_eq!(bad.len(), record(2, b"b").encoded_len());
         assert!(matches!(items[2], Item::Record { record, .. } if record.seq == 3));
+    }
+
+    /// A data file of `kind` holding `records`, with a real header.
+    fn file_of(kind: FileKind, records: &[Record]) -> Vec<u8> {
+        let mut bytes = FileHeader::new(kind, 7).encode().to_vec();
+        for r in records {
+            r.encode_into(&mut bytes);
+        }
+        bytes
+    }
+
+    /// The keys of the valid records walked, in order.
+    fn keys<'a>(items: &[Item<'a>]) -> Vec<&'a [u8]> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Record { record, .. } => Some(record.key),
+                Item::Bad(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_record_inside_a_damaged_value_is_not_taken_for_the_writers() {
+        // The value of "b" is a whole record, as if a store's file had been stored as a value.
+        let mut inner = Vec::new();
+        record(1, b"phantom").encode_into(&mut inner);
+        let b = Record {
+            seq: 2,
+            kind: RecordKind::Put,
+            key: b"b",
+            value: &inner,
+        };
+        let mut bytes = file_of(FileKind::Data, &[record(1, b"a"), b, record(3, b"c")]);
+        let b_start = HEADER_LEN + record(1, b"a").encoded_len() as usize;
+        bytes[b_start] ^= 0xff; // b's checksum
+        let items: Vec<_> = walk(&bytes).collect();
+        assert_eq!(keys(&items), [b"a", b"c"], "{items:?}");
+        let Item::Bad(bad) = &items[1] else {
+            panic!("expected a bad range, got {items:?}");
+        };
+        assert_eq!(bad.len(), b.encoded_len());
+    }
+
+    #[test]
+    fn in_a_merged_file_a_record_with_a_lower_seq_is_found_after_damage() {
+        // Merge copies its inputs one after another, so seqs may fall within its output.
+        let records = [record(5, b"a"), record(6, b"b"), record(2, b"c")];
+        let mut bytes = file_of(FileKind::Merged, &records);
+        bytes[HEADER_LEN + records[0].encoded_len() as usize] ^= 0xff;
+        let items: Vec<_> = walk(&bytes).collect();
+        assert_eq!(keys(&items), [b"a", b"c"], "{items:?}");
     }
 
     #[test]
