@@ -308,6 +308,12 @@ fn check_hint(id: u32, path: &Path, bytes: &[u8], data: &[u8], report: &mut Repo
              hint and scans the data file)",
             data.len()
         ));
+    } else if !hint.indexes(id, data.len() as u64) {
+        damage(
+            "the hint's records do not lie back to back in the data file (a version 1 hint \
+             whose entries overlap or leave a gap; open ignores the hint and scans the data file)"
+                .into(),
+        );
     }
 }
 

@@ -271,14 +271,17 @@ impl<'a> HintFile<'a> {
 }
 
 /// The rule open applies, entry by entry, before it trusts a hint as its data file's index:
-/// every entry lies inside the file, in file order, without overlapping another, at an offset
-/// the keydir addresses, and the records end exactly where the file does. That is what the
-/// merge that wrote it produced; anything else cannot be trusted as an index.
+/// every entry lies inside the file, at an offset the keydir addresses, and starts where the
+/// previous one's record ends (the first at the end of the file header), and the records end
+/// exactly where the file does. That is what the merge that wrote it produced (a merged file's
+/// records lie back to back, one entry each); anything else cannot be trusted as an index.
 ///
 /// The exact end matters most for version 2 hints, which store no offsets: one wrong length
 /// moves every later entry, and an index that points beside a key's record makes merge leave
 /// that record behind. One wrong length cannot pass; two that cancel out still could, as a wrong
-/// offset could in version 1 (the checksum only proves the hint is what was written).
+/// offset could in version 1 (the checksum only proves the hint is what was written). Version 1
+/// entries, which state their offsets, must not leave a gap either: a record no entry names
+/// would be skipped, and a tombstone skipped brings its key back.
 #[derive(Debug, Clone)]
 pub struct EntryFit {
     file_len: u64,
@@ -300,7 +303,7 @@ impl EntryFit {
     pub fn check(&mut self, entry: &HintEntry) {
         match entry.record_end() {
             Ok(end)
-                if entry.offset >= self.next_free
+                if entry.offset == self.next_free
                     && end <= self.file_len
                     && entry.offset <= u64::from(u32::MAX) =>
             {

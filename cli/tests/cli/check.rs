@@ -105,6 +105,33 @@ fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
     assert!(out.contains("in the hint,"), "{out}");
 }
 
+/// A version 1 hint (entries state their offsets) that leaves out a middle entry: every entry
+/// it has matches, and its records end where the data file does, but open does not trust it
+/// (the record in the gap would be skipped), and check says so.
+#[test]
+fn a_version_1_hint_with_a_gap_is_damage() {
+    let store = TestStore::new();
+    let (hint_path, bytes) = merged_store_hint(&store);
+    let hint = HintFile::decode(&bytes).expect("a valid hint");
+    let mut gapped = HintBuilder::version_1(hint.file_id);
+    for (index, entry) in hint.entries().enumerate() {
+        if index != 1 {
+            gapped.push(&entry);
+        }
+    }
+    std::fs::write(&hint_path, gapped.finish(hint.data_len)).expect("write hint");
+    let out = store.run(&["check"]).expect(1).out();
+    let line = format!(
+        "DAMAGE  {}: the hint's records do not lie back to back",
+        hint_path.display()
+    );
+    assert!(out.contains(&line), "{out}");
+    assert!(
+        !out.contains("hint entry"),
+        "the entries it has match: {out}"
+    );
+}
+
 /// A hint whose records stop before the data file ends (its last entry left out) is one open
 /// does not trust: check says so, though every entry it has matches.
 #[test]
