@@ -556,24 +556,29 @@ fn remove_outputs(fs: &dyn Vfs, layout: &Layout, ids: &[FileId]) {
     }
 }
 
-/// Renames committed outputs into place (skipping any a previous attempt already renamed).
+/// Renames committed outputs into place (skipping any a previous attempt already renamed). An
+/// output's data file must exist under one name or the other; its hint file need not (merge
+/// wrote it, but someone may have deleted hint files as a cache they could rebuild): open then
+/// scans the data file.
 fn rename_outputs(fs: &dyn Vfs, layout: &Layout, ids: &[FileId]) -> Result<()> {
     for &id in ids {
-        for path in [layout.data_path(id), layout.hint_path(id)] {
-            rename_if_pending(fs, &path)?;
+        let data = layout.data_path(id);
+        if !rename_if_pending(fs, &data)? {
+            return Err(Error::corruption(data, 0, CorruptionKind::Truncated));
         }
+        rename_if_pending(fs, &layout.hint_path(id))?;
     }
     io::sync_dir(fs, layout.dir())
 }
 
-fn rename_if_pending(fs: &dyn Vfs, path: &Path) -> Result<()> {
+/// Renames `path`'s `.tmp` into place if there is one; returns whether `path` exists now.
+fn rename_if_pending(fs: &dyn Vfs, path: &Path) -> Result<bool> {
     let tmp = io::tmp_path(path);
     if io::exists(fs, &tmp)? {
-        io::rename(fs, &tmp, path)
-    } else if io::exists(fs, path)? {
-        Ok(())
+        io::rename(fs, &tmp, path)?;
+        Ok(true)
     } else {
-        Err(Error::corruption(path, 0, CorruptionKind::Truncated))
+        io::exists(fs, path)
     }
 }
 
