@@ -679,6 +679,30 @@ mod tests {
         }
     }
 
+    /// A repoint that moves a key to a record of another value length (where a hint gave the old
+    /// location a wrong one) stores the new length too, short and long keys alike.
+    #[test]
+    fn a_repoint_to_another_value_length_stores_it() {
+        let map = KeyMap::default();
+        for key in [&b"short"[..], &[7u8; 40]] {
+            let old = Location {
+                file_id: 1,
+                offset: 20,
+                value_len: 3,
+            };
+            map.insert_then(key, old, |_| ());
+            let new = Location {
+                file_id: 2,
+                offset: 64,
+                value_len: 5,
+            };
+            assert!(map.repoint(key, new, |present| *present == old));
+            assert_eq!(map.get(key), Some(new));
+            assert!(!map.repoint(key, old, |present| *present == old));
+            assert_eq!(map.get(key), Some(new));
+        }
+    }
+
     proptest! {
         /// `get` (hand-written over dashmap's shards) agrees with a `HashMap` through inserts,
         /// replacements that change the value length, and removals.
