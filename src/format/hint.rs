@@ -185,14 +185,8 @@ impl<'a> HintFile<'a> {
         bytes: &'a [u8],
         mut visit: impl FnMut(EntryStart, &HintEntry<'a>),
     ) -> DecodeResult<Self> {
-        if bytes.len() < HEADER_LEN + HINT_TRAILER_LEN {
-            return Err(CorruptionKind::Truncated);
-        }
+        let Trailer { count, data_len } = Trailer::decode(bytes)?;
         let trailer_at = bytes.len() - HINT_TRAILER_LEN;
-        let mut trailer = Reader::new(&bytes[trailer_at..]);
-        let count = trailer.u64()?;
-        let data_len = trailer.u64()?;
-        verify_crc(trailer.u32()?, &bytes[..bytes.len() - 4])?;
         let header = FileHeader::decode(bytes)?;
         if header.kind != FileKind::Hint {
             return Err(CorruptionKind::WrongFile);
@@ -214,6 +208,13 @@ impl<'a> HintFile<'a> {
             return Err(CorruptionKind::BadLength);
         }
         Ok(hint)
+    }
+
+    /// The number of entries the hint's trailer states, once the checksum over the whole file
+    /// matched (so a damaged count is never believed); the entries are not decoded. Open sizes
+    /// the keydir with it before it loads the hints.
+    pub fn checked_entry_count(bytes: &[u8]) -> DecodeResult<u64> {
+        Trailer::decode(bytes).map(|trailer| trailer.count)
     }
 
     /// The format version the hint was written in (see [`FileHeader::version`]).
@@ -267,6 +268,25 @@ impl<'a> HintFile<'a> {
             r: Reader::new(self.entries),
             next: self.start,
         }
+    }
+}
+
+/// A hint file's trailer, read only once the checksum over the whole file matched.
+struct Trailer {
+    count: u64,
+    data_len: u64,
+}
+
+impl Trailer {
+    fn decode(bytes: &[u8]) -> DecodeResult<Self> {
+        if bytes.len() < HEADER_LEN + HINT_TRAILER_LEN {
+            return Err(CorruptionKind::Truncated);
+        }
+        let mut trailer = Reader::new(&bytes[bytes.len() - HINT_TRAILER_LEN..]);
+        let count = trailer.u64()?;
+        let data_len = trailer.u64()?;
+        verify_crc(trailer.u32()?, &bytes[..bytes.len() - 4])?;
+        Ok(Trailer { count, data_len })
     }
 }
 

@@ -14,7 +14,7 @@ use crate::fileset::{FileSet, Files};
 use crate::format::DecodeResult;
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
-use crate::format::hint::{HINT_TRAILER_LEN, min_hint_entry_len};
+use crate::format::hint::{HintFile, min_hint_entry_len};
 use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::{FileIds, Layout};
@@ -156,20 +156,18 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     Ok(engine)
 }
 
-/// Roughly how many keys the hint files describe (each trailer's entry count, capped by what
-/// the file's size can hold), so the keydir is sized once instead of growing step by step.
-/// Only an estimate: the hints are validated when they are loaded.
+/// Roughly how many keys the hint files describe, so the keydir is sized once instead of
+/// growing step by step: each trailer's entry count, taken only where the hint's checksum
+/// matches (a damaged count could otherwise ask for a table of billions of keys before the
+/// hint is found damaged and ignored), and capped by what the file's size can hold. Only an
+/// estimate: the entries are validated when they are loaded.
 fn expected_keys(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> usize {
     let entries_of = |id: FileId| -> Option<u64> {
-        let file = fs.open(&layout.hint_path(id), OpenMode::Read).ok()?;
-        let len = file.len().ok()?;
-        let mut header = [0u8; HEADER_LEN];
-        file.read_at(&mut header, 0).ok()?;
-        let shortest_entry = min_hint_entry_len(FileHeader::decode(&header).ok()?.version);
-        let mut count = [0u8; 8];
-        file.read_at(&mut count, len.checked_sub(HINT_TRAILER_LEN as u64)?)
-            .ok()?;
-        Some(u64::from_le_bytes(count).min(len / shortest_entry as u64))
+        let path = layout.hint_path(id);
+        let bytes = fs.open(&path, OpenMode::Read).ok()?.map(&path).ok()?;
+        let shortest_entry = min_hint_entry_len(FileHeader::decode(&bytes).ok()?.version);
+        let count = HintFile::checked_entry_count(&bytes).ok()?;
+        Some(count.min(bytes.len() as u64 / shortest_entry as u64))
     };
     let total: u64 = hints.iter().filter_map(|&id| entries_of(id)).sum();
     usize::try_from(total).unwrap_or(usize::MAX)
@@ -472,4 +470,44 @@ fn note_tombstone(tombstones: &mut HashMap<Vec<u8>, Stamped>, key: Vec<u8>, tomb
             }
         })
         .or_insert(tombstone);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::format::hint::{HINT_TRAILER_LEN, HintBuilder, HintEntry};
+    use crate::io::vfs::StdFs;
+
+    /// A hint file of data file 1 with three entries, as merge writes it.
+    fn three_entry_hint() -> Vec<u8> {
+        let mut hint = HintBuilder::new(1);
+        let mut offset = HEADER_LEN as u64;
+        for key in [b"a", b"b", b"c"] {
+            let entry = HintEntry {
+                seq: offset,
+                kind: RecordKind::Put,
+                key,
+                value_len: 8,
+                offset,
+            };
+            hint.push(&entry);
+            offset = entry.record_end().unwrap();
+        }
+        hint.finish(offset)
+    }
+
+    #[test]
+    fn the_keydir_is_sized_from_hint_counts_only_where_the_checksum_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().to_path_buf());
+        let hints = BTreeSet::from([1]);
+        let mut hint = three_entry_hint();
+        std::fs::write(layout.hint_path(1), &hint).unwrap();
+        assert_eq!(expected_keys(&StdFs, &layout, &hints), 3);
+        // The count's top byte damaged: it would ask for 2^56 keys (or all the file could hold).
+        let count_top = hint.len() - HINT_TRAILER_LEN + 7;
+        hint[count_top] = 1;
+        std::fs::write(layout.hint_path(1), &hint).unwrap();
+        assert_eq!(expected_keys(&StdFs, &layout, &hints), 0);
+    }
 }
