@@ -362,6 +362,7 @@ fn copy_live(engine: &Engine, inputs: &[Arc<Segment>], usage: &Usage) -> Result<
         engine,
         current: None,
         finished: Vec::new(),
+        created: Vec::new(),
     };
     let result = copy_inputs(engine, inputs, oldest_surviving_seq, &mut writer);
     let finished = result.and_then(|()| writer.finish());
@@ -448,6 +449,9 @@ struct OutputWriter<'a> {
     engine: &'a Engine,
     current: Option<Output>,
     finished: Vec<Finished>,
+    /// Every output whose files may exist, from before its data file is created: an output
+    /// that fails while it starts or is sealed is neither `current` nor `finished`.
+    created: Vec<FileId>,
 }
 
 impl OutputWriter<'_> {
@@ -480,8 +484,9 @@ impl OutputWriter<'_> {
         Ok(())
     }
 
-    fn start(&self) -> Result<Output> {
+    fn start(&mut self) -> Result<Output> {
         let id = self.engine.file_ids.take()?;
+        self.created.push(id);
         let path = tmp_data_path(&self.engine.layout, id);
         let file = self
             .engine
@@ -539,9 +544,9 @@ impl OutputWriter<'_> {
 
     /// Best-effort removal of everything written so far (recovery removes leftovers anyway).
     fn abandon(&mut self) {
-        let mut ids: Vec<FileId> = self.finished.iter().map(|f| f.id).collect();
-        ids.extend(self.current.take().map(|o| o.id));
-        remove_outputs(self.engine.fs(), &self.engine.layout, &ids);
+        // The current output's handle is closed before its files are removed.
+        self.current = None;
+        remove_outputs(self.engine.fs(), &self.engine.layout, &self.created);
     }
 }
 

@@ -26,19 +26,28 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Creates `path` (replacing a stale file of that name), writes `bytes` and fsyncs it.
+/// Creates `path` (replacing a stale file of that name), writes `bytes` and fsyncs it. If the
+/// write or the fsync fails, removes the file again (best effort), so a failed attempt leaves
+/// nothing behind on a full disk.
 pub(crate) fn write_synced(fs: &dyn Vfs, path: &Path, bytes: &[u8]) -> Result<FileHandle> {
     let file = fs
         .open(path, OpenMode::CreateTruncate)
         .context("creating", path)?;
-    file.write_at(bytes, 0).context("writing", path)?;
-    file.sync().context("syncing", path)?;
+    let written = file
+        .write_at(bytes, 0)
+        .context("writing", path)
+        .and_then(|()| file.sync().context("syncing", path));
+    if let Err(e) = written {
+        drop(file);
+        let _ = remove_if_exists(fs, path);
+        return Err(e);
+    }
     Ok(file)
 }
 
 /// Creates a data file holding `header` so that it is either absent or complete after any
 /// crash (temporary name, fsync, rename, directory fsync), and returns a handle open for
-/// appending and positional reads.
+/// appending and positional reads. A failure before the rename removes the temporary file.
 pub(crate) fn create_data_file(
     fs: &dyn Vfs,
     dir: &Path,
@@ -47,7 +56,11 @@ pub(crate) fn create_data_file(
 ) -> Result<FileHandle> {
     let tmp = tmp_path(path);
     let file = write_synced(fs, &tmp, header)?;
-    rename(fs, &tmp, path)?;
+    if let Err(e) = rename(fs, &tmp, path) {
+        drop(file);
+        let _ = remove_if_exists(fs, &tmp);
+        return Err(e);
+    }
     sync_dir(fs, dir)?;
     Ok(file)
 }
