@@ -113,8 +113,12 @@ pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
     let policy = engine.config.merge_policy;
     let limit = engine.config.data_file_limit;
     let usage = engine.keydir.usage();
+    // A file that triggers is taken whatever the threshold says: with a trigger looser than
+    // the threshold it would trigger again at every check and never be merged.
     let inputs = sealed_segments(engine, |id| {
-        usage.get(&id).is_some_and(|u| chosen(&policy, limit, u))
+        usage
+            .get(&id)
+            .is_some_and(|u| triggers(&policy, u) || chosen(&policy, limit, u))
     });
     let merged = merge_files(engine, &mut state, &inputs);
     retire(inputs);

@@ -57,7 +57,8 @@ pub struct MergePolicy {
     pub trigger_fragmentation: f64,
     /// ... or once any sealed file holds this many dead bytes. Default 512 MiB.
     pub trigger_dead_bytes: u64,
-    /// When merging, take every sealed file at least this fragmented. Default 0.4.
+    /// When merging, take every sealed file at least this fragmented (and every file that
+    /// triggered the merge, whatever this says). Default 0.4.
     pub threshold_fragmentation: f64,
     /// ... or holding this many dead bytes. Default 128 MiB.
     pub threshold_dead_bytes: u64,

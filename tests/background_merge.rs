@@ -140,6 +140,35 @@ fn close_during_a_merge_stops_it_cleanly() {
     assert!(files_with_ext(dir.path(), "tmp").is_empty());
 }
 
+/// A policy whose trigger is looser than its threshold (merge once a file is 30% dead, take
+/// files 40% dead) made the merge thread spin: a 35% dead file triggered every check, and no
+/// merge took it. A merge now takes every file that triggers it, besides those its threshold
+/// picks. Found by review.
+#[test]
+fn a_file_that_triggers_a_merge_is_merged_whatever_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = MergePolicy::default();
+    policy.trigger_fragmentation = 0.3;
+    policy.small_file_bytes = 0;
+    policy.check_interval = Duration::from_millis(10);
+    let db = Config::new(dir.path())
+        .data_file_limit(1000) // 8 records of 122 bytes a file
+        .merge_policy(policy)
+        .open()
+        .unwrap();
+    for i in 0..24u8 {
+        db.write(&[i], &[0; 100]).unwrap();
+    }
+    for i in 0..3u8 {
+        db.write(&[i], &[1; 100]).unwrap(); // the first file: 3 of its 8 records dead
+    }
+    wait_until_merged(&db);
+    assert!(db.stats().merges > 0);
+    for i in 0..24u8 {
+        assert_eq!(db.read(&[i]).unwrap(), [u8::from(i < 3); 100]);
+    }
+}
+
 #[test]
 fn needs_merge_follows_the_policy() {
     let dir = tempfile::tempdir().unwrap();
