@@ -336,8 +336,9 @@ fn swap_files(
 /// Points every key whose record `output` copied at the copy, unless a write moved it since.
 ///
 /// Both `expect`s are invariants of this merge: skipping an entry instead would leave its key
-/// pointing into an input that is about to be retired. A panic here leaves the inputs published
-/// and the keydir as it was, and the next open finishes the committed merge.
+/// pointing into an input that is about to be retired. A panic here (a bug) leaves the outputs
+/// and the inputs published and the keydir partly repointed, every entry at its record or at
+/// that record's copy, so reads stay right; the next open finishes the committed merge.
 fn repoint_keydir(engine: &Engine, output: &Finished) {
     let hint = HintFile::decode(&output.hint).expect("merge decodes the hint it built");
     for (entry, source) in hint.entries().zip(&output.sources) {
