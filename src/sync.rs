@@ -520,6 +520,9 @@ pub enum ProtocolBreak {
     /// (Only in the loom build's keydir, which the models run; the dashmap one returns early
     /// the same way.)
     RepointRevivesRemoved = 9,
+    /// Merge commits without first making the active file durable, though it left out records
+    /// whose newer versions are there.
+    SkipPreCommitSync = 10,
 }
 
 #[cfg(loom)]
