@@ -398,14 +398,18 @@ fn check_merge_record(
             commit.inputs, commit.outputs
         ),
     );
+    let missing =
+        |name: &str| !dir.join(name).exists() && !dir.join(format!("{name}.tmp")).exists();
     for id in &commit.outputs {
-        for name in [format!("{id:010}.data"), format!("{id:010}.hint")] {
-            let path = dir.join(&name);
-            let pending = dir.join(format!("{name}.tmp"));
-            if !path.exists() && !pending.exists() {
-                let message = "output of the interrupted merge is missing; open will fail".into();
-                report.add(Severity::Damage, &path, None, message);
-            }
+        let (data, hint) = (format!("{id:010}.data"), format!("{id:010}.hint"));
+        if missing(&data) {
+            let message = "output of the interrupted merge is missing; open will fail".into();
+            report.add(Severity::Damage, &dir.join(data), None, message);
+        } else if missing(&hint) {
+            let message = "the hint file of this output of the interrupted merge is missing; \
+                           open scans the data file instead"
+                .into();
+            report.add(Severity::Note, &dir.join(hint), None, message);
         }
     }
 }

@@ -112,7 +112,19 @@ fn dump_saved_tail(cut: (u32, u64), bytes: &[u8], hex: bool, out: &mut StdoutTex
         "saved   bytes an open cut off data file {id:010} at offset {at} (valid records followed \
          damage); they are not in the store. Offsets below are in that data file"
     );
-    dump_records(walk_saved_tail(bytes), at, bytes.len() as u64, hex, out)
+    let len = bytes.len() as u64;
+    let base = if at.checked_add(len).is_some() {
+        at
+    } else {
+        // Only a renamed file: no data file reaches 2^64 bytes.
+        let _ = writeln!(
+            out,
+            "note    offset {at} in its name leaves no room for its {len} bytes; offsets below \
+             are within this file"
+        );
+        0
+    };
+    dump_records(walk_saved_tail(bytes), base, len, hex, out)
 }
 
 /// Prints walked records at `base` + their offset; returns whether anything was damaged.

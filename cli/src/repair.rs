@@ -52,8 +52,8 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
         Some(out) => out.to_path_buf(),
         None => sibling(&dir, "repaired")?,
     };
-    ensure_fresh(&out)?;
     files::refuse_inside_store("--out", &out, &dir)?;
+    ensure_fresh(&out)?;
     ensure_a_store(&dir)?;
     let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let mut store_files = StoreFiles::list(&dir)?;
@@ -583,7 +583,7 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
     // deleting it, as `out` would.)
     if std::fs::rename(out, &backup).is_ok() {
         if exchange(&backup, dir) {
-            sync_parents(dir, out)?;
+            sync_parents(dir, out).map_err(|e| swapped_but(e, dir, &backup))?;
             return Ok(backup);
         }
         std::fs::rename(&backup, out)
@@ -602,8 +602,30 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
             source,
         });
     }
-    sync_parents(dir, out)?;
+    sync_parents(dir, out).map_err(|e| swapped_but(e, dir, &backup))?;
     Ok(backup)
+}
+
+/// An error after the swap was done (syncing the directories): it says so, and where the
+/// original is now, so that nobody takes the original for leftovers.
+fn swapped_but(error: CliError, dir: &Path, backup: &Path) -> CliError {
+    match error {
+        CliError::Io {
+            doing,
+            target,
+            source,
+        } => CliError::Io {
+            doing: format!(
+                "the swap was done ({} holds the repaired store, the original is at {}), but a \
+                 power cut may still undo it: {doing}",
+                dir.display(),
+                backup.display()
+            ),
+            target,
+            source,
+        },
+        other => other,
+    }
 }
 
 /// Fsyncs the directories holding `dir` and `out`, so that the renames survive a power cut.
@@ -618,5 +640,31 @@ fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory fsync failing after the swap must not read as a refused swap: the message
+    /// says the swap was done and where the original is, so nobody deletes it as leftovers.
+    #[test]
+    fn an_error_after_the_swap_says_where_the_original_is() {
+        let failed_sync = CliError::io("syncing directory", Path::new("/srv"))(
+            std::io::Error::from(std::io::ErrorKind::Other),
+        );
+        let error = swapped_but(
+            failed_sync,
+            Path::new("/srv/db"),
+            Path::new("/srv/db.damaged-7"),
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("the swap was done (/srv/db holds the repaired store, the original is at /srv/db.damaged-7)")
+                && message.contains("syncing directory /srv failed"),
+            "{message}"
+        );
+        assert_eq!(error.exit_code(), crate::error::EXIT_STORE);
     }
 }

@@ -10,7 +10,7 @@
 
 use bitcask::CorruptionKind;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
-use bitcask::format::record::Record;
+use bitcask::format::record::{Record, could_start_record};
 
 /// A range of a data file in which no record decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +125,14 @@ impl Walk<'_> {
             .unwrap_or(self.bytes.len())
     }
 
+    /// Whether a record that can follow the last good one starts at `pos`. The fixed header is
+    /// checked first, without a checksum: the lengths it claims can be megabytes at every
+    /// offset of a damaged large value.
     fn could_follow(&self, pos: usize) -> bool {
-        Record::decode(&self.bytes[pos..])
-            .is_ok_and(|record| !self.seqs_rise || record.seq > self.last_seq)
+        let bytes = &self.bytes[pos..];
+        could_start_record(bytes)
+            && Record::decode(bytes)
+                .is_ok_and(|record| !self.seqs_rise || record.seq > self.last_seq)
     }
 }
 

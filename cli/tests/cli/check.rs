@@ -1,5 +1,6 @@
 //! `check` on clean, damaged, torn, inconsistent and busy stores.
 
+use bitcask::format::commit::MergeCommit;
 use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
 
@@ -103,6 +104,28 @@ fn a_hint_entry_that_disagrees_with_its_data_file_is_damage() {
     let line = format!("DAMAGE  {}: hint entry 0 (key", hint_path.display());
     assert!(out.contains(&line), "{out}");
     assert!(out.contains("in the hint,"), "{out}");
+}
+
+/// A committed, unfinished merge whose output lost its hint file: open scans the output's data
+/// file, so check notes the missing hint and finds no damage.
+#[test]
+fn a_merge_output_without_its_hint_file_is_no_damage() {
+    let store = TestStore::new();
+    let (hint_path, bytes) = merged_store_hint(&store);
+    let output = HintFile::decode(&bytes).expect("a valid hint").file_id;
+    let commit = MergeCommit {
+        inputs: vec![1],
+        outputs: vec![output],
+    };
+    std::fs::write(store.dir.join("MERGE"), commit.encode()).expect("write MERGE");
+    std::fs::remove_file(&hint_path).expect("remove hint");
+    let out = store.run(&["check"]).expect(0).out();
+    let line = format!(
+        "{}: the hint file of this output of the interrupted merge is missing",
+        hint_path.display()
+    );
+    assert!(out.contains(&line), "{out}");
+    assert!(!fails_to_open(&store.dir), "open finishes the merge");
 }
 
 /// A version 1 hint (entries state their offsets) that leaves out a middle entry: every entry

@@ -198,3 +198,18 @@ fn dump_lists_a_saved_tail_at_its_offsets_in_the_data_file() {
     assert!(out.contains("total   6 records, 1 damaged range"), "{out}");
     assert_eq!(run.code, 1, "the damaged record makes dump exit 1");
 }
+
+/// A saved tail renamed to an offset near 2^64 (found by review: adding its records' offsets
+/// overflowed, a panic in debug builds): dump says so and shows offsets within the file.
+#[test]
+fn dump_of_a_saved_tail_named_with_an_impossible_offset_does_not_overflow() {
+    let store = TestStore::new();
+    let (saved, _) = store_with_a_saved_tail(&store.dir);
+    let renamed = store.dir.join(format!("0000000001.data.cut-{}", u64::MAX));
+    std::fs::rename(&saved, &renamed).expect("rename");
+    let run = store.run(&[OsStr::new("dump"), renamed.as_os_str()]);
+    let out = run.out();
+    assert!(out.contains("offsets below are within this file"), "{out}");
+    assert!(out.contains(&format!("{:>10}  DAMAGED", 0)), "{out}");
+    assert!(out.contains("total   6 records, 1 damaged range"), "{out}");
+}

@@ -133,18 +133,18 @@ fn repair_refuses_an_output_inside_the_store() {
     let store = TestStore::new();
     damaged_store(&store);
     let inside = store.dir.join("copy");
-    let run = store
-        .run(&[
-            OsStr::new("repair"),
-            OsStr::new("--out"),
-            inside.as_os_str(),
-        ])
-        .expect(2);
-    assert!(
-        run.stderr.contains("lies inside the store"),
-        "{}",
-        run.stderr
-    );
+    // The store itself exists: it used to be refused as an existing output, with advice to
+    // remove it (the damaged original) and exit code 3 (found by review).
+    for out in [&inside, &store.dir] {
+        let run = store
+            .run(&[OsStr::new("repair"), OsStr::new("--out"), out.as_os_str()])
+            .expect(2);
+        assert!(
+            run.stderr.contains("lies inside the store") && !run.stderr.contains("remove it"),
+            "{}",
+            run.stderr
+        );
+    }
     assert!(!inside.exists());
 }
 
