@@ -3,6 +3,7 @@
 //! backs off, [`failure_backoff`]) and, under `SyncPolicy::Interval`, the flush thread. Both
 //! stop when the store closes.
 
+use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -144,14 +145,30 @@ fn merge_loop(engine: &Engine) {
                 failures_in_a_row = 0;
                 break;
             }
-            // The outcome (including errors) is recorded in the merge figures of `stats()`.
-            if merge::merge_by_policy(engine).is_err() {
-                failures_in_a_row += 1;
-                break;
+            // The outcome (including errors) is recorded in the merge figures of `stats()`. A
+            // panic (a bug) stops the thread, but not silently: `stats()` says so.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| merge::merge_by_policy(engine))) {
+                Ok(Ok(())) => failures_in_a_row = 0,
+                Ok(Err(_)) => {
+                    failures_in_a_row += 1;
+                    break;
+                }
+                Err(panic) => {
+                    merge::refuse_after_panic(engine, panic_message(&*panic));
+                    return;
+                }
             }
-            failures_in_a_row = 0;
         }
     }
+}
+
+/// The message a panic was raised with, where it is a string (as `panic!` makes it).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// How long to wait, seals ignored, after `failures` failed merges in a row (instead of the check

@@ -105,12 +105,10 @@ pub enum Error {
     )]
     Poisoned(String),
 
-    /// A merge failed after its commit point, and only recovery may finish it: merges are
-    /// refused until the store is reopened. Reads and writes keep working.
-    #[error(
-        "merges are refused until the store is reopened: an earlier merge failed after its \
-         commit point ({0}), and only the next open may finish it; reads and writes still work"
-    )]
+    /// Merges are refused until the store is reopened, for the reason given: a merge failed
+    /// after its commit point, and only recovery may finish it, or the background merge thread
+    /// panicked. Reads and writes keep working.
+    #[error("merges are refused until the store is reopened: {0}; reads and writes still work")]
     MergeRefused(String),
 
     /// The store has used every sequence number (2^64 - 2 records): it can be read, not

@@ -36,9 +36,10 @@ use crate::sync::{Arc, Mutex, Ordering, ProtocolBreak, broken};
 /// What merges have done, kept under the merge lock.
 #[derive(Debug, Default)]
 pub(crate) struct MergeState {
-    /// Set when a merge failed after its commit point: the directory then holds a `MERGE`
-    /// record that only recovery may finish, so no further merge may start before reopen.
-    failed_after_commit: Option<String>,
+    /// Why no further merge may start before reopen: a merge failed after its commit point
+    /// (the directory holds a `MERGE` record that only recovery may finish), or the background
+    /// merge thread panicked (a bug; what that merge left is recovery's to sort out).
+    refused_until_reopen: Option<String>,
 }
 
 /// Merge figures for `stats()`, readable while a merge runs.
@@ -74,6 +75,13 @@ impl MergeCounters {
         }
     }
 
+    /// Records that the background merge thread panicked (and stopped), as a failure.
+    fn record_panic(&self, reason: &str) {
+        let mut figures = self.figures.lock();
+        figures.failures += 1;
+        figures.last_error = Some(reason.to_string());
+    }
+
     /// Records a merge that failed, before or while it ran (a closed store is no failure).
     fn record_failure(&self, error: &Error) {
         if !matches!(error, Error::Closed) {
@@ -102,6 +110,17 @@ fn seal_active(engine: &Engine) -> Result<()> {
         writer.rotate(engine)?;
     }
     Ok(())
+}
+
+/// After the background merge thread caught a panic from a merge (a bug): refuses merges until
+/// reopen, since that merge may have stopped anywhere, and says why in `stats()`.
+pub(crate) fn refuse_after_panic(engine: &Engine, message: &str) {
+    let reason = format!(
+        "the background merge thread panicked ({message}) and stopped; the next open finishes \
+         or clears what that merge left"
+    );
+    engine.merge.lock().refused_until_reopen = Some(reason.clone());
+    engine.merge_counters.record_panic(&reason);
 }
 
 /// Merges the files the merge policy picks, if any file triggers it.
@@ -174,7 +193,7 @@ fn chosen(policy: &MergePolicy, data_file_limit: u64, usage: &FileUsage) -> bool
 /// input only to fail there.
 fn lock_for_merge(engine: &Engine) -> Result<crate::sync::MutexGuard<'_, MergeState>> {
     let state = engine.merge.lock();
-    let refused = match &state.failed_after_commit {
+    let refused = match &state.refused_until_reopen {
         Some(reason) => Err(Error::MergeRefused(reason.clone())),
         None => engine
             .check_open()
@@ -200,7 +219,10 @@ fn merge_files(engine: &Engine, state: &mut MergeState, inputs: &[Arc<Segment>])
     }
     let result = run(engine, inputs);
     if let Err(MergeError::AfterCommit(e)) = &result {
-        state.failed_after_commit = Some(e.to_string());
+        state.refused_until_reopen = Some(format!(
+            "an earlier merge failed after its commit point ({e}), and only the next open may \
+             finish it"
+        ));
     }
     let result = result.map_err(MergeError::into_inner);
     engine.merge_counters.record(&result);

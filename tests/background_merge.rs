@@ -169,6 +169,58 @@ fn a_file_that_triggers_a_merge_is_merged_whatever_the_threshold() {
     }
 }
 
+/// A panic inside a background merge (here from the file system, standing in for a bug) used to
+/// end the merge thread silently. Now `stats()` reports it, later merges are refused until
+/// reopen (that merge may have stopped anywhere), and reads and writes go on.
+#[test]
+fn a_panic_in_the_background_merge_is_reported_and_refuses_merges() {
+    use bitcask::sim::{Fault, SimFs};
+    let config = |fs: &SimFs, background: bool| {
+        let mut policy = MergePolicy::default();
+        policy.check_interval = Duration::from_millis(10);
+        Config::new("/store")
+            .file_system(fs.clone())
+            .data_file_limit(1000)
+            .merge_policy(policy)
+            .background_merge(background)
+    };
+    let fs = SimFs::new();
+    let db = config(&fs, false).open().unwrap();
+    for round in 0..3u8 {
+        for i in 0..20u8 {
+            db.write(&[i], &[round; 100]).unwrap();
+        }
+    }
+    db.close().unwrap();
+    // How many file-system operations an open takes, so the next one after it is the merge
+    // thread's.
+    let probe = fs.crash_image();
+    let before = probe.ops();
+    let probed = config(&probe, false).open().unwrap();
+    let open_ops = probe.ops() - before;
+    drop(probed);
+    let image = fs.crash_image();
+    image.fail_at(image.ops() + open_ops + 1, Fault::Panic);
+    let db = config(&image, true).open().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.stats().merge_failures == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = db.stats();
+    let reported = stats.last_merge_error.unwrap_or_default();
+    assert!(reported.contains("merge thread panicked"), "{reported:?}");
+    let refused = db.merge().unwrap_err();
+    assert!(
+        matches!(refused, bitcask::Error::MergeRefused(_)),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("panicked"), "{refused}");
+    db.write(b"after", b"works").unwrap();
+    for i in 0..20u8 {
+        assert_eq!(db.read(&[i]).unwrap(), [2; 100]);
+    }
+}
+
 #[test]
 fn needs_merge_follows_the_policy() {
     let dir = tempfile::tempdir().unwrap();
