@@ -311,3 +311,40 @@ impl Drop for Handle {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::io::sim::{Fault, SimFs};
+    use crate::{Config, SyncPolicy};
+
+    /// Found by review: `close` on a writer poisoned by a failed append skipped its last fsync,
+    /// which is what closes the fsync gate, so a group-commit leader that had read the active
+    /// file before `close` could still fsync it (and on a failure write `FSYNC_FAILED`) after
+    /// `close` released the directory. Now that leader's fsync is covered by close's.
+    #[test]
+    fn a_close_after_a_failed_write_still_closes_the_fsync_gate() {
+        let fs = SimFs::new();
+        let db = Config::new("/store")
+            .file_system(fs.clone())
+            .sync_policy(SyncPolicy::Never)
+            .background_merge(false)
+            .open()
+            .unwrap();
+        db.write(b"a", b"value-a").unwrap();
+        let engine = db.engine();
+        let leaders_target = engine.writer.lock().fsync_target(engine);
+        fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::StorageFull));
+        assert!(db.write(b"b", b"value-b").is_err(), "the append fails");
+        assert!(db.close().is_err(), "close reports the failed write");
+        let at_close = fs.ops();
+        engine.commits.fsync_active(&leaders_target).unwrap();
+        assert_eq!(fs.ops(), at_close, "an fsync ran after close returned");
+        let data = fs
+            .synced_contents("/store/0000000001.data".as_ref())
+            .unwrap();
+        assert!(
+            data.windows(7).any(|w| w == b"value-a"),
+            "close synced what it could"
+        );
+    }
+}

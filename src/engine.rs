@@ -158,17 +158,20 @@ impl Engine {
         let _no_merge = self.merge.lock();
         let synced = {
             let mut writer = self.lock_writer()?;
-            let synced = match writer.check_poisoned().and_then(|()| writer.trim(self)) {
-                Ok(()) => self
-                    .commits
-                    .fsync_active_last(&writer.fsync_target(self))
-                    .map_err(|source| Error::Io {
-                        context: "syncing on close",
-                        path: self.layout.data_path(writer.file_id()),
-                        source,
-                    }),
-                Err(e) => Err(e),
-            };
+            let prepared = writer.check_poisoned().and_then(|()| writer.trim(self));
+            // The last fsync runs after a failure too: it closes the fsync gate, so that a
+            // group-commit leader that read the active file before `close` took the writer does
+            // not fsync (or write `FSYNC_FAILED`) once the directory lock is released, and it
+            // makes durable what was appended before the failure.
+            let last_fsync = self
+                .commits
+                .fsync_active_last(&writer.fsync_target(self))
+                .map_err(|source| Error::Io {
+                    context: "syncing on close",
+                    path: self.layout.data_path(writer.file_id()),
+                    source,
+                });
+            let synced = prepared.and(last_fsync);
             if let Err(e) = &synced {
                 writer.poison(e.to_string());
             }

@@ -174,13 +174,21 @@ impl GroupCommit {
         state.leader_active = true;
         let (durable, batch, budget) = (state.durable_seq, state.last_batch, state.last_sync / 2);
         let round = MutexGuard::unlocked(state, || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let round_started = Instant::now();
                 self.gather(durable, batch, budget);
                 let sync_started = Instant::now();
                 let synced = sync_active(engine);
                 (synced, (sync_started.elapsed(), round_started.elapsed()))
-            }))
+            }));
+            if round.is_err() {
+                // Nothing says what the fsync did: no write may take effect any more.
+                engine
+                    .writer
+                    .lock()
+                    .poison("a group-commit leader panicked".into());
+            }
+            round
         });
         state.leader_active = false;
         let (synced, timing) = match round {

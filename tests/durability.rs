@@ -347,7 +347,10 @@ fn a_failure_record_without_dropped_pages_changes_nothing_open_finds() {
 }
 
 /// A leader whose fsync panics still ends its round: the panic reaches its caller, and a later
-/// write under `Always` fails instead of waiting for ever on a leader that is gone.
+/// write under `Always` fails instead of waiting for ever on a leader that is gone. It fails
+/// before it takes effect: the panic poisons the writer (it used to append the record, so
+/// readers saw a write reported as refused, and a later `close` made it durable; found by
+/// review).
 #[test]
 fn a_panicking_fsync_fails_later_writes_instead_of_hanging() {
     let fs = SimFs::new();
@@ -366,7 +369,11 @@ fn a_panicking_fsync_fails_later_writes_instead_of_hanging() {
     let outcome = outcome
         .recv_timeout(Duration::from_secs(60))
         .expect("a write after the leader's panic waited for ever");
-    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(matches!(outcome, Err(Error::Poisoned(_))), "{outcome:?}");
+    assert!(
+        matches!(db.read(b"after"), Err(Error::KeyNotFound)),
+        "a refused write took effect"
+    );
     assert_eq!(db.read(b"before").unwrap(), b"ok");
 }
 

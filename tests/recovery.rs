@@ -599,3 +599,22 @@ fn a_stray_file_with_the_largest_id_is_a_clear_error_not_a_wrapped_id() {
     let reopened = config.open().unwrap();
     assert_eq!(reopened.read(b"first").unwrap(), [1; 200]);
 }
+
+/// With a data file limit no longer than a file header (20 bytes), every open sealed the newest
+/// file, even empty, and started another: each open left one more empty data file that no merge
+/// took (found by review). An empty newest file is now reused whatever the limit.
+#[test]
+fn reopening_with_a_tiny_limit_adds_no_empty_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open_small(dir.path(), 10);
+    let db = open();
+    db.write(b"k", b"v").unwrap();
+    db.close().unwrap();
+    open().close().unwrap(); // seals the full file, starts an empty one
+    let files = files_with_ext(dir.path(), "data").len();
+    for _ in 0..3 {
+        open().close().unwrap();
+    }
+    assert_eq!(files_with_ext(dir.path(), "data").len(), files);
+    assert_eq!(open().read(b"k").unwrap(), b"v");
+}

@@ -107,7 +107,9 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
         let file = open_data_file(fs, &layout, id)?;
         if Some(id) == tail_id {
             let tail = recover_tail(fs, &layout, file, &keydir, &mut order, &mut loaded)?;
-            if tail.len < config.data_file_limit {
+            // An empty tail is reused whatever the limit: with a limit no longer than a file
+            // header, every open would otherwise leave one more empty file behind.
+            if tail.len < config.data_file_limit || tail.len <= HEADER_LEN as u64 {
                 reusable_tail = Some(tail);
                 continue;
             }
