@@ -2,11 +2,12 @@
 
 mod common;
 
+use bitcask::sim::{Fault, SimFs};
 use bitcask::{Database, Error};
 use common::{contents, files_with_ext, open_small};
 
 /// Opens `/store` on the simulated file system `fs`, background merge off.
-fn open_simulated(fs: &bitcask::sim::SimFs) -> bitcask::Result<Database> {
+fn open_simulated(fs: &SimFs) -> bitcask::Result<Database> {
     bitcask::Config::new("/store")
         .file_system(fs.clone())
         .background_merge(false)
@@ -212,7 +213,6 @@ fn values_larger_than_the_merge_buffer_survive_merge_and_reopen() {
 /// at each of its file-system operations: the store then opens with everything.
 #[test]
 fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
-    use bitcask::sim::{Fault, SimFs};
     let open = open_simulated;
     let values = large_values();
     let prepared = |fs: &SimFs| {
@@ -280,38 +280,64 @@ fn faults_during_a_merge_of_values_larger_than_its_buffer_lose_nothing() {
     }
 }
 
+/// A store of 50 keys, each written three times (the last value `[2; 64]`), on `fs`.
+fn overwritten_store(fs: &SimFs, data_file_limit: u64) -> Database {
+    let db = bitcask::Config::new("/store")
+        .file_system(fs.clone())
+        .background_merge(false)
+        .data_file_limit(data_file_limit)
+        .open()
+        .unwrap();
+    overwrite_heavy(&db, 50, 3);
+    db
+}
+
+/// Merges a fresh [`overwritten_store`] once per file-system operation a merge of it makes, with
+/// `fault` striking that operation, and hands each run to `check`: the operation's number, the
+/// file system, the handle and what `merge()` returned.
+fn with_a_fault_at_each_merge_step(
+    data_file_limit: u64,
+    fault: Fault,
+    mut check: impl FnMut(u64, &SimFs, Database, bitcask::Result<()>),
+) {
+    let probe = SimFs::new();
+    let db = overwritten_store(&probe, data_file_limit);
+    let before = probe.ops();
+    db.merge().unwrap();
+    for at in before + 1..=probe.ops() {
+        let fs = SimFs::new();
+        let db = overwritten_store(&fs, data_file_limit);
+        fs.fail_at(at, fault);
+        let merged = db.merge();
+        check(at, &fs, db, merged);
+    }
+}
+
+/// Whether `files` (a directory listing with contents) holds a `MERGE` record: the merge
+/// committed, and the next open finishes it.
+fn committed(files: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>) -> bool {
+    files.contains_key(std::path::Path::new("/store/MERGE"))
+}
+
+fn assert_newest_values(db: &Database, at: u64) {
+    for k in 0..50u32 {
+        assert_eq!(db.read(&k.to_le_bytes()).unwrap(), [2u8; 64], "op {at}");
+    }
+}
+
 /// A merge that fails before its commit point removes what it wrote, whichever step failed:
 /// the store stays usable, and its directory holds no temporary file (a failed background merge
 /// is retried, and on a full disk each leftover output took space the writer needed). An output
 /// whose flush, fsync or hint file failed was left behind until the next open. Found by review.
 #[test]
 fn a_merge_that_fails_before_its_commit_leaves_no_temporary_file() {
-    use bitcask::sim::{Fault, SimFs};
-    let prepared = |fs: &SimFs| {
-        let db = bitcask::Config::new("/store")
-            .file_system(fs.clone())
-            .background_merge(false)
-            .data_file_limit(2048)
-            .open()
-            .unwrap();
-        overwrite_heavy(&db, 50, 3);
-        db
-    };
-    let probe = SimFs::new();
-    let db = prepared(&probe);
-    let before = probe.ops();
-    db.merge().unwrap();
     let mut failed = 0;
-    for at in before + 1..=probe.ops() {
-        let fs = SimFs::new();
-        let db = prepared(&fs);
-        fs.fail_at(at, Fault::Error(std::io::ErrorKind::StorageFull));
-        let Err(error) = db.merge() else {
-            continue;
-        };
+    let full = Fault::Error(std::io::ErrorKind::StorageFull);
+    with_a_fault_at_each_merge_step(2048, full, |at, fs, db, merged| {
         let files = fs.files(std::path::Path::new("/store"));
-        if files.contains_key(std::path::Path::new("/store/MERGE")) {
-            continue; // past the commit point: the next open finishes it
+        let Err(error) = merged else { return };
+        if committed(&files) {
+            return; // past the commit point: the next open finishes it
         }
         failed += 1;
         let left: Vec<_> = files
@@ -322,10 +348,8 @@ fn a_merge_that_fails_before_its_commit_leaves_no_temporary_file() {
             left.is_empty(),
             "op {at} ({error}): the failed merge left {left:?}"
         );
-        for k in 0..50u32 {
-            assert_eq!(db.read(&k.to_le_bytes()).unwrap(), [2u8; 64], "op {at}");
-        }
-    }
+        assert_newest_values(&db, at);
+    });
     assert!(failed > 0, "no fault made the merge fail before its commit");
 }
 
@@ -335,27 +359,12 @@ fn a_merge_that_fails_before_its_commit_leaves_no_temporary_file() {
 /// output's data file was there to scan. Now it opens with every value. Found by review.
 #[test]
 fn an_unfinished_merge_whose_output_lost_its_hint_file_opens() {
-    use bitcask::sim::{Fault, SimFs};
-    let prepared = |fs: &SimFs| {
-        let db = open_simulated(fs).unwrap();
-        overwrite_heavy(&db, 50, 3);
-        db
-    };
-    let probe = SimFs::new();
-    let db = prepared(&probe);
-    let before = probe.ops();
-    db.merge().unwrap();
     let mut unfinished = 0;
-    for at in before + 1..=probe.ops() {
-        let fs = SimFs::new();
-        let db = prepared(&fs);
-        fs.fail_at(at, Fault::PowerCut);
-        let _ = db.merge();
+    with_a_fault_at_each_merge_step(1 << 20, Fault::PowerCut, |at, fs, db, _| {
         drop(db);
-        let image = fs.crash_image();
-        let files = image.files(std::path::Path::new("/store"));
-        if !files.contains_key(std::path::Path::new("/store/MERGE")) {
-            continue;
+        let files = fs.crash_image().files(std::path::Path::new("/store"));
+        if !committed(&files) {
+            return;
         }
         unfinished += 1;
         let without_hints = SimFs::new();
@@ -365,10 +374,8 @@ fn an_unfinished_merge_whose_output_lost_its_hint_file_opens() {
             }
         }
         let db = open_simulated(&without_hints).unwrap_or_else(|e| panic!("op {at}: {e}"));
-        for k in 0..50u32 {
-            assert_eq!(db.read(&k.to_le_bytes()).unwrap(), [2u8; 64], "op {at}");
-        }
-    }
+        assert_newest_values(&db, at);
+    });
     assert!(
         unfinished > 0,
         "no power cut left a committed merge unfinished"
@@ -380,29 +387,11 @@ fn an_unfinished_merge_whose_output_lost_its_hint_file_opens() {
 /// which says so, while reads and writes go on working.
 #[test]
 fn after_a_merge_failed_past_its_commit_merges_are_refused_and_writes_work() {
-    use bitcask::sim::{Fault, SimFs};
-    let open = |fs: &SimFs| open_simulated(fs).unwrap();
-    let prepared = |fs: &SimFs| {
-        let db = open(fs);
-        overwrite_heavy(&db, 50, 3);
-        db
-    };
-    let probe = SimFs::new();
-    let db = prepared(&probe);
-    let before = probe.ops();
-    db.merge().unwrap();
-    let merge_ops = before + 1..=probe.ops();
     let mut refused = 0;
-    for at in merge_ops {
-        let fs = SimFs::new();
-        let db = prepared(&fs);
-        fs.fail_at(at, Fault::Error(std::io::ErrorKind::Other));
-        let committed = db.merge().is_err()
-            && fs
-                .files(std::path::Path::new("/store"))
-                .contains_key(std::path::Path::new("/store/MERGE"));
-        if !committed {
-            continue;
+    let failure = Fault::Error(std::io::ErrorKind::Other);
+    with_a_fault_at_each_merge_step(1 << 20, failure, |at, fs, db, merged| {
+        if merged.is_ok() || !committed(&fs.files(std::path::Path::new("/store"))) {
+            return;
         }
         refused += 1;
         let again = db.merge().unwrap_err();
@@ -410,6 +399,6 @@ fn after_a_merge_failed_past_its_commit_merges_are_refused_and_writes_work() {
         assert!(again.to_string().contains("writes still work"), "{again}");
         db.write(b"after", b"works").unwrap();
         assert_eq!(db.read(b"after").unwrap(), b"works");
-    }
+    });
     assert!(refused > 0, "no fault left a committed merge unfinished");
 }
