@@ -66,9 +66,10 @@ pub struct MergePolicy {
     /// consolidate small files. Default 10 MiB.
     pub small_file_bytes: u64,
     /// How often the merge thread checks the trigger. It also checks whenever a data file is
-    /// sealed; overwrites alone make sealed files fragmented without sealing one. After a merge
-    /// fails it waits twice as long as the last time, up to 10 minutes, ignoring seals, until a
-    /// merge succeeds (a failing merge, say on a full disk, is not retried every second).
+    /// sealed; overwrites alone make sealed files fragmented without sealing one. After a failed
+    /// merge it waits this long, then twice as long after each further failure in a row, up to
+    /// 10 minutes, ignoring seals, until a merge succeeds or a check finds nothing to merge (a
+    /// failing merge, say on a full disk, is not retried every second).
     /// Default 1 s; must be more than zero when the merge thread runs.
     pub check_interval: Duration,
 }

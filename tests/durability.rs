@@ -236,31 +236,35 @@ fn an_io_error_at_any_step_of_open_then_a_reopen_builds_on_what_is_on_disk() {
     );
 }
 
-/// When the record cannot be written either (here its creation fails right after the failed
-/// fsync), the error says so, and says what that risks: the one case, besides a process dying
-/// in between, that the record cannot cover.
+/// When the record cannot be written either (its creation, or its write, fails right after the
+/// failed fsync), the error says so, and says what that risks: the one case, besides a process
+/// dying in between, that the record cannot cover. No temporary file is left behind.
 #[test]
 fn a_failure_record_that_cannot_be_written_is_named_in_the_error() {
     let dir = std::path::Path::new(DIR);
-    let fs = SimFs::new();
-    let db = open(&fs, SyncPolicy::Always);
-    db.write(b"before", b"ok").unwrap();
-    // The write is one append and one fsync; the record's creation comes next.
-    let fsync = fs.ops() + 2;
-    fs.fail_at(fsync, Fault::Error(std::io::ErrorKind::Other));
-    fs.also_fail_at(fsync + 1, Fault::Error(std::io::ErrorKind::StorageFull));
-    let err = db.write(b"during", b"unknown").unwrap_err().to_string();
-    assert!(
-        err.contains("writing that down for the next open failed too"),
-        "{err}"
-    );
-    assert!(
-        err.contains("may take records that are not on disk"),
-        "{err}"
-    );
-    assert!(!fs.files(dir).contains_key(&dir.join("FSYNC_FAILED")));
-    let later = db.sync().unwrap_err().to_string();
-    assert!(later.contains("failed too"), "{later}");
+    for (step, what) in [(1, "creation"), (2, "write")] {
+        let fs = SimFs::new();
+        let db = open(&fs, SyncPolicy::Always);
+        db.write(b"before", b"ok").unwrap();
+        // The write is one append and one fsync; the record's creation and write come next.
+        let fsync = fs.ops() + 2;
+        fs.fail_at(fsync, Fault::Error(std::io::ErrorKind::Other));
+        fs.also_fail_at(fsync + step, Fault::Error(std::io::ErrorKind::StorageFull));
+        let err = db.write(b"during", b"unknown").unwrap_err().to_string();
+        assert!(
+            err.contains("writing that down for the next open failed too"),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains("may take records that are not on disk"),
+            "{err}"
+        );
+        let files = fs.files(dir);
+        assert!(!files.contains_key(&dir.join("FSYNC_FAILED")), "{what}");
+        assert!(!files.contains_key(&dir.join("FSYNC_FAILED.tmp")), "{what}");
+        let later = db.sync().unwrap_err().to_string();
+        assert!(later.contains("failed too"), "{later}");
+    }
 }
 
 /// A failure record that a crash tore (it is written without waiting for its fsync) is removed

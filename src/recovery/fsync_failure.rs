@@ -41,16 +41,25 @@ const REWRITE_CHUNK: usize = 1 << 20;
 
 /// Writes `failure` down as `FSYNC_FAILED` (temporary name, rename), for the next open. Its
 /// fsync and the directory's are tried, and their failure is not an error (see the module doc).
+/// If the write or the rename fails, the temporary file is removed again (best effort).
 fn record(fs: &dyn Vfs, layout: &Layout, failure: FsyncFailure) -> Result<()> {
     let path = layout.fsync_failure_path();
     let tmp = io::tmp_path(&path);
     let file = fs
         .open(&tmp, OpenMode::CreateTruncate)
         .context("creating", &tmp)?;
-    file.write_at(&failure.encode(), 0)
-        .context("writing", &tmp)?;
-    let _ = file.sync();
-    io::rename(fs, &tmp, &path)?;
+    let renamed = file
+        .write_at(&failure.encode(), 0)
+        .context("writing", &tmp)
+        .and_then(|()| {
+            let _ = file.sync();
+            io::rename(fs, &tmp, &path)
+        });
+    if let Err(e) = renamed {
+        drop(file);
+        let _ = io::remove_if_exists(fs, &tmp);
+        return Err(e);
+    }
     let _ = fs.sync_dir(layout.dir());
     Ok(())
 }
