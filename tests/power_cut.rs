@@ -207,8 +207,9 @@ fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
             let (progress, db) = run(&fs, &steps);
             let what = format!("{fault:?} at op {at}/{total}");
             if let Some(db) = db {
-                // Reads keep working on the handle that saw the error.
-                if db.contains_key(b"probe").is_ok() {
+                // Reads keep working on the handle that saw the error (unless a failed reopen
+                // left it closed).
+                if !matches!(db.contains_key(b"probe"), Err(bitcask::Error::Closed)) {
                     assert_valid_prefix(&steps, progress, &contents(&db), &what);
                 }
                 drop(db);
@@ -253,5 +254,4 @@ fn disk_full_is_a_clear_error_and_writing_works_again_after_reopen() {
     assert_eq!(db.read(b"kept").unwrap(), b"safe");
     db.write(b"x", b"y").unwrap();
     assert_eq!(db.read(b"x").unwrap(), b"y");
-    assert!(Path::new(DIR).is_absolute());
 }

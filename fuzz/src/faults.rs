@@ -430,9 +430,10 @@ impl Run<'_> {
             issued,
             "{ctx}: harness bookkeeping"
         );
-        // Reads on the handle that saw the error: the model with or without the failed op.
+        // Reads on the handle that saw the error: the model with or without the failed op
+        // (unless a failed reopen left it closed).
         if let Some(db) = &self.db
-            && db.contains_key(b"").is_ok()
+            && !matches!(db.contains_key(b""), Err(bitcask::Error::Closed))
         {
             let state = contents(db, ctx);
             let Some(n) = self.history.find(&state, acked, issued) else {

@@ -92,6 +92,15 @@ fn spawn_with(mut command: Command, stdin: Stdio) -> std::process::Child {
     command.spawn().expect("the binary starts")
 }
 
+/// Runs `command` with the standard streams it was set up with; returns its exit status.
+pub fn status(mut command: Command) -> std::process::ExitStatus {
+    let mut child = {
+        let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
+        command.spawn().expect("the binary starts")
+    };
+    child.wait().expect("the binary runs")
+}
+
 /// Runs `command` with `stdin` as its standard input.
 pub fn run(mut command: Command, stdin: &[u8]) -> Run {
     command

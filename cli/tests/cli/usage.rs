@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::process::Command;
 
-use crate::support::{TestStore, bitcask, run};
+use crate::support::{TestStore, bitcask, run, status};
 
 #[test]
 fn long_help_documents_the_exit_codes() {
@@ -187,6 +187,5 @@ fn an_unwritable_stderr_keeps_the_exit_code() {
         .arg(store.dir.join("missing"))
         .args(["get", "k"]);
     command.stderr(full).stdout(std::process::Stdio::null());
-    let status = command.status().expect("the binary runs");
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status(command).code(), Some(3));
 }
