@@ -146,29 +146,18 @@ fn merge_loop(engine: &Engine) {
                 break;
             }
             // The outcome (including errors) is recorded in the merge figures of `stats()`. A
-            // panic (a bug) stops the thread, but not silently: `stats()` says so.
+            // panic (a bug) stops the thread, but not silently: the merge recorded it there,
+            // and refuses merges until reopen.
             match std::panic::catch_unwind(AssertUnwindSafe(|| merge::merge_by_policy(engine))) {
                 Ok(Ok(())) => failures_in_a_row = 0,
                 Ok(Err(_)) => {
                     failures_in_a_row += 1;
                     break;
                 }
-                Err(panic) => {
-                    merge::refuse_after_panic(engine, panic_message(&*panic));
-                    return;
-                }
+                Err(_) => return,
             }
         }
     }
-}
-
-/// The message a panic was raised with, where it is a string (as `panic!` makes it).
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
 }
 
 /// How long to wait, seals ignored, after `failures` failed merges in a row (instead of the check

@@ -14,6 +14,7 @@
 //! recovery redoes steps 3 and 5 (the new set stands).
 
 use std::io::{BufWriter, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -75,13 +76,6 @@ impl MergeCounters {
         }
     }
 
-    /// Records that the background merge thread panicked (and stopped), as a failure.
-    fn record_panic(&self, reason: &str) {
-        let mut figures = self.figures.lock();
-        figures.failures += 1;
-        figures.last_error = Some(reason.to_string());
-    }
-
     /// Records a merge that failed, before or while it ran (a closed store is no failure).
     fn record_failure(&self, error: &Error) {
         if !matches!(error, Error::Closed) {
@@ -95,12 +89,35 @@ impl MergeCounters {
 /// Merges every sealed file (sealing the active file first if it holds records).
 pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
     let mut state = lock_for_merge(engine)?;
-    seal_active(engine).inspect_err(|e| engine.merge_counters.record_failure(e))?;
-    let inputs = sealed_segments(engine, |_| true);
-    let merged = merge_files(engine, &mut state, &inputs);
-    // Often the last references to the merged-away files: unmapped off this thread.
-    retire(inputs);
-    merged
+    refusing_after_panic(engine, &mut state, |state| {
+        seal_active(engine).inspect_err(|e| engine.merge_counters.record_failure(e))?;
+        let inputs = sealed_segments(engine, |_| true);
+        let merged = merge_files(engine, state, &inputs);
+        // Often the last references to the merged-away files: unmapped off this thread.
+        retire(inputs);
+        merged
+    })
+}
+
+/// Runs `merge` under the merge lock. If it panics (a bug), merges are refused until reopen,
+/// since it may have stopped at any step, past its commit point too, and only the next open
+/// may sort out what it left; `stats()` says so, and the panic goes on to the caller.
+fn refusing_after_panic(
+    engine: &Engine,
+    state: &mut MergeState,
+    merge: impl FnOnce(&mut MergeState) -> Result<()>,
+) -> Result<()> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| merge(state))) {
+        Ok(merged) => merged,
+        Err(panic) => {
+            let reason = format!("a merge panicked ({})", panic_message(&*panic));
+            engine
+                .merge_counters
+                .record_failure(&Error::MergeRefused(reason.clone()));
+            state.refused_until_reopen = Some(reason);
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 /// Rotates the active file if it holds records, so that a merge of everything includes them.
@@ -112,15 +129,13 @@ fn seal_active(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-/// After the background merge thread caught a panic from a merge (a bug): refuses merges until
-/// reopen, since that merge may have stopped anywhere, and says why in `stats()`.
-pub(crate) fn refuse_after_panic(engine: &Engine, message: &str) {
-    let reason = format!(
-        "the background merge thread panicked ({message}) and stopped; the next open finishes \
-         or clears what that merge left"
-    );
-    engine.merge.lock().refused_until_reopen = Some(reason.clone());
-    engine.merge_counters.record_panic(&reason);
+/// The message a panic was raised with, where it is a string (as `panic!` makes it).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Merges the files the merge policy picks, if any file triggers it.
@@ -139,9 +154,11 @@ pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
             .get(&id)
             .is_some_and(|u| triggers(&policy, u) || chosen(&policy, limit, u))
     });
-    let merged = merge_files(engine, &mut state, &inputs);
-    retire(inputs);
-    merged
+    refusing_after_panic(engine, &mut state, |state| {
+        let merged = merge_files(engine, state, &inputs);
+        retire(inputs);
+        merged
+    })
 }
 
 /// Whether any sealed file passes the policy's trigger.

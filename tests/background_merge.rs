@@ -210,7 +210,7 @@ fn a_panic_in_the_background_merge_is_reported_and_refuses_merges() {
     }
     let stats = db.stats();
     let reported = stats.last_merge_error.unwrap_or_default();
-    assert!(reported.contains("merge thread panicked"), "{reported:?}");
+    assert!(reported.contains("a merge panicked"), "{reported:?}");
     let refused = db.merge().unwrap_err();
     assert!(
         matches!(refused, bitcask::Error::MergeRefused(_)),

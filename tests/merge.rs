@@ -382,6 +382,32 @@ fn an_unfinished_merge_whose_output_lost_its_hint_file_opens() {
     );
 }
 
+/// A merge that panics (a bug; here the file system panics at each of the merge's operations in
+/// turn) lets the panic reach its caller, and refuses later merges on the handle, from any
+/// thread, until reopen: it may have stopped past its commit point, and a later merge's `MERGE`
+/// record would replace the one only recovery may finish. Reads go on, and the store reopens
+/// with every value. Found by review (only the background thread's panics refused merges).
+#[test]
+fn a_merge_that_panics_refuses_later_merges_until_reopen() {
+    let probe = SimFs::new();
+    let db = overwritten_store(&probe, 1 << 20);
+    let before = probe.ops();
+    db.merge().unwrap();
+    for at in before + 1..=probe.ops() {
+        let fs = SimFs::new();
+        let db = overwritten_store(&fs, 1 << 20);
+        fs.fail_at(at, Fault::Panic);
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.merge()));
+        assert!(merged.is_err(), "op {at}: the panic reached the caller");
+        let again = db.merge().unwrap_err();
+        assert!(matches!(again, Error::MergeRefused(_)), "op {at}: {again}");
+        assert!(again.to_string().contains("a merge panicked"), "{again}");
+        assert_newest_values(&db, at);
+        drop(db);
+        assert_newest_values(&open_simulated(&fs).unwrap(), at);
+    }
+}
+
 /// A merge that fails after its commit point (its `MERGE` record is in place) leaves that record
 /// for the next open to finish: later merges on the handle are refused with `MergeRefused`,
 /// which says so, while reads and writes go on working.

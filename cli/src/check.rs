@@ -310,8 +310,9 @@ fn check_hint(id: u32, path: &Path, bytes: &[u8], data: &[u8], report: &mut Repo
         ));
     } else if !hint.indexes(id, data.len() as u64) {
         damage(
-            "the hint's records do not lie back to back in the data file (a version 1 hint \
-             whose entries overlap or leave a gap; open ignores the hint and scans the data file)"
+            "the hint's records do not lie back to back in the data file, or one starts 4 GiB or \
+             more into it (a version 1 hint whose entries overlap, leave a gap or point too far; \
+             open ignores the hint and scans the data file)"
                 .into(),
         );
     }

@@ -88,17 +88,18 @@ fn spawn_with(mut command: Command, stdin: Stdio) -> std::process::Child {
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    spawn_guarded(&mut command)
+}
+
+/// Starts `command` holding [`FORK_GUARD`] exclusively (see the module doc).
+fn spawn_guarded(command: &mut Command) -> std::process::Child {
     let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
     command.spawn().expect("the binary starts")
 }
 
 /// Runs `command` with the standard streams it was set up with; returns its exit status.
 pub fn status(mut command: Command) -> std::process::ExitStatus {
-    let mut child = {
-        let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
-        command.spawn().expect("the binary starts")
-    };
-    child.wait().expect("the binary runs")
+    spawn_guarded(&mut command).wait().expect("the binary runs")
 }
 
 /// Runs `command` with `stdin` as its standard input.
@@ -107,10 +108,7 @@ pub fn run(mut command: Command, stdin: &[u8]) -> Run {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = {
-        let _exclusive = FORK_GUARD.write().unwrap_or_else(|p| p.into_inner());
-        command.spawn().expect("the binary starts")
-    };
+    let mut child = spawn_guarded(&mut command);
     let mut input = child.stdin.take().expect("stdin is piped");
     // Commands that do not read stdin may exit before the write; a broken pipe is fine then.
     let _ = input.write_all(stdin);
