@@ -115,8 +115,11 @@ impl Engine {
 
     /// The writer, once the store is known to be open (checked under the writer's lock, so no
     /// write can slip in after `close`).
-    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
-        let writer = self.writer.lock();
+    pub(crate) fn lock_writer(&self) -> Result<HeldWriter<'_>> {
+        let writer = HeldWriter {
+            panicking_at_lock: std::thread::panicking(),
+            writer: self.writer.lock(),
+        };
         self.check_open()?;
         Ok(writer)
     }
@@ -182,6 +185,39 @@ impl Engine {
         self.files.publish(|_| FileSet::default());
         self.dir_lock.lock().take();
         synced
+    }
+}
+
+/// The writer, held. A panic while it is held (a bug, in I/O code say) poisons it, as a std
+/// `Mutex` would be: nothing then says what the interrupted append or rotation left in the files
+/// (a rotation may have named its new file), so no later write may go on from there.
+pub(crate) struct HeldWriter<'a> {
+    writer: MutexGuard<'a, Writer>,
+    /// Whether the thread was already unwinding when it took the writer (a `Drop` that writes,
+    /// during another panic): only a panic that starts while the writer is held poisons it.
+    panicking_at_lock: bool,
+}
+
+impl std::ops::Deref for HeldWriter<'_> {
+    type Target = Writer;
+
+    fn deref(&self) -> &Writer {
+        &self.writer
+    }
+}
+
+impl std::ops::DerefMut for HeldWriter<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+}
+
+impl Drop for HeldWriter<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.panicking_at_lock {
+            self.writer
+                .poison("a write panicked while it held the writer".into());
+        }
     }
 }
 
