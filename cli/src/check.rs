@@ -22,7 +22,7 @@ use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
 use crate::output::{counted, escape, human_bytes, write_stdout};
 use crate::progress::Progress;
-use crate::salvage::{BadRange, Item, walk, walk_saved_tail};
+use crate::salvage::{BadRange, Item, open_saves, walk, walk_saved_tail};
 use crate::store;
 
 /// Hint entries that do not match reported per hint file before the rest is summarised.
@@ -200,12 +200,7 @@ fn check_data_file(id: u32, path: &Path, bytes: &[u8], is_tail: bool, report: &m
                 Severity::Warning,
                 path,
                 Some(bad.start),
-                format!(
-                    "torn tail: the last {} bytes do not form a record ({}); an interrupted \
-                     write, the next open cuts it off",
-                    bad.len(),
-                    bad.kind
-                ),
+                torn_tail(&bad, &bytes[bad.start as usize..]),
             ),
             Item::Bad(bad) => report.add(
                 Severity::Damage,
@@ -216,6 +211,21 @@ fn check_data_file(id: u32, path: &Path, bytes: &[u8], is_tail: bool, report: &m
         }
     }
     true
+}
+
+/// What open does with the torn tail `bad` of the newest writer file, whose bytes are `tail`.
+fn torn_tail(bad: &BadRange, tail: &[u8]) -> String {
+    let cut = if open_saves(tail) {
+        "the next open cuts it off and saves it beside the file (a record decodes inside it, \
+         but with a seq that is not above the last good record's it cannot be the writer's)"
+    } else {
+        "the next open cuts it off"
+    };
+    format!(
+        "torn tail: the last {} bytes do not form a record ({}); an interrupted write, {cut}",
+        bad.len(),
+        bad.kind
+    )
 }
 
 fn check_header(id: u32, path: &Path, bytes: &[u8], report: &mut Report) {

@@ -364,6 +364,12 @@ impl Run<'_> {
                 self.recover_from_fault(false, &format!("{ctx}: succeeded after a power cut"));
             }
             Ok(()) => {
+                if self.fault_struck() {
+                    // The engine swallowed the fault (a `Drop` that ignores close's error, say)
+                    // and the operation succeeded: later operations must succeed as if no
+                    // fault had been planned, not be excused by it.
+                    self.armed = None;
+                }
                 let db = self.db();
                 for k in KEYS {
                     check_key(db, &self.model, k, &ctx);

@@ -2,7 +2,9 @@
 
 use bitcask::format::commit::MergeCommit;
 use bitcask::format::fsync_failure::FsyncFailure;
+use bitcask::format::header::{FileHeader, FileKind};
 use bitcask::format::hint::{HintBuilder, HintEntry, HintFile};
+use bitcask::format::record::{Record, RecordKind};
 
 use crate::support::{
     TestStore, append, build_multi_file_store, data_files, fails_to_open, files_with_ext,
@@ -72,6 +74,43 @@ fn a_torn_tail_is_only_a_warning() {
         out.ends_with("result: OK (0 damaged, 1 warning)\n"),
         "{out}"
     );
+}
+
+/// A torn tail in which a record decodes (inside the damaged record's value, with a seq that
+/// cannot be the writer's): check calls it a torn tail and says that open saves it, and open
+/// does (found by review: check said only that open cuts it off).
+#[test]
+fn a_torn_tail_that_open_saves_is_reported_as_saved() {
+    let store = TestStore::new();
+    std::fs::create_dir_all(&store.dir).expect("create store dir");
+    let record = |seq, key, value| Record {
+        seq,
+        kind: RecordKind::Put,
+        key,
+        value,
+    };
+    let mut inner = Vec::new();
+    record(1, b"x", b"phantom").encode_into(&mut inner);
+    let mut bytes = FileHeader::new(FileKind::Data, 1).encode().to_vec();
+    record(1, b"a", b"one").encode_into(&mut bytes);
+    let damaged_at = bytes.len();
+    record(2, b"b", &inner).encode_into(&mut bytes);
+    bytes[damaged_at] ^= 0xff;
+    std::fs::write(store.dir.join("0000000001.data"), &bytes).expect("write data file");
+    let out = store.run(&["check"]).expect(0).out();
+    assert!(
+        out.contains("torn tail") && out.contains("saves it beside the file"),
+        "{out}"
+    );
+    store.with_db(|db| assert_eq!(db.read(b"a").expect("a"), b"one"));
+    let saved = std::fs::read_dir(&store.dir)
+        .expect("list")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains(".cut-"))
+        })
+        .count();
+    assert_eq!(saved, 1, "open saved the tail");
 }
 
 /// Builds a multi-file store in `store`, merges it, and returns its hint file and the bytes.
