@@ -364,10 +364,11 @@ impl Run<'_> {
                 self.recover_from_fault(false, &format!("{ctx}: succeeded after a power cut"));
             }
             Ok(()) => {
-                if self.fault_struck() {
+                if self.fault_struck() && !self.kept_handle {
                     // The engine swallowed the fault (a `Drop` that ignores close's error, say)
                     // and the operation succeeded: later operations must succeed as if no
-                    // fault had been planned, not be excused by it.
+                    // fault had been planned, not be excused by it. (On a handle kept after
+                    // the fault, later errors must be `Poisoned` or `MergeRefused`, above.)
                     self.armed = None;
                 }
                 let db = self.db();
