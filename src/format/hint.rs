@@ -183,9 +183,27 @@ impl<'a> HintFile<'a> {
     /// check or split the entries.
     pub fn decode_with(
         bytes: &'a [u8],
+        visit: impl FnMut(EntryStart, &HintEntry<'a>),
+    ) -> DecodeResult<Self> {
+        Self::decode_entries(bytes, Trailer::decode(bytes)?, visit)
+    }
+
+    /// [`HintFile::decode_with`] for bytes whose checksum already matched
+    /// ([`HintFile::checked_entry_count`]), without checksumming them again: open checks every
+    /// hint before it sizes the keydir, then loads them.
+    pub(crate) fn decode_checked_with(
+        bytes: &'a [u8],
+        visit: impl FnMut(EntryStart, &HintEntry<'a>),
+    ) -> DecodeResult<Self> {
+        Self::decode_entries(bytes, Trailer::read(bytes)?.0, visit)
+    }
+
+    fn decode_entries(
+        bytes: &'a [u8],
+        trailer: Trailer,
         mut visit: impl FnMut(EntryStart, &HintEntry<'a>),
     ) -> DecodeResult<Self> {
-        let Trailer { count, data_len } = Trailer::decode(bytes)?;
+        let Trailer { count, data_len } = trailer;
         let trailer_at = bytes.len() - HINT_TRAILER_LEN;
         let header = FileHeader::decode(bytes)?;
         if header.kind != FileKind::Hint {
@@ -271,22 +289,29 @@ impl<'a> HintFile<'a> {
     }
 }
 
-/// A hint file's trailer, read only once the checksum over the whole file matched.
+/// A hint file's trailer.
 struct Trailer {
     count: u64,
     data_len: u64,
 }
 
 impl Trailer {
+    /// The trailer, once the checksum over the whole file matched.
     fn decode(bytes: &[u8]) -> DecodeResult<Self> {
+        let (trailer, crc) = Trailer::read(bytes)?;
+        verify_crc(crc, &bytes[..bytes.len() - 4])?;
+        Ok(trailer)
+    }
+
+    /// The trailer and the checksum it stores, unchecked.
+    fn read(bytes: &[u8]) -> DecodeResult<(Self, u32)> {
         if bytes.len() < HEADER_LEN + HINT_TRAILER_LEN {
             return Err(CorruptionKind::Truncated);
         }
         let mut trailer = Reader::new(&bytes[bytes.len() - HINT_TRAILER_LEN..]);
         let count = trailer.u64()?;
         let data_len = trailer.u64()?;
-        verify_crc(trailer.u32()?, &bytes[..bytes.len() - 4])?;
-        Ok(Trailer { count, data_len })
+        Ok((Trailer { count, data_len }, trailer.u32()?))
     }
 }
 

@@ -14,7 +14,6 @@
 //! coordination is needed.
 
 use std::ops::Range;
-use std::path::Path;
 
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,9 +23,6 @@ use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
 use crate::format::hint::{EntryFit, EntryStart, HintEntry, HintFile};
 use crate::format::record::RecordKind;
-use crate::io::layout::Layout;
-use crate::io::mmap::Mapping;
-use crate::io::vfs::{OpenMode, Vfs};
 use crate::keydir::{FileUsage, Keydir, Location};
 
 /// Entries per part: enough that handing a part to another thread pays for itself.
@@ -37,21 +33,22 @@ const PART_ENTRIES: usize = 1 << 16;
 /// 202 MB peak RSS, 2 rounds ~115 ms and 173 MB, 4 rounds ~130 ms and 158 MB.
 const ROUNDS: usize = 2;
 
-/// Applies `file`'s hint file if a valid one exists; returns false (having applied nothing) if
-/// there is none or it is stale or damaged, so the caller scans the data file instead.
+/// Applies `hint`, `file`'s hint file (whose checksum matched, `CheckedHints`), if it is a
+/// valid index of the file; returns false (having applied nothing) if there is none or it is
+/// stale or damaged, so the caller scans the data file instead.
 pub(super) fn load(
-    fs: &dyn Vfs,
-    layout: &Layout,
+    hint: Option<&[u8]>,
     file: &FoundFile,
     target: Target,
     loaded: &mut Loaded,
     usage: &mut FileUsage,
 ) -> bool {
-    let Some(bytes) = map_hint(fs, &layout.hint_path(file.id)) else {
+    let Some(bytes) = hint else {
         return false;
     };
     let mut fit = Fit::new(file.len);
-    let Ok(hint) = HintFile::decode_with(&bytes, |start, entry| fit.check(start, entry)) else {
+    let decoded = HintFile::decode_checked_with(bytes, |start, entry| fit.check(start, entry));
+    let Ok(hint) = decoded else {
         return false;
     };
     if hint.file_id != file.id || hint.data_len != file.len {
@@ -62,12 +59,6 @@ pub(super) fn load(
     };
     apply_parts(&hint, &parts, file.id, target, loaded, usage);
     true
-}
-
-/// The hint file's bytes, mapped (hint files are written once, renamed into place and never
-/// changed, only deleted), or `None` if it is missing or unreadable.
-fn map_hint(fs: &dyn Vfs, path: &Path) -> Option<Mapping> {
-    fs.open(path, OpenMode::Read).ok()?.map(path).ok()
 }
 
 /// A run of a hint's entries: from the start of one entry up to the start of a later one, or

@@ -4,7 +4,7 @@
 //! torn tail off the newest writer file, and rebuild the keydir so that the newest seq wins
 //! whatever the file order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::background::Signal;
@@ -19,6 +19,7 @@ use crate::format::record::{self, RecordKind};
 use crate::group_commit::GroupCommit;
 use crate::io::layout::{FileIds, Layout};
 use crate::io::lock::DirLock;
+use crate::io::mmap::Mapping;
 use crate::io::vfs::{EntryKind, FileHandle, OpenMode, Vfs};
 use crate::keydir::{FileUsage, Keydir, LiveDeltas, Location};
 use crate::options::Config;
@@ -98,7 +99,8 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
         .map(|(id, _)| *id)
         .max();
 
-    let keydir = Keydir::with_capacity(expected_keys(fs, &layout, &listing.hints));
+    let mut hints = CheckedHints::map(fs, &layout, &listing.hints);
+    let keydir = Keydir::with_capacity(hints.keys);
     let mut loaded = Loaded::default();
     let mut order = RecordOrder::default();
     let mut segments = Vec::new();
@@ -115,7 +117,8 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
             }
             segments.push(seal(tail)?);
         } else {
-            let sealed = recover_sealed(fs, &layout, file, &keydir, &mut order, &mut loaded)?;
+            let hint = hints.maps.remove(&id);
+            let sealed = recover_sealed(file, hint, &keydir, &mut order, &mut loaded)?;
             segments.push(sealed);
         }
     }
@@ -158,21 +161,42 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     Ok(engine)
 }
 
-/// Roughly how many keys the hint files describe, so the keydir is sized once instead of
-/// growing step by step: each trailer's entry count, taken only where the hint's checksum
-/// matches (a damaged count could otherwise ask for a table of billions of keys before the
-/// hint is found damaged and ignored), and capped by what the file's size can hold. Only an
-/// estimate: the entries are validated when they are loaded.
-fn expected_keys(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> usize {
-    let entries_of = |id: FileId| -> Option<u64> {
-        let path = layout.hint_path(id);
-        let bytes = fs.open(&path, OpenMode::Read).ok()?.map(&path).ok()?;
-        let shortest_entry = min_hint_entry_len(FileHeader::decode(&bytes).ok()?.version);
-        let count = HintFile::checked_entry_count(&bytes).ok()?;
-        Some(count.min(bytes.len() as u64 / shortest_entry as u64))
-    };
-    let total: u64 = hints.iter().filter_map(|&id| entries_of(id)).sum();
-    usize::try_from(total).unwrap_or(usize::MAX)
+/// The hint files whose checksum matches, mapped, and roughly how many keys they describe, so
+/// the keydir is sized once instead of growing step by step. A count is taken only where the
+/// checksum matches (a damaged one could ask for a table many times too large before the hint
+/// was found damaged and ignored), and capped by what the file's size can hold. Only an
+/// estimate: the entries are validated when they are loaded, without checksumming again.
+struct CheckedHints {
+    keys: usize,
+    maps: BTreeMap<FileId, Mapping>,
+}
+
+impl CheckedHints {
+    fn map(fs: &dyn Vfs, layout: &Layout, hints: &BTreeSet<FileId>) -> Self {
+        // Mapped: hint files are written once, renamed into place and never changed, only
+        // deleted. One missing or unreadable is as good as absent.
+        let checked = |id: FileId| -> Option<(FileId, u64, Mapping)> {
+            let path = layout.hint_path(id);
+            let bytes = fs.open(&path, OpenMode::Read).ok()?.map(&path).ok()?;
+            let shortest_entry = min_hint_entry_len(FileHeader::decode(&bytes).ok()?.version);
+            let count = HintFile::checked_entry_count(&bytes).ok()?;
+            Some((
+                id,
+                count.min(bytes.len() as u64 / shortest_entry as u64),
+                bytes,
+            ))
+        };
+        let mut keys = 0u64;
+        let mut maps = BTreeMap::new();
+        for (id, count, bytes) in hints.iter().filter_map(|&id| checked(id)) {
+            keys = keys.saturating_add(count);
+            maps.insert(id, bytes);
+        }
+        CheckedHints {
+            keys: usize::try_from(keys).unwrap_or(usize::MAX),
+            maps,
+        }
+    }
 }
 
 fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
@@ -258,12 +282,12 @@ fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId) -> Result<FoundFile
     })
 }
 
-/// Loads a sealed file from its hint file if a valid one exists, else by scanning; a record that
-/// fails validation is corruption (sealed files were synced before they were sealed).
+/// Loads a sealed file from `hint` (its hint file, checksum matched) if it is a valid index of
+/// the file, else by scanning; a record that fails validation is corruption (sealed files were
+/// synced before they were sealed).
 fn recover_sealed(
-    fs: &dyn Vfs,
-    layout: &Layout,
     file: FoundFile,
+    hint: Option<Mapping>,
     keydir: &Keydir,
     order: &mut RecordOrder,
     loaded: &mut Loaded,
@@ -276,7 +300,7 @@ fn recover_sealed(
     order.loading(file.id, file.kind, Bytes::Mapped(segment.clone()));
     let mut usage = FileUsage::new(file.len);
     let target = Target { keydir, order };
-    if !hints::load(fs, layout, &file, target, loaded, &mut usage) {
+    if !hints::load(hint.as_deref(), &file, target, loaded, &mut usage) {
         let bytes = segment.mapped().unwrap_or_default();
         for (offset, decoded) in record::scan(bytes, HEADER_LEN) {
             let found = decoded.and_then(|rec| Found::at(file.id, offset, rec));
@@ -505,11 +529,17 @@ mod tests {
         let hints = BTreeSet::from([1]);
         let mut hint = three_entry_hint();
         std::fs::write(layout.hint_path(1), &hint).unwrap();
-        assert_eq!(expected_keys(&StdFs, &layout, &hints), 3);
+        let checked = CheckedHints::map(&StdFs, &layout, &hints);
+        assert_eq!((checked.keys, checked.maps.len()), (3, 1));
         // The count's top byte damaged: it would ask for 2^56 keys (or all the file could hold).
         let count_top = hint.len() - HINT_TRAILER_LEN + 7;
         hint[count_top] = 1;
         std::fs::write(layout.hint_path(1), &hint).unwrap();
-        assert_eq!(expected_keys(&StdFs, &layout, &hints), 0);
+        let checked = CheckedHints::map(&StdFs, &layout, &hints);
+        assert_eq!(
+            (checked.keys, checked.maps.len()),
+            (0, 0),
+            "a damaged hint is not kept"
+        );
     }
 }
