@@ -1,6 +1,7 @@
 //! Loading a sealed data file's keys from its hint file: validate the whole hint before applying
-//! any of it (in one pass that also checks the entries against the data file and notes where
-//! the parts start), then apply its entries on every core, in two passes:
+//! any of it (its checksum was checked when open mapped it, `CheckedHints`; one pass decodes
+//! every entry, checks it against the data file and notes where the parts start), then apply
+//! its entries on every core, in two passes:
 //!
 //! 1. Decode each part and copy its entries into one buffer per keydir shard, by the shard their
 //!    key falls in (threads take parts).
