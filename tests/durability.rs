@@ -463,6 +463,29 @@ fn a_failed_fsync_fails_sleeping_followers_and_loses_no_acknowledged_write() {
     a_failed_fsync_among_waiting_writers(Duration::ZERO);
 }
 
+/// Values of this size: four do not fit one 4096-byte file.
+const BIG: usize = 1000;
+
+/// A store under `Always` holding keys 0, 1 and 2, each `[k; BIG]`: its active file is full, so
+/// the next write of a `BIG` value rotates it.
+fn three_big_records(fs: &SimFs) -> bitcask::Database {
+    let db = open(fs, SyncPolicy::Always);
+    for k in 0..3u8 {
+        db.write(&[k], &[k; BIG]).unwrap();
+    }
+    db
+}
+
+/// The file-system operations (numbered as on a fresh [`three_big_records`] store) of the
+/// write that rotates its active file.
+fn rotating_write_steps() -> std::ops::RangeInclusive<u64> {
+    let probe = SimFs::new();
+    let db = three_big_records(&probe);
+    let before = probe.ops();
+    db.write(&[3], &[3; BIG]).unwrap();
+    before + 1..=probe.ops()
+}
+
 /// An error at any step of a rotation, then a small write with a short-write fault, then the
 /// process is killed or the power fails: the store reopens with every acknowledged write. Where
 /// the failure may have left the new file named (its rename done, the directory fsync failed)
@@ -473,24 +496,10 @@ fn a_failed_fsync_fails_sleeping_followers_and_loses_no_acknowledged_write() {
 /// Both happen.
 #[test]
 fn a_failed_rotation_then_more_writes_then_a_crash_loses_nothing() {
-    const BIG: usize = 1000; // four of these do not fit one 4096-byte file
-    let setup = |fs: &SimFs| {
-        let db = open(fs, SyncPolicy::Always);
-        for k in 0..3u8 {
-            db.write(&[k], &[k; BIG]).unwrap();
-        }
-        db
-    };
-    let probe = SimFs::new();
-    let db = setup(&probe);
-    let before = probe.ops();
-    db.write(&[3], &[3; BIG]).unwrap();
-    let rotation = before + 1..=probe.ops();
-    drop(db);
     let (mut torn, mut refused) = (0, 0);
-    for op in rotation {
+    for op in rotating_write_steps() {
         let fs = SimFs::new();
-        let db = setup(&fs);
+        let db = three_big_records(&fs);
         fs.fail_at(op, Fault::Error(std::io::ErrorKind::Other));
         let mut acknowledged: Vec<(Vec<u8>, Vec<u8>)> =
             (0..3u8).map(|k| (vec![k], vec![k; BIG])).collect();
@@ -527,23 +536,9 @@ fn a_failed_rotation_then_more_writes_then_a_crash_loses_nothing() {
 /// own review of the write path).
 #[test]
 fn a_panic_at_any_step_of_a_rotation_poisons_the_writer() {
-    const BIG: usize = 1000; // four of these do not fit one 4096-byte file
-    let setup = |fs: &SimFs| {
-        let db = open(fs, SyncPolicy::Always);
-        for k in 0..3u8 {
-            db.write(&[k], &[k; BIG]).unwrap();
-        }
-        db
-    };
-    let probe = SimFs::new();
-    let db = setup(&probe);
-    let before = probe.ops();
-    db.write(&[3], &[3; BIG]).unwrap();
-    let rotating_write = before + 1..=probe.ops();
-    drop(db);
-    for op in rotating_write {
+    for op in rotating_write_steps() {
         let fs = SimFs::new();
-        let db = setup(&fs);
+        let db = three_big_records(&fs);
         fs.fail_at(op, Fault::Panic);
         let writing = db.clone();
         let panicked = std::thread::spawn(move || writing.write(&[3], &[3; BIG])).join();
