@@ -3,7 +3,6 @@
 //! backs off, [`failure_backoff`]) and, under `SyncPolicy::Interval`, the flush thread. Both
 //! stop when the store closes.
 
-use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -146,16 +145,13 @@ fn merge_loop(engine: &Engine) {
                 break;
             }
             // The outcome (including errors) is recorded in the merge figures of `stats()`. A
-            // panic (a bug) stops the thread, but not silently: the merge recorded it there,
-            // and refuses merges until reopen.
-            match std::panic::catch_unwind(AssertUnwindSafe(|| merge::merge_by_policy(engine))) {
-                Ok(Ok(())) => failures_in_a_row = 0,
-                Ok(Err(_)) => {
-                    failures_in_a_row += 1;
-                    break;
-                }
-                Err(_) => return,
+            // panic (a bug) ends this thread, but not silently: the merge records it there
+            // first, and refuses merges until reopen (`merge::refusing_after_panic`).
+            if merge::merge_by_policy(engine).is_err() {
+                failures_in_a_row += 1;
+                break;
             }
+            failures_in_a_row = 0;
         }
     }
 }

@@ -130,7 +130,7 @@ fn seal_active(engine: &Engine) -> Result<()> {
 }
 
 /// The message a panic was raised with, where it is a string (as `panic!` makes it).
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()
