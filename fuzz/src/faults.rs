@@ -364,6 +364,10 @@ impl Run<'_> {
                 self.recover_from_fault(false, &format!("{ctx}: succeeded after a power cut"));
             }
             Ok(()) => {
+                if matches!(op, FaultOp::Reopen | FaultOp::DropReopen) {
+                    // The handle kept after the fault is gone: the new one owes no excuse.
+                    self.kept_handle = false;
+                }
                 if self.fault_struck() && !self.kept_handle {
                     // The engine swallowed the fault (a `Drop` that ignores close's error, say)
                     // and the operation succeeded: later operations must succeed as if no
