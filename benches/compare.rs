@@ -627,7 +627,10 @@ fn child(engine: &str, gets: Gets, seed: u64) {
     report("get2_ops", random_gets(&*store, gets, 2, seed + 1));
 
     // Every key once: a permutation because 7,919 is prime.
-    assert!(!keys.is_multiple_of(7_919), "--keys must not be a multiple of 7,919");
+    assert!(
+        !keys.is_multiple_of(7_919),
+        "--keys must not be a multiple of 7,919"
+    );
     let start = Instant::now();
     for j in 0..keys {
         let i = (j * 7_919) % keys;

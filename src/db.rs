@@ -23,8 +23,9 @@ pub fn new(options: Options) -> Result<Database> {
 /// Dropping the last clone without `close` does what `close` does, and so blocks like it (an
 /// fsync, stopping a running merge), but nobody hears about a failure: call `close` to see it.
 /// A handle dropped while its thread panics skips that (writes are in the page cache, and synced
-/// ones on disk). In a child process created by `fork`, dropping it does nothing at all (see
-/// [`Error::ForkedChild`]).
+/// ones on disk); the directory lock is then released by the background threads as they exit,
+/// a little later, so an immediate reopen may meet [`Error::Locked`] for a moment. In a child process created by `fork`, every call refuses with
+/// [`Error::ForkedChild`] and dropping the handle does nothing at all.
 #[derive(Debug, Clone)]
 pub struct Database {
     handle: Arc<Handle>,
@@ -35,9 +36,6 @@ pub struct Database {
 struct Handle {
     engine: Arc<Engine>,
     workers: Workers,
-    /// The process that opened the store: a child created by `fork` shares its lock, files and
-    /// maps, and must neither close them nor release the lock.
-    opened_by: u32,
 }
 
 /// Figures about a store, from [`Database::stats`].
@@ -54,7 +52,9 @@ pub struct Stats {
     /// tombstones (a merge keeps those while an older record of their key survives it), file
     /// headers.
     pub dead_bytes: u64,
-    /// Bytes of all data files (`live_bytes + dead_bytes`).
+    /// Bytes of all data files (`live_bytes + dead_bytes`). Not the store's disk usage: hint
+    /// files (about key length + 4 bytes per key after a merge), the space allocated ahead of
+    /// the active file (up to 4 MiB) and torn tails saved at open (`*.cut-*`) are not counted.
     pub total_bytes: u64,
     /// Per data file, by id.
     pub files: Vec<FileStats>,
@@ -69,6 +69,9 @@ pub struct Stats {
     /// Merges that failed (or were refused) since open. The background thread waits longer
     /// after each failure in a row (see [`crate::MergePolicy::check_interval`]).
     pub merge_failures: u64,
+    /// Why the writer refuses writes ([`Error::Poisoned`]: a failed write or fsync, the
+    /// background flush's included), if it does; reads keep working, and a reopen recovers.
+    pub writes_refused: Option<String>,
 }
 
 /// Figures about one data file.
@@ -131,11 +134,7 @@ impl Database {
             source,
         })?;
         Ok(Database {
-            handle: Arc::new(Handle {
-                engine,
-                workers,
-                opened_by: std::process::id(),
-            }),
+            handle: Arc::new(Handle { engine, workers }),
         })
     }
 
@@ -145,6 +144,13 @@ impl Database {
 
     /// Stores `value` under `key`. Once this returns, every thread's `read`/`get` sees it; it is
     /// durable as the [`crate::SyncPolicy`] says.
+    ///
+    /// An error after the record was appended does not mean the write did not happen: under
+    /// [`SyncPolicy::Always`](crate::SyncPolicy::Always) a failed fsync leaves the value readable
+    /// until reopen and maybe on disk after it, and the handle then refuses writes
+    /// ([`Error::Poisoned`]). Treat the outcome as unknown and read the key after a reopen. Bad
+    /// input ([`Error::KeyTooLarge`], [`Error::ValueTooLarge`]) is refused before anything is
+    /// written.
     pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.engine().write(key, value)
     }
@@ -161,7 +167,9 @@ impl Database {
         self.read(key)
     }
 
-    /// The newest value of `key`, or `None`. Zero-copy for values in sealed files.
+    /// The newest value of `key`, or `None`. Zero-copy wherever the file is mapped (sealed files,
+    /// and the active file on file systems that can map it); see [`Value`] for what holding
+    /// one costs.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.engine().get(key)
     }
@@ -188,16 +196,19 @@ impl Database {
     }
 
     /// Syncs, stops the background threads (a running merge is abandoned safely), releases the
-    /// directory lock and unmaps the files once no reader uses them. Afterwards every call on
+    /// directory lock and unmaps the files once no reader uses them. It closes whatever it
+    /// returns: an error reports the final sync (or what refused it), and the directory is
+    /// released all the same; a second `close`, or one racing this, returns [`Error::Closed`].
+    /// Afterwards every call on
     /// this handle and its clones returns [`Error::Closed`] (`keys()` is empty, and `stats()`
     /// reports the figures as they were at the close), and the directory can be opened again at
-    /// once. In a child process created by `fork` it refuses with [`Error::ForkedChild`]: the
-    /// store is the parent's.
+    /// once. In a child process created by `fork` it refuses with [`Error::ForkedChild`], as
+    /// every call does there: the store is the parent's.
     pub fn close(&self) -> Result<()> {
         self.handle.close()
     }
 
-    /// Every live key; see [`Keys`]. Empty on a closed handle.
+    /// Every live key; see [`Keys`]. Empty on a closed handle and in a forked child.
     pub fn keys(&self) -> Keys {
         let engine = self.engine();
         let keys = if engine.check_open().is_ok() {
@@ -214,10 +225,19 @@ impl Database {
     ///
     /// The figures are read one after another, not at one instant: while other threads write,
     /// `num_keys` may differ from the sum of the files' `live_keys`, and a merge may finish
-    /// between the per-file figures and the merge figures. On a quiet store they agree.
+    /// between the per-file figures and the merge figures. On a quiet store they agree. In a
+    /// forked child every figure is zero ([`Error::ForkedChild`]).
     pub fn stats(&self) -> Stats {
         let engine = self.engine();
-        let active = engine.writer.lock().file_id();
+        if engine.origin.in_forked_child() {
+            // Not the child's store; and a thread of the parent may have held the writer at the
+            // fork, whose lock the child would then wait for forever.
+            return Stats::default();
+        }
+        let (active, writes_refused) = {
+            let writer = engine.writer.lock();
+            (writer.file_id(), writer.check_poisoned().err())
+        };
         let mut files: Vec<FileStats> = engine
             .keydir
             .usage()
@@ -245,11 +265,18 @@ impl Database {
             last_merge: merges.last,
             last_merge_error: merges.last_error,
             merge_failures: merges.failures,
+            writes_refused: writes_refused.map(|e| e.to_string()),
         }
     }
 
     /// Merges now: seals the active file and rewrites the live records of every sealed file,
     /// blocking until done. Readers and writers keep working meanwhile.
+    ///
+    /// It first waits for a background merge that is running. It rewrites every sealed file
+    /// however little of it is dead, so calling it on a schedule rewrites the whole store each
+    /// time; the background thread merges only what [`crate::MergePolicy`] chooses. It fails with
+    /// [`Error::Poisoned`] while the writer refuses writes and with [`Error::MergeRefused`] after
+    /// a merge that failed past its commit point (until reopen).
     pub fn merge(&self) -> Result<()> {
         merge::merge_all(self.engine())
     }
@@ -261,17 +288,7 @@ impl Database {
 }
 
 impl Handle {
-    /// Whether this process is a child forked from the one that opened the store.
-    fn in_forked_child(&self) -> bool {
-        std::process::id() != self.opened_by
-    }
-
     fn close(&self) -> Result<()> {
-        if self.in_forked_child() {
-            return Err(Error::ForkedChild {
-                opened_by: self.opened_by,
-            });
-        }
         self.engine.check_open()?;
         self.engine
             .closing
@@ -283,15 +300,15 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.engine.check_open().is_err() {
-            return;
-        }
-        if self.in_forked_child() {
+        if self.engine.origin.in_forked_child() {
             // The lock, the files and the maps are the parent's: closing would cut the parent's
             // active file under its writer and release its lock. They are leaked instead (the
             // child's copies go when it exits); this takes no lock a parent's thread may hold.
             std::mem::forget(Arc::clone(&self.engine));
             std::mem::forget(std::mem::take(&mut self.workers));
+            return;
+        }
+        if self.engine.check_open().is_err() {
             return;
         }
         if std::thread::panicking() {

@@ -8,6 +8,7 @@ use crossbeam_epoch::{self as epoch, Guard};
 use crate::background::Signal;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::fileset::{FileSet, Files};
+use crate::fork::Origin;
 use crate::format::record::RecordKind;
 use crate::format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::group_commit::GroupCommit;
@@ -41,6 +42,8 @@ pub(crate) struct Engine {
     pub merge_counters: MergeCounters,
     pub background: Signal,
     pub dir_lock: Mutex<Option<DirLock>>,
+    /// The process that opened the store: a forked child must not use it.
+    pub origin: Origin,
 }
 
 /// How often a reader retries when its keydir entry named a file that a merge just retired.
@@ -52,7 +55,9 @@ impl Engine {
         &*self.config.fs
     }
 
+    /// [`Error::Closed`] after `close`; [`Error::ForkedChild`] in a child forked after open.
     pub(crate) fn check_open(&self) -> Result<()> {
+        self.origin.check()?;
         if self.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
         } else {
@@ -116,6 +121,8 @@ impl Engine {
     /// The writer, once the store is known to be open (checked under the writer's lock, so no
     /// write can slip in after `close`).
     pub(crate) fn lock_writer(&self) -> Result<HeldWriter<'_>> {
+        // A forked child is refused before it waits for a lock a thread of its parent held.
+        self.origin.check()?;
         let writer = HeldWriter {
             panicking_at_lock: std::thread::panicking(),
             writer: self.writer.lock(),
@@ -127,6 +134,7 @@ impl Engine {
     /// Finds `key`'s newest value; it stays valid while `guard` stays pinned.
     pub(crate) fn lookup<'g>(&self, key: &[u8], guard: &'g Guard) -> Result<Option<Cow<'g, [u8]>>> {
         self.check_open()?;
+        let mut missing = (0, 0);
         for _ in 0..READ_RETRIES {
             let Some(loc) = self.keydir.get(key) else {
                 return Ok(None);
@@ -134,13 +142,19 @@ impl Engine {
             let set = self.files.load(guard);
             match set.get(loc.file_id) {
                 Some(segment) => return segment.read_value(key, &loc).map(Some),
-                // A merge retired the file after we read the entry; the entry has moved since.
-                None => self.check_open()?,
+                // A merge retired the file after we read the entry (the entry has moved since),
+                // or `close` published the empty set.
+                None => {
+                    self.check_open()?;
+                    missing = (loc.file_id, u64::from(loc.offset));
+                }
             }
         }
+        // Every retry found the entry pointing at a file that is not in the set: only a broken
+        // protocol does that (64 merges would each have to retire the entry's file meanwhile).
         Err(Error::corruption(
-            self.layout.dir(),
-            0,
+            self.layout.data_path(missing.0),
+            missing.1,
             CorruptionKind::MissingFile,
         ))
     }

@@ -129,9 +129,10 @@ pub enum Error {
     )]
     FileIdsExhausted,
 
-    /// `close` was called in a child process created by `fork` after the store was opened: the
-    /// child shares the parent's lock and files, and closing them would break the parent's
-    /// handle. A child must not use the parent's handle (dropping it there is harmless).
+    /// A handle was used in a child process created by `fork` after the store was opened: the
+    /// child shares the parent's lock, files and maps, and a write or a close there would break
+    /// the parent's store. Every call that returns a `Result` refuses with this in a forked child
+    /// (`keys()` and `stats()` are empty); dropping the handle there is harmless.
     #[error(
         "this handle was opened by process {opened_by}, and this is a child it forked: a child \
          must not use or close its parent's handle"

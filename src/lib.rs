@@ -27,6 +27,7 @@ mod db;
 mod engine;
 mod error;
 mod fileset;
+mod fork;
 pub mod format;
 mod group_commit;
 mod io;

@@ -209,6 +209,8 @@ fn chosen(policy: &MergePolicy, data_file_limit: u64, usage: &FileUsage) -> bool
 /// could not make the active file's records durable before its commit, and would copy every
 /// input only to fail there.
 fn lock_for_merge(engine: &Engine) -> Result<crate::sync::MutexGuard<'_, MergeState>> {
+    // A forked child is refused before it waits for a lock a thread of its parent held.
+    engine.origin.check()?;
     let state = engine.merge.lock();
     let refused = match &state.refused_until_reopen {
         Some(reason) => Err(Error::MergeRefused(reason.clone())),

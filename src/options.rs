@@ -181,30 +181,41 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        let invalid = |why: &str| Err(crate::Error::InvalidConfig(why.into()));
+        let invalid = |why: String| Err(crate::Error::InvalidConfig(why));
         let policy = &self.merge_policy;
         if self.dir.as_os_str().is_empty() {
-            return invalid("the store directory path is empty");
+            return invalid("the store directory path is empty".into());
         }
         if self.data_file_limit == 0 {
-            return invalid("data_file_limit must be at least 1 byte");
+            return invalid("data_file_limit is 0; it must be at least 1 byte".into());
         }
         if self.data_file_limit > MAX_DATA_FILE_LIMIT {
-            return invalid("data_file_limit must be at most 4 GiB (MAX_DATA_FILE_LIMIT)");
+            return invalid(format!(
+                "data_file_limit is {} bytes; it must be at most 4 GiB (MAX_DATA_FILE_LIMIT)",
+                self.data_file_limit
+            ));
         }
-        if !(0.0..=1.0).contains(&policy.trigger_fragmentation)
-            || !(0.0..=1.0).contains(&policy.threshold_fragmentation)
-        {
-            return invalid("merge fragmentation trigger and threshold must be within 0.0..=1.0");
+        for (name, fraction) in [
+            ("trigger_fragmentation", policy.trigger_fragmentation),
+            ("threshold_fragmentation", policy.threshold_fragmentation),
+        ] {
+            if !(0.0..=1.0).contains(&fraction) {
+                return invalid(format!(
+                    "MergePolicy::{name} is {fraction}; it must be within 0.0..=1.0"
+                ));
+            }
         }
         if self.sync == SyncPolicy::Interval(Duration::ZERO) {
-            return invalid("SyncPolicy::Interval needs a non-zero interval");
+            return invalid("SyncPolicy::Interval needs a non-zero interval".into());
         }
         if self.background_merge && policy.check_interval.is_zero() {
-            return invalid("MergePolicy::check_interval must be more than zero");
+            return invalid("MergePolicy::check_interval must be more than zero".into());
         }
         if self.commit_poll > MAX_COMMIT_POLL {
-            return invalid("commit_poll must be at most 10 ms (MAX_COMMIT_POLL)");
+            return invalid(format!(
+                "commit_poll is {:?}; it must be at most 10 ms (MAX_COMMIT_POLL)",
+                self.commit_poll
+            ));
         }
         Ok(())
     }

@@ -13,7 +13,9 @@ use crate::io::mmap::MappedBytes;
 /// read with `pread`. A mapped value keeps the calling thread's crossbeam-epoch pinned. While it
 /// lives, the global epoch cannot advance, so nothing deferred through crossbeam-epoch in the
 /// whole process is freed: for every store this process has open, files that a merge retired
-/// stay mapped, and their disk space and page cache are not given back. So do not hoard values;
+/// stay mapped, and their disk space and page cache are not given back, nor the address space
+/// reserved for each active file the writer has since sealed (`data_file_limit` each; map
+/// counts too, against `vm.max_map_count`). So do not hoard values;
 /// `to_vec()` when you need to keep the bytes. (That pin is also why `Value` is not `Send`.)
 pub struct Value(Repr);
 

@@ -117,6 +117,11 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     fs.fail_at(fs.ops() + 2, Fault::Error(std::io::ErrorKind::Other));
     let err = db.write(b"during", b"unknown").unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
+    let refused = db
+        .stats()
+        .writes_refused
+        .expect("stats() says writes are refused");
+    assert!(refused.contains(&err.to_string()), "{refused}");
     assert!(matches!(db.write(b"after", b"x"), Err(Error::Poisoned(_))));
     assert!(matches!(db.remove(b"before"), Err(Error::Poisoned(_))));
     assert!(matches!(db.sync(), Err(Error::Poisoned(_))));
@@ -126,6 +131,7 @@ fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     drop(db);
     let db = open(&fs, SyncPolicy::Always);
     assert_eq!(db.read(b"before").unwrap(), b"ok");
+    assert_eq!(db.stats().writes_refused, None);
     db.write(b"after", b"x").unwrap();
     assert_eq!(after_power_cut(&fs).read(b"after").unwrap(), b"x");
 }

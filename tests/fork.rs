@@ -1,8 +1,9 @@
 //! A child created by `fork` shares the parent's open store: its lock (an `flock` belongs to the
 //! open file description), its files and its maps. A child that drops its copy of the handle,
 //! as one that returns or unwinds does, must leave the parent's store working: not cut the
-//! parent's active file under its writer, not release the parent's lock. (Its own test binary,
-//! so that fewer threads are running when it forks.)
+//! parent's active file under its writer, not release the parent's lock. A child that uses the
+//! handle is refused: its writes would land at the parent's offset, through the shared map.
+//! (Its own test binary, so that fewer threads are running when it forks.)
 
 // fork, _exit and waitpid are what this test is about.
 #![allow(unsafe_code)]
@@ -64,4 +65,43 @@ fn a_child_that_drops_the_handle_leaves_the_parents_store_working() {
     db.close().unwrap();
     let reopened = Database::open(dir.path()).unwrap();
     assert_eq!(reopened.read(&1999u32.to_le_bytes()).unwrap(), [2; 100]);
+}
+
+/// Found by review: only `close` and drop checked the process, so a child's `write` appended at
+/// the offset the parent's writer had at the fork, through the map both share: the parent's next
+/// record went over it, or it over a record the parent had acknowledged meanwhile.
+#[test]
+fn a_child_that_uses_the_handle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .background_merge(false)
+        .open()
+        .unwrap();
+    db.write(b"parent", b"before the fork").unwrap();
+    let refused = |result: bitcask::Result<()>| matches!(result, Err(Error::ForkedChild { .. }));
+    let code = in_child(|| {
+        let calls = [
+            refused(db.write(b"child", b"over the parent's next record")),
+            refused(db.remove(b"parent")),
+            refused(db.read(b"parent").map(drop)),
+            refused(db.get(b"parent").map(drop)),
+            refused(db.sync()),
+            refused(db.merge()),
+            db.keys().next().is_none(),
+            db.stats().num_keys == 0,
+        ];
+        // Bit i set: call i was not refused.
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, &was_refused)| i32::from(!was_refused) << i)
+            .sum()
+    });
+    assert_eq!(code, 0, "calls in the child that were not refused (bits)");
+    db.write(b"parent 2", b"after the fork").unwrap();
+    db.close().unwrap();
+    let reopened = Database::open(dir.path()).unwrap();
+    assert_eq!(reopened.read(b"parent").unwrap(), b"before the fork");
+    assert_eq!(reopened.read(b"parent 2").unwrap(), b"after the fork");
+    assert!(matches!(reopened.read(b"child"), Err(Error::KeyNotFound)));
 }

@@ -1,13 +1,13 @@
 //! Memory maps of sealed data files, and the zero-copy value that borrows from them.
 //!
 //! This module holds most of the crate's `unsafe` (the others: `fileset`'s epoch-protected
-//! pointers, and one CPU prefetch hint in `sync`). Mapping a file is sound only
+//! pointers, one CPU prefetch hint in `sync`, and registering the fork counter in `fork`). Mapping a file is sound only
 //! while nobody changes the mapped bytes or shrinks the file (that is SIGBUS, not an error). The
 //! engine keeps these invariants, argued in full in `docs/design.md`:
 //!
 //! 1. A sealed file is never written, truncated or rewritten again. The active file, the one
 //!    being appended to, is mapped through [`AppendMap`], which hands out only bytes below its
-//!    `written` mark: the writer appends strictly above that mark (through the map itself, see
+//!    `written` mark: the writer appends at and above that mark (through the map itself, see
 //!    [`AppendWriter`], or with `pwrite`), and the active file is truncated only down to that
 //!    mark (the writer's preallocation, when it seals the file or closes), so those bytes never
 //!    change either.
@@ -73,8 +73,15 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     // (Open's rewrite after a failed fsync, `recovery::fsync_failure`, writes a file while a
     // closed handle of this process may still map it, but writes the bytes that are there, which
     // no map can tell from no write.)
-    let map = unsafe { Mmap::map(file) }.context("mapping", path)?;
-    Ok(Mapping::File(map))
+    let map = unsafe { Mmap::map(file) };
+    let context = match &map {
+        // The usual cause is the per-process count of maps, not memory: every sealed file is one.
+        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+            "mapping (out of maps or address space: each sealed file is one map, counted against              vm.max_map_count; a small data_file_limit makes many)"
+        }
+        _ => "mapping",
+    };
+    Ok(Mapping::File(map.context(context, path)?))
 }
 
 /// A shared, writable map of the active file, reserved up to the file's size limit when the

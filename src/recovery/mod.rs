@@ -11,6 +11,7 @@ use crate::background::Signal;
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::fileset::{FileSet, Files};
+use crate::fork::Origin;
 use crate::format::DecodeResult;
 use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
@@ -155,6 +156,7 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
         merge_counters: merge::MergeCounters::default(),
         background: Signal::default(),
         dir_lock: Mutex::new(Some(dir_lock)),
+        origin: Origin::here(),
     };
     segments.push(engine.writer.lock().segment(&engine));
     engine.files.publish(|_| FileSet::new(segments));
