@@ -24,8 +24,9 @@ pub fn new(options: Options) -> Result<Database> {
 /// fsync, stopping a running merge), but nobody hears about a failure: call `close` to see it.
 /// A handle dropped while its thread panics skips that (writes are in the page cache, and synced
 /// ones on disk); the directory lock is then released by the background threads as they exit,
-/// a little later, so an immediate reopen may meet [`Error::Locked`] for a moment. In a child process created by `fork`, every call refuses with
-/// [`Error::ForkedChild`] and dropping the handle does nothing at all.
+/// a little later, so an immediate reopen may meet [`Error::Locked`] for a moment. In a child
+/// process created by `fork`, every call refuses with [`Error::ForkedChild`] and dropping the
+/// handle does nothing at all.
 #[derive(Debug, Clone)]
 pub struct Database {
     handle: Arc<Handle>,
@@ -71,6 +72,8 @@ pub struct Stats {
     pub merge_failures: u64,
     /// Why the writer refuses writes ([`Error::Poisoned`]: a failed write or fsync, the
     /// background flush's included), if it does; reads keep working, and a reopen recovers.
+    /// A closed handle refuses writes with [`Error::Closed`] and shows `None` here, unless its
+    /// `close` failed (then this is that failure).
     pub writes_refused: Option<String>,
 }
 
@@ -283,12 +286,15 @@ impl Database {
 
     /// Whether the background merge policy would merge now (see [`crate::MergePolicy`]).
     pub fn needs_merge(&self) -> bool {
-        merge::needs_merge(self.engine())
+        // In a forked child: not its store, and a lock it takes may have been held at the fork.
+        !self.engine().origin.in_forked_child() && merge::needs_merge(self.engine())
     }
 }
 
 impl Handle {
     fn close(&self) -> Result<()> {
+        // Here process ids are compared too: closing in a child would cut the parent's files.
+        self.engine.origin.check_thoroughly()?;
         self.engine.check_open()?;
         self.engine
             .closing

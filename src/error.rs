@@ -132,7 +132,9 @@ pub enum Error {
     /// A handle was used in a child process created by `fork` after the store was opened: the
     /// child shares the parent's lock, files and maps, and a write or a close there would break
     /// the parent's store. Every call that returns a `Result` refuses with this in a forked child
-    /// (`keys()` and `stats()` are empty); dropping the handle there is harmless.
+    /// (`keys()` and `stats()` are empty); dropping the handle there is harmless. (A child made
+    /// without `fork`'s atfork handlers, by a raw `clone` or glibc's `_Fork`, is refused only by
+    /// `close`; drop, `stats()` and `needs_merge()` leave the parent's store alone there too.)
     #[error(
         "this handle was opened by process {opened_by}, and this is a child it forked: a child \
          must not use or close its parent's handle"

@@ -7,48 +7,71 @@
 //!
 //! Comparing process ids on every call would cost a `getpid` system call each time (242 ns on
 //! this project's VM, `perf bench syscall basic`, against about 460 ns for a whole unsynced
-//! write). Instead a `pthread_atfork` child handler counts the forks in a static, and a handle
-//! compares the count it saw at open with a plain load.
+//! write). So the calls on the hot paths ([`Origin::check`]) read a fork count that a
+//! `pthread_atfork` child handler keeps: two relaxed loads of statics the parent never writes.
+//! That sees children made by `fork()`, which runs the handlers. A child made without them (raw
+//! `clone`, glibc's `_Fork`) is seen by [`Origin::in_forked_child`], which also compares
+//! process ids, on the cold paths that would harm the parent: `close`, drop and `stats`.
 
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
 /// Forks made since this process started, counted in the child (so a parent's count stays 0).
 static FORKS: AtomicU64 = AtomicU64::new(0);
-/// Whether the handler that counts forks is registered; if not, handles compare process ids.
-static COUNTING: AtomicBool = AtomicBool::new(false);
 
-/// Where a store was opened: the process and the fork count there.
+/// Where registering the fork counter stands: [`UNREGISTERED`], [`REGISTERING`] (by one
+/// thread), [`COUNTING`] or [`NOT_COUNTING`] (registration failed).
+static REGISTRATION: AtomicU8 = AtomicU8::new(UNREGISTERED);
+const UNREGISTERED: u8 = 0;
+const REGISTERING: u8 = 1;
+const COUNTING: u8 = 2;
+const NOT_COUNTING: u8 = 3;
+
+/// Where a store was opened: the process, and the fork count there if forks were counted.
 #[derive(Debug)]
 pub(crate) struct Origin {
     pid: u32,
-    forks: u64,
+    /// `None` while the counter is not registered: then only process ids tell.
+    forks: Option<u64>,
 }
 
 impl Origin {
     /// This process, now.
     pub(crate) fn here() -> Self {
-        count_forks();
+        let counting = count_forks();
         Origin {
             pid: std::process::id(),
-            forks: FORKS.load(Ordering::Relaxed),
+            forks: counting.then(|| FORKS.load(Ordering::Relaxed)),
         }
     }
 
-    /// Whether this is a child forked (at any depth) after `self` was taken.
+    /// Whether a `fork()` (at any depth) made this process after `self` was taken. Cheap;
+    /// blind to children made without the atfork handlers.
+    fn seen_fork(&self) -> bool {
+        match self.forks {
+            Some(forks) => FORKS.load(Ordering::Relaxed) != forks,
+            None => std::process::id() != self.pid,
+        }
+    }
+
+    /// Whether this is a process other than the one that took `self`: a `getpid` call.
     pub(crate) fn in_forked_child(&self) -> bool {
-        if COUNTING.load(Ordering::Relaxed) {
-            FORKS.load(Ordering::Relaxed) != self.forks
-        } else {
-            std::process::id() != self.pid
-        }
+        self.seen_fork() || std::process::id() != self.pid
     }
 
-    /// [`Error::ForkedChild`] in a forked child.
+    /// [`Error::ForkedChild`] in a child made by `fork()`; for the hot paths.
     pub(crate) fn check(&self) -> Result<()> {
-        if self.in_forked_child() {
+        self.refuse_if(self.seen_fork())
+    }
+
+    /// [`Error::ForkedChild`] in any other process; for the cold paths.
+    pub(crate) fn check_thoroughly(&self) -> Result<()> {
+        self.refuse_if(self.in_forked_child())
+    }
+
+    fn refuse_if(&self, forked: bool) -> Result<()> {
+        if forked {
             Err(Error::ForkedChild {
                 opened_by: self.pid,
             })
@@ -63,19 +86,40 @@ extern "C" fn count_fork_in_child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Registers the fork counter, once per process.
-fn count_forks() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        #[cfg(unix)]
-        {
-            // SAFETY: `pthread_atfork` only records the handler. The handler runs in the child
-            // right after `fork`, where only async-signal-safe work is allowed; it does one
-            // atomic add on a static, which is.
-            #[allow(unsafe_code)]
-            let status = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
-            // It fails only without memory for the entry; process ids are compared then.
-            COUNTING.store(status == 0, Ordering::Relaxed);
+/// Registers the fork counter, once per process; whether forks are counted. Never waits: a
+/// thread that finds another registering goes without the counter (process ids tell), so a child
+/// forked while a thread of its parent registered cannot hang here, as it would on a `Once`.
+fn count_forks() -> bool {
+    let claimed = REGISTRATION.compare_exchange(
+        UNREGISTERED,
+        REGISTERING,
+        Ordering::Acquire,
+        Ordering::Acquire,
+    );
+    match claimed {
+        Ok(_) => {
+            let counting = register();
+            let state = if counting { COUNTING } else { NOT_COUNTING };
+            REGISTRATION.store(state, Ordering::Release);
+            counting
         }
-    });
+        Err(state) => state == COUNTING,
+    }
+}
+
+#[cfg(unix)]
+fn register() -> bool {
+    // SAFETY: `pthread_atfork` only records the handler. The handler runs in the child right
+    // after `fork`, where only async-signal-safe work is allowed; it does one lock-free atomic
+    // add on a static, which is, and it cannot unwind. (This crate is not unloaded while the
+    // process lives, so the handler's code stays mapped.)
+    #[allow(unsafe_code)]
+    let status = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    // It fails only without memory for the entry; process ids are compared then.
+    status == 0
+}
+
+#[cfg(not(unix))]
+fn register() -> bool {
+    false
 }

@@ -10,14 +10,35 @@
 
 use bitcask::{Config, Database, Error};
 
-/// Forks; the child runs `child` and exits with its code, without running anything else. Returns
-/// the child's exit code.
+/// Forks; the child runs `child` and exits with its code (100 if it panicked), without running
+/// anything else. Returns the child's exit code.
 fn in_child(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the child runs only `child`, then `_exit`s; the parent waits for it.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let code = child();
+        // A panic must not end the child's only thread normally: the process would then exit
+        // with status 0, which the tests read as a pass.
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(100);
+        // SAFETY: ends the child without running destructors or atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "the child did not exit normally");
+    libc::WEXITSTATUS(status)
+}
+
+/// As [`in_child`], but forks with the raw system call, which runs no `pthread_atfork` handlers
+/// (as glibc's `_Fork` and a raw `clone` do not).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn in_child_without_atfork_handlers(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: as in `in_child`: the child runs only `child`, then `_exit`s.
+    let pid = unsafe { libc::syscall(libc::SYS_fork) } as libc::pid_t;
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(100);
         // SAFETY: ends the child without running destructors or atexit handlers.
         unsafe { libc::_exit(code) };
     }
@@ -74,9 +95,17 @@ fn a_child_that_drops_the_handle_leaves_the_parents_store_working() {
 fn a_child_that_uses_the_handle_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = Config::new(dir.path())
+        .data_file_limit(4096)
         .background_merge(false)
         .open()
         .unwrap();
+    // Sealed files of overwritten records, so that the parent needs a merge.
+    for round in 0..3u8 {
+        for i in 0..100u32 {
+            db.write(&i.to_le_bytes(), &[round; 100]).unwrap();
+        }
+    }
+    assert!(db.needs_merge());
     db.write(b"parent", b"before the fork").unwrap();
     let refused = |result: bitcask::Result<()>| matches!(result, Err(Error::ForkedChild { .. }));
     let code = in_child(|| {
@@ -87,21 +116,56 @@ fn a_child_that_uses_the_handle_is_refused() {
             refused(db.get(b"parent").map(drop)),
             refused(db.sync()),
             refused(db.merge()),
+            refused(db.contains_key(b"parent").map(drop)),
             db.keys().next().is_none(),
             db.stats().num_keys == 0,
+            !db.needs_merge(),
         ];
-        // Bit i set: call i was not refused.
+        // 1 + the index of the first call that was not refused; 0 if all were.
         calls
             .iter()
-            .enumerate()
-            .map(|(i, &was_refused)| i32::from(!was_refused) << i)
-            .sum()
+            .position(|&was_refused| !was_refused)
+            .map_or(0, |i| i as i32 + 1)
     });
-    assert_eq!(code, 0, "calls in the child that were not refused (bits)");
+    assert_eq!(
+        code, 0,
+        "1 + the index of the first call not refused in the child"
+    );
     db.write(b"parent 2", b"after the fork").unwrap();
     db.close().unwrap();
     let reopened = Database::open(dir.path()).unwrap();
     assert_eq!(reopened.read(b"parent").unwrap(), b"before the fork");
     assert_eq!(reopened.read(b"parent 2").unwrap(), b"after the fork");
     assert!(matches!(reopened.read(b"child"), Err(Error::KeyNotFound)));
+}
+
+/// Found by review: the fork count that the hot paths read misses a child made without the
+/// atfork handlers; `close` and drop, which would cut the parent's active file, also compare
+/// process ids.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_child_forked_without_atfork_handlers_cannot_close_the_parents_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .background_merge(false)
+        .open()
+        .unwrap();
+    db.write(b"before", &[1; 100]).unwrap();
+    let code = in_child_without_atfork_handlers(|| {
+        i32::from(!matches!(db.close(), Err(Error::ForkedChild { .. })))
+    });
+    assert_eq!(code, 0, "close in the child was not refused");
+    let code = in_child_without_atfork_handlers(|| {
+        // SAFETY: as in the first test: dropped once in this process, which then `_exit`s.
+        drop(unsafe { std::ptr::read(&db) });
+        lock_is_held(dir.path())
+    });
+    assert_eq!(code, 0, "the child released the parent's lock");
+    for i in 0..2000u32 {
+        db.write(&i.to_le_bytes(), &[2; 100]).unwrap();
+    }
+    assert_eq!(db.read(b"before").unwrap(), [1; 100]);
+    db.close().unwrap();
+    let reopened = Database::open(dir.path()).unwrap();
+    assert_eq!(reopened.read(&1999u32.to_le_bytes()).unwrap(), [2; 100]);
 }

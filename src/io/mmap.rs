@@ -1,9 +1,10 @@
 //! Memory maps of sealed data files, and the zero-copy value that borrows from them.
 //!
 //! This module holds most of the crate's `unsafe` (the others: `fileset`'s epoch-protected
-//! pointers, one CPU prefetch hint in `sync`, and registering the fork counter in `fork`). Mapping a file is sound only
-//! while nobody changes the mapped bytes or shrinks the file (that is SIGBUS, not an error). The
-//! engine keeps these invariants, argued in full in `docs/design.md`:
+//! pointers, one CPU prefetch hint in `sync`, and registering the fork counter in `fork`).
+//! Mapping a file is sound only while nobody changes the mapped bytes or shrinks the file (that
+//! is SIGBUS, not an error). The engine keeps these invariants, argued in full in
+//! `docs/design.md`:
 //!
 //! 1. A sealed file is never written, truncated or rewritten again. The active file, the one
 //!    being appended to, is mapped through [`AppendMap`], which hands out only bytes below its
@@ -77,7 +78,8 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Mapping> {
     let context = match &map {
         // The usual cause is the per-process count of maps, not memory: every sealed file is one.
         Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-            "mapping (out of maps or address space: each sealed file is one map, counted against              vm.max_map_count; a small data_file_limit makes many)"
+            "mapping (out of maps or address space: each sealed file is one map, counted against \
+             vm.max_map_count; a small data_file_limit makes many)"
         }
         _ => "mapping",
     };
