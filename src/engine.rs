@@ -192,6 +192,11 @@ impl Engine {
             if let Err(e) = &synced {
                 writer.poison(e.to_string());
             }
+            if broken(ProtocolBreak::UnpublishBeforeClosed) {
+                self.files.publish(|_| FileSet::default());
+            }
+            // Before the files are unpublished: a reader that finds its entry's file gone must
+            // then see `closed` (and return `Closed`), not retry and report a missing file.
             self.closed.store(true, Ordering::Release);
             synced
         };

@@ -523,6 +523,9 @@ pub enum ProtocolBreak {
     /// Merge commits without first making the active file durable, though it left out records
     /// whose newer versions are there.
     SkipPreCommitSync = 10,
+    /// `close` unpublishes the files before it marks the store closed, so a reader can find its
+    /// entry's file gone while the store still looks open.
+    UnpublishBeforeClosed = 11,
 }
 
 #[cfg(loom)]

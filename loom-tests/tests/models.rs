@@ -409,3 +409,32 @@ model_and_twin!(
     SkipPreCommitSync,
     "a power cut after the merge loses the key"
 );
+
+// 11. A reader against `close`: it gets the value or `Error::Closed`, never a missing file (close
+//     marks the store closed before it unpublishes the files), and a value it got stays readable
+//     after the close.
+fn reader_vs_close() {
+    let fs = SimFs::new();
+    let db = open(&fs, 1 << 20, SyncPolicy::Never);
+    db.write(b"k", b"v1").unwrap();
+    let other = db.clone();
+    let closer = loom::thread::spawn(move || other.close().unwrap());
+    let got = db.get(b"k");
+    assert!(
+        matches!(&got, Ok(Some(v)) if **v == *b"v1") || matches!(got, Err(bitcask::Error::Closed)),
+        "a read racing close returned {got:?}"
+    );
+    closer.join().unwrap();
+    if let Ok(Some(value)) = got {
+        assert_eq!(&*value, b"v1");
+    }
+}
+
+model_and_twin!(
+    model_11_reader_vs_close,
+    model_11_broken_twin_unpublish_before_closed_is_caught,
+    twin_11_unpublish_before_closed,
+    reader_vs_close,
+    UnpublishBeforeClosed,
+    "MissingFile"
+);
