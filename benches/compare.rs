@@ -522,18 +522,22 @@ fn warm(store: &dyn Store, keys: u64) {
     }
 }
 
-/// The CPU time this process has used, in clock ticks (1/100 s).
-fn own_cpu_ticks() -> u64 {
+/// The numeric fields of `/proc/self/stat` after the command's closing parenthesis: index 0 is
+/// field 3 (`proc(5)` numbers them from 1).
+fn own_stat_fields() -> Vec<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command's closing parenthesis start at field 3; utime and stime are
-    // fields 14 and 15.
-    let fields: Vec<u64> = stat
-        .rsplit(')')
+    stat.rsplit(')')
         .next()
         .unwrap()
         .split_whitespace()
         .map(|v| v.parse().unwrap_or(0))
-        .collect();
+        .collect()
+}
+
+/// The CPU time this process has used, in clock ticks (1/100 s): utime and stime, fields 14
+/// and 15.
+fn own_cpu_ticks() -> u64 {
+    let fields = own_stat_fields();
     fields[11] + fields[12]
 }
 
@@ -801,16 +805,8 @@ fn cpu_jiffies() -> (u64, u64) {
         .collect();
     // user nice system idle iowait irq softirq ...
     let busy = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6];
-    let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command's closing parenthesis start at field 3; cutime and cstime are
-    // fields 16 and 17.
-    let fields: Vec<u64> = own
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
+    // cutime and cstime: fields 16 and 17.
+    let fields = own_stat_fields();
     (busy, fields[13] + fields[14])
 }
 

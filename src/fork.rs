@@ -8,10 +8,11 @@
 //! Comparing process ids on every call would cost a `getpid` system call each time (242 ns on
 //! this project's VM, `perf bench syscall basic`, against about 460 ns for a whole unsynced
 //! write). So the calls on the hot paths ([`Origin::check`]) read a fork count that a
-//! `pthread_atfork` child handler keeps: two relaxed loads of statics the parent never writes.
+//! `pthread_atfork` child handler keeps: one relaxed load of a static the parent never writes.
 //! That sees children made by `fork()`, which runs the handlers. A child made without them (raw
 //! `clone`, glibc's `_Fork`) is seen by [`Origin::in_forked_child`], which also compares
-//! process ids, on the cold paths that would harm the parent: `close`, drop and `stats`.
+//! process ids, on the cold paths that would harm the parent: `close`, drop, `stats` and
+//! `needs_merge`.
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 

@@ -359,6 +359,11 @@ fn out_of_range_merge_policy_and_zero_intervals_are_rejected() {
         .open()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    // The message names the setting and the value given.
+    assert!(
+        err.to_string().contains("trigger_fragmentation is 1.5"),
+        "{err}"
+    );
     let err = Config::new(dir.path())
         .sync_policy(bitcask::SyncPolicy::Interval(std::time::Duration::ZERO))
         .open()
@@ -405,7 +410,11 @@ fn a_data_file_limit_past_4_gib_is_rejected_naming_the_limit() {
         .open()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
-    assert!(err.to_string().contains("data_file_limit"), "{err}");
+    let given = format!(
+        "data_file_limit is {} bytes",
+        bitcask::MAX_DATA_FILE_LIMIT + 1
+    );
+    assert!(err.to_string().contains(&given), "{err}");
     // The largest limit itself is fine.
     let db = Config::new(dir.path())
         .data_file_limit(bitcask::MAX_DATA_FILE_LIMIT)

@@ -14,20 +14,7 @@ use bitcask::{Config, Database, Error};
 /// anything else. Returns the child's exit code.
 fn in_child(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the child runs only `child`, then `_exit`s; the parent waits for it.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // A panic must not end the child's only thread normally: the process would then exit
-        // with status 0, which the tests read as a pass.
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(100);
-        // SAFETY: ends the child without running destructors or atexit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child just forked.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "the child did not exit normally");
-    libc::WEXITSTATUS(status)
+    in_child_of(unsafe { libc::fork() }, child)
 }
 
 /// As [`in_child`], but forks with the raw system call, which runs no `pthread_atfork` handlers
@@ -35,9 +22,19 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn in_child_without_atfork_handlers(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: as in `in_child`: the child runs only `child`, then `_exit`s.
-    let pid = unsafe { libc::syscall(libc::SYS_fork) } as libc::pid_t;
+    in_child_of(
+        unsafe { libc::syscall(libc::SYS_fork) } as libc::pid_t,
+        child,
+    )
+}
+
+/// After a fork that returned `pid`: the child runs `child` and exits with its code (100 if it
+/// panicked); the parent waits for the child and returns that code.
+fn in_child_of(pid: libc::pid_t, child: impl FnOnce() -> i32) -> i32 {
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // A panic must not end the child's only thread normally: the process would then exit
+        // with status 0, which the tests read as a pass.
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(100);
         // SAFETY: ends the child without running destructors or atexit handlers.
         unsafe { libc::_exit(code) };
