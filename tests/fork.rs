@@ -57,29 +57,41 @@ fn lock_is_held(dir: &std::path::Path) -> i32 {
 
 #[test]
 fn a_child_that_drops_the_handle_leaves_the_parents_store_working() {
+    children_leave_the_parents_store_working(|child| in_child(child));
+}
+
+/// Children (made by `fork_child`) that drop or close the handle they inherited leave the
+/// parent's store working: its lock held, its active file uncut.
+fn children_leave_the_parents_store_working(
+    fork_child: impl Fn(Box<dyn FnOnce() -> i32 + '_>) -> i32,
+) {
     let dir = tempfile::tempdir().unwrap();
     let db = Config::new(dir.path())
         .background_merge(false)
         .open()
         .unwrap();
     db.write(b"before", &[1; 100]).unwrap();
-    let code = in_child(|| {
+    let code = fork_child(Box::new(|| {
         // What a child returning from `main` does to the handle it inherited: drops it.
         // SAFETY: the child takes the parent's handle by value and `_exit`s without touching the
         // original again, so it is dropped once in this process.
         drop(unsafe { std::ptr::read(&db) });
         lock_is_held(dir.path())
-    });
+    }));
     assert_eq!(code, 0, "the child released the parent's lock");
-    let code = in_child(|| i32::from(!matches!(db.close(), Err(Error::ForkedChild { .. }))));
-    assert_eq!(code, 0, "close in the child was not refused");
+    let close_refused = || i32::from(!matches!(db.close(), Err(Error::ForkedChild { .. })));
+    assert_eq!(
+        fork_child(Box::new(close_refused)),
+        0,
+        "close in the child was not refused"
+    );
     // The parent's writer appends past the mark it had at the fork, through its map of the space
     // allocated ahead: had the child cut the file there, this would fault (SIGBUS).
     for i in 0..2000u32 {
         db.write(&i.to_le_bytes(), &[2; 100]).unwrap();
     }
     assert_eq!(db.read(b"before").unwrap(), [1; 100]);
-    assert_eq!(in_child(|| lock_is_held(dir.path())), 0);
+    assert_eq!(fork_child(Box::new(|| lock_is_held(dir.path()))), 0);
     db.close().unwrap();
     let reopened = Database::open(dir.path()).unwrap();
     assert_eq!(reopened.read(&1999u32.to_le_bytes()).unwrap(), [2; 100]);
@@ -162,27 +174,5 @@ const RAW_FORK_TEST: &str = "raw_fork_in_a_process_of_its_own";
 #[ignore = "forks with the raw system call: run alone, in a process of its own, by \
             a_child_forked_without_atfork_handlers_cannot_close_the_parents_store"]
 fn raw_fork_in_a_process_of_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Config::new(dir.path())
-        .background_merge(false)
-        .open()
-        .unwrap();
-    db.write(b"before", &[1; 100]).unwrap();
-    let code = in_child_without_atfork_handlers(|| {
-        i32::from(!matches!(db.close(), Err(Error::ForkedChild { .. })))
-    });
-    assert_eq!(code, 0, "close in the child was not refused");
-    let code = in_child_without_atfork_handlers(|| {
-        // SAFETY: as in the first test: dropped once in this process, which then `_exit`s.
-        drop(unsafe { std::ptr::read(&db) });
-        lock_is_held(dir.path())
-    });
-    assert_eq!(code, 0, "the child released the parent's lock");
-    for i in 0..2000u32 {
-        db.write(&i.to_le_bytes(), &[2; 100]).unwrap();
-    }
-    assert_eq!(db.read(b"before").unwrap(), [1; 100]);
-    db.close().unwrap();
-    let reopened = Database::open(dir.path()).unwrap();
-    assert_eq!(reopened.read(&1999u32.to_le_bytes()).unwrap(), [2; 100]);
+    children_leave_the_parents_store_working(|child| in_child_without_atfork_handlers(child));
 }
