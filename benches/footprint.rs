@@ -10,7 +10,8 @@
 //! - Disk: the store directory's allocated bytes (st_blocks * 512) and `stats()` after the fill,
 //!   after overwriting every key once, and after `merge()`.
 //! - `keys()`: `RssAnon` growth while its snapshot is held, and the time to take and walk it.
-//! - Open: median of 7 opens (+close) with hint files (after merge) and of a never-merged copy.
+//! - Open: median of 7 opens (+close) with hint files (after merge), of the same store merged
+//!   with `Config::hint_files(false)` (whose disk it also reports), and of a never-merged copy.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -176,6 +177,26 @@ fn main() {
     println!(
         "open with hint files: median of 7 = {:.2?}",
         median_open(dir.path())
+    );
+
+    // The same store merged with `hint_files(false)`: its data files alone, and open reads them.
+    let unhinted_dir = tempfile::tempdir().unwrap();
+    let db = Config::new(unhinted_dir.path())
+        .background_merge(false)
+        .hint_files(false)
+        .open()
+        .unwrap();
+    for fill in [0x5A, 0xA5] {
+        for n in 0..KEYS {
+            db.write(&key(n), &[fill; VALUE_LEN]).unwrap();
+        }
+    }
+    db.merge().unwrap();
+    disk_line("merged without hint files", unhinted_dir.path(), &db);
+    db.close().unwrap();
+    println!(
+        "open merged without hint files (scan): median of 7 = {:.2?}",
+        median_open(unhinted_dir.path())
     );
 
     let scan_dir = tempfile::tempdir().unwrap();

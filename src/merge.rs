@@ -560,7 +560,8 @@ impl OutputWriter<'_> {
         })
     }
 
-    /// Flushes and fsyncs the current output and its hint file.
+    /// Flushes and fsyncs the current output and its hint file (unless `Config::hint_files` is
+    /// off).
     fn seal_current(&mut self) -> Result<()> {
         let Some(out) = self.current.take() else {
             return Ok(());
@@ -574,8 +575,11 @@ impl OutputWriter<'_> {
             .map_err(|e| e.into_error())
             .context("flushing merged file", &path)?;
         appender.file.sync().context("syncing merged file", &path)?;
+        // Built either way: the swap repoints the keydir from it.
         let hint = out.hint.finish(out.len);
-        io::write_synced(fs, &io::tmp_path(&layout.hint_path(out.id)), &hint)?;
+        if self.engine.config.hint_files {
+            io::write_synced(fs, &io::tmp_path(&layout.hint_path(out.id)), &hint)?;
+        }
         self.finished.push(Finished {
             id: out.id,
             hint,

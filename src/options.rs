@@ -96,6 +96,7 @@ pub struct Config {
     pub(crate) background_merge: bool,
     pub(crate) merge_policy: MergePolicy,
     pub(crate) commit_poll: Duration,
+    pub(crate) hint_files: bool,
     pub(crate) fs: Arc<dyn Vfs>,
 }
 
@@ -117,6 +118,7 @@ impl Config {
             background_merge: true,
             merge_policy: MergePolicy::default(),
             commit_poll: DEFAULT_COMMIT_POLL,
+            hint_files: true,
             fs: Arc::new(StdFs),
         }
     }
@@ -165,6 +167,20 @@ impl Config {
     /// turns polling off.
     pub fn commit_poll(mut self, limit: Duration) -> Self {
         self.commit_poll = limit;
+        self
+    }
+
+    /// Whether merge writes a hint file beside each file it writes (default on). A hint file
+    /// holds every key of its data file with its record's length, so that open loads those keys
+    /// without reading the records: it costs about the key's length plus 4 bytes a key on disk,
+    /// which is most of a store whose keys are long and values short. Off, merge writes none and
+    /// open reads every merged record. Measured after a full merge of 1M keys with 100 B values
+    /// (`cargo bench --bench footprint`): with 16 B keys, 1.000x the live records' bytes on disk
+    /// instead of 1.146x, and open in 220-253 ms instead of 105-127 ms; with 64 B keys, 1.000x
+    /// instead of 1.368x, and 405 ms instead of 248 ms. Hint files already there are kept and
+    /// used either way.
+    pub fn hint_files(mut self, enabled: bool) -> Self {
+        self.hint_files = enabled;
         self
     }
 

@@ -118,6 +118,42 @@ fn merge_writes_hint_files_and_open_uses_them() {
     assert_eq!(corrupt, 1);
 }
 
+/// With `hint_files(false)` merge writes no hint file, and open reads every merged record: a
+/// removed key stays removed, every value reads back, and the data files alone are the store.
+#[test]
+fn merge_without_hint_files_writes_none_and_open_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        bitcask::Config::new(dir.path())
+            .data_file_limit(4096)
+            .background_merge(false)
+            .hint_files(false)
+            .open()
+            .unwrap()
+    };
+    let db = open();
+    overwrite_heavy(&db, 100, 3);
+    for k in 0..10u32 {
+        db.remove(&k.to_le_bytes()).unwrap();
+    }
+    db.merge().unwrap();
+    assert!(files_with_ext(dir.path(), "hint").is_empty());
+    let before = contents(&db);
+    db.close().unwrap();
+    let db = open();
+    assert_eq!(contents(&db), before);
+    assert!(matches!(
+        db.read(&0u32.to_le_bytes()),
+        Err(Error::KeyNotFound)
+    ));
+    assert_eq!(db.read(&99u32.to_le_bytes()).unwrap(), [2u8; 64]);
+    // Merged again with hint files on, the store has them again.
+    drop(db);
+    let db = open_small(dir.path(), 4096);
+    db.merge().unwrap();
+    assert!(!files_with_ext(dir.path(), "hint").is_empty());
+}
+
 #[test]
 fn damaged_hint_file_falls_back_to_scanning() {
     let dir = tempfile::tempdir().unwrap();
