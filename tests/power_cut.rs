@@ -81,11 +81,17 @@ fn model(steps: &[Step], n: usize) -> State {
 }
 
 fn open(fs: &SimFs) -> bitcask::Result<Database> {
+    open_with_hints(fs, true)
+}
+
+/// [`open`], with merge writing hint files or not (`Config::hint_files`).
+fn open_with_hints(fs: &SimFs, hint_files: bool) -> bitcask::Result<Database> {
     Config::new(DIR)
         .file_system(fs.clone())
         .data_file_limit(256)
         .sync_policy(SyncPolicy::Always)
         .background_merge(false)
+        .hint_files(hint_files)
         .open()
 }
 
@@ -98,6 +104,12 @@ struct Progress {
 
 /// Runs the workload until the first error; returns the progress and the open handle, if any.
 fn run(fs: &SimFs, steps: &[Step]) -> (Progress, Option<Database>) {
+    run_with_hints(fs, steps, true)
+}
+
+/// [`run`], with merge writing hint files or not.
+fn run_with_hints(fs: &SimFs, steps: &[Step], hint_files: bool) -> (Progress, Option<Database>) {
+    let open = |fs: &SimFs| open_with_hints(fs, hint_files);
     let mut progress = Progress {
         acked: 0,
         in_flight: false,
@@ -141,21 +153,41 @@ fn assert_valid_prefix(steps: &[Step], progress: Progress, state: &State, what: 
     );
 }
 
-fn total_ops(steps: &[Step]) -> u64 {
+fn total_ops(steps: &[Step], hint_files: bool) -> u64 {
     let fs = SimFs::new();
-    let (progress, db) = run(&fs, steps);
+    let (progress, db) = run_with_hints(&fs, steps, hint_files);
     assert_eq!(
         progress.acked,
         steps.iter().filter(|s| s.is_logical()).count()
     );
     drop(db);
+    let hints = fs
+        .files(std::path::Path::new(DIR))
+        .keys()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "hint"))
+        .count();
+    assert_eq!(
+        hints > 0,
+        hint_files,
+        "{hints} hint files after the workload's merges"
+    );
     fs.ops()
 }
 
 #[test]
 fn power_cut_at_every_io_step_recovers_a_synced_prefix() {
+    power_cut_at_every_io_step(true);
+}
+
+/// The same without hint files: merge writes none, and every open scans the merged files.
+#[test]
+fn power_cut_at_every_io_step_without_hint_files_recovers_a_synced_prefix() {
+    power_cut_at_every_io_step(false);
+}
+
+fn power_cut_at_every_io_step(hint_files: bool) {
     let steps = workload();
-    let total = total_ops(&steps);
+    let total = total_ops(&steps, hint_files);
     assert!(
         total > 100,
         "workload too small to be interesting: {total} ops"
@@ -163,7 +195,7 @@ fn power_cut_at_every_io_step_recovers_a_synced_prefix() {
     for cut in 1..=total {
         let fs = SimFs::new();
         fs.fail_at(cut, Fault::PowerCut);
-        let (progress, db) = run(&fs, &steps);
+        let (progress, db) = run_with_hints(&fs, &steps, hint_files);
         drop(db);
         assert!(fs.is_powered_off(), "cut {cut} never happened");
         let image = fs.crash_image();
@@ -194,7 +226,7 @@ fn cut_recovery_everywhere(image: &SimFs, steps: &[Step], progress: Progress, wh
 #[test]
 fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
     let steps = workload();
-    let total = total_ops(&steps);
+    let total = total_ops(&steps, true);
     let faults = [
         Fault::Error(std::io::ErrorKind::Other),
         Fault::Error(std::io::ErrorKind::StorageFull),
