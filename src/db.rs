@@ -54,7 +54,8 @@ pub struct Stats {
     /// headers.
     pub dead_bytes: u64,
     /// Bytes of all data files (`live_bytes + dead_bytes`). Not the store's disk usage: hint
-    /// files (about key length + 4 bytes per key after a merge), the space allocated ahead of
+    /// files (about key length + 4 bytes per key after a merge, unless `Config::hint_files` is
+    /// off), the space allocated ahead of
     /// the active file (up to 4 MiB) and torn tails saved at open (`*.cut-*`) are not counted.
     pub total_bytes: u64,
     /// Per data file, by id.

@@ -1,9 +1,11 @@
-//! Merge: copy the live records of sealed files into new files with hint files, commit the swap
+//! Merge: copy the live records of sealed files into new files with hint files (unless
+//! `Config::hint_files` is off), commit the swap
 //! atomically, repoint the keydir, publish the new file set and delete the old files. Also the
 //! policy that decides when the background thread merges and which files it takes.
 //!
 //! Commit protocol (crash-safe at every step; `docs/design.md` walks each crash point):
-//! 1. write outputs as `*.data.tmp` + `*.hint.tmp` and fsync them; then make everything the
+//! 1. write outputs as `*.data.tmp` + `*.hint.tmp` (no hint with `hint_files` off) and fsync
+//!    them; then make everything the
 //!    writer appended so far durable (what was left out relies on newer records);
 //! 2. write the `MERGE` record (inputs, outputs) atomically: **the commit point**;
 //! 3. rename outputs into place, fsync the directory;

@@ -177,8 +177,10 @@ impl Config {
     /// open reads every merged record. Measured after a full merge of 1M keys with 100 B values
     /// (`cargo bench --bench footprint`): with 16 B keys, 1.000x the live records' bytes on disk
     /// instead of 1.146x, and open in 220-253 ms instead of 105-127 ms; with 64 B keys, 1.000x
-    /// instead of 1.368x, and 405 ms instead of 248 ms. Hint files already there are kept and
-    /// used either way.
+    /// instead of 1.368x, and 405 ms instead of 248 ms. Without a hint file, damage anywhere in
+    /// a merged file fails open (as in any file open scans) instead of failing only the read of
+    /// the damaged record. Hint files already there are kept and used either way. The setting
+    /// is not stored: a merge by a handle with it on (the CLI's `merge`, say) writes them.
     pub fn hint_files(mut self, enabled: bool) -> Self {
         self.hint_files = enabled;
         self

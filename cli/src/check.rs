@@ -417,8 +417,9 @@ fn check_merge_record(
             let message = "output of the interrupted merge is missing; open will fail".into();
             report.add(Severity::Damage, &dir.join(data), None, message);
         } else if missing(&hint) {
-            let message = "the hint file of this output of the interrupted merge is missing; \
-                           open scans the data file instead"
+            let message = "the hint file of this output of the interrupted merge is missing \
+                           (deleted, or merged with hint_files(false)); open scans the data \
+                           file instead"
                 .into();
             report.add(Severity::Note, &dir.join(hint), None, message);
         }
