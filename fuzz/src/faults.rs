@@ -116,6 +116,12 @@ impl FaultsInput {
         64 + u64::from(self.data_file_limit) % (4096 - 64 + 1)
     }
 
+    /// Whether merges write hint files: not for a quarter of the limits (`Config::hint_files`),
+    /// taken from the limit so that the input format (and the corpus) stays as it was.
+    pub fn hint_files(&self) -> bool {
+        self.limit() % 4 != 1
+    }
+
     pub fn sync_policy(&self) -> SyncPolicy {
         match self.policy {
             Policy::Never => SyncPolicy::Never,
@@ -141,6 +147,7 @@ impl FaultsInput {
             .data_file_limit(self.limit())
             .sync_policy(self.sync_policy())
             .background_merge(false)
+            .hint_files(self.hint_files())
             .open()
     }
 }
