@@ -173,7 +173,7 @@ impl Config {
     /// Whether merge writes a hint file beside each file it writes (default on). A hint file
     /// holds every key of its data file with its record's length, so that open loads those keys
     /// without reading the records: it costs about the key's length plus 4 bytes a key on disk,
-    /// which is most of a store whose keys are long and values short. Off, merge writes none and
+    /// a large share of a store whose keys are long and values short. Off, merge writes none and
     /// open reads every merged record. Measured after a full merge of 1M keys with 100 B values
     /// (`cargo bench --bench footprint`): with 16 B keys, 1.000x the live records' bytes on disk
     /// instead of 1.146x, and open in 220-253 ms instead of 105-127 ms; with 64 B keys, 1.000x
