@@ -58,6 +58,10 @@ impl Engine {
     /// [`Error::Closed`] after `close`; [`Error::ForkedChild`] in a child forked after open.
     pub(crate) fn check_open(&self) -> Result<()> {
         self.origin.check()?;
+        self.check_not_closed()
+    }
+
+    fn check_not_closed(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
         } else {
@@ -127,7 +131,7 @@ impl Engine {
             panicking_at_lock: std::thread::panicking(),
             writer: self.writer.lock(),
         };
-        self.check_open()?;
+        self.check_not_closed()?;
         Ok(writer)
     }
 
