@@ -180,7 +180,8 @@ impl Config {
     /// instead of 1.368x, and 405 ms instead of 248 ms. Without a hint file, damage anywhere in
     /// a merged file fails open (as in any file open scans) instead of failing only the read of
     /// the damaged record. Hint files already there are kept and used either way. The setting
-    /// is not stored: a merge by a handle with it on (the CLI's `merge`, say) writes them.
+    /// is not stored: a merge by a handle with it on (the CLI's `merge` without `--no-hints`,
+    /// say) writes them.
     pub fn hint_files(mut self, enabled: bool) -> Self {
         self.hint_files = enabled;
         self

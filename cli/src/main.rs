@@ -109,7 +109,12 @@ enum Command {
         json: bool,
     },
     /// Rewrite the live records into fresh files, reclaiming dead bytes.
-    Merge,
+    Merge {
+        /// Write no hint files beside the merged files (`Config::hint_files(false)`): less disk,
+        /// and opening reads the merged records instead.
+        #[arg(long)]
+        no_hints: bool,
+    },
     /// Verify every record's checksum and every hint file without opening the store.
     ///
     /// Reads the files directly (so it works on a store that fails to open) and changes
@@ -184,7 +189,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Delete { key } => kv::delete(dir(cli)?, key, hex),
         Command::Keys { prefix } => kv::keys(dir(cli)?, prefix.as_deref(), hex),
         Command::Stats { json } => stats::run(dir(cli)?, *json),
-        Command::Merge => merge::run(dir(cli)?, quiet),
+        Command::Merge { no_hints } => merge::run(dir(cli)?, !*no_hints, quiet),
         Command::Check => check::run(dir(cli)?, quiet),
         Command::Dump { file } => dump::run(file, cli.dir.as_deref(), hex),
         Command::Export { output } => transfer::export(dir(cli)?, output.as_deref(), quiet),

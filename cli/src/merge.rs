@@ -3,16 +3,17 @@
 
 use std::path::Path;
 
-use bitcask::Stats;
+use bitcask::{Config, Stats};
 
 use crate::error::{CliError, CliResult};
 use crate::output::{counted, human_bytes, write_stdout};
 use crate::progress::Progress;
 use crate::store;
 
-/// Merges the store in `dir` and prints what it reclaimed.
-pub fn run(dir: &Path, quiet: bool) -> CliResult {
-    let db = store::open_existing(dir)?;
+/// Merges the store in `dir`, writing hint files or not, and prints what it reclaimed.
+pub fn run(dir: &Path, hint_files: bool, quiet: bool) -> CliResult {
+    store::require_dir(dir)?;
+    let db = store::open_with(Config::new(dir).hint_files(hint_files))?;
     let before = db.stats();
     let spinner = Progress::spinner(
         format!(

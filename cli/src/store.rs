@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use bitcask::Database;
+use bitcask::{Config, Database};
 
 use crate::error::{CliError, CliResult};
 
@@ -31,7 +31,12 @@ pub fn open_existing(dir: &Path) -> CliResult<Database> {
 
 /// Opens the store in `dir`, creating the directory and an empty store if missing.
 pub fn open_or_create(dir: &Path) -> CliResult<Database> {
-    Database::open(dir).map_err(CliError::store("opening the store"))
+    open_with(Config::new(dir))
+}
+
+/// Opens the store `config` names, with its settings.
+pub fn open_with(config: Config) -> CliResult<Database> {
+    config.open().map_err(CliError::store("opening the store"))
 }
 
 /// Closes `db`, which syncs every write made through it.

@@ -56,6 +56,26 @@ fn merge_reclaims_dead_bytes_and_keeps_every_value() {
 }
 
 #[test]
+fn merge_no_hints_writes_no_hint_files_and_the_store_still_opens() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let hint_files = || {
+        std::fs::read_dir(&store.dir)
+            .expect("the store directory")
+            .map(|entry| entry.expect("an entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "hint"))
+            .count()
+    };
+    let run = store.run(&["merge", "--no-hints"]).expect(0);
+    assert!(run.out().starts_with("merged: "), "{}", run.out());
+    assert_eq!(hint_files(), 0, "hint files after merge --no-hints");
+    assert_eq!(store.pairs(), expected_pairs(&[]));
+    // Without the flag, merge writes them.
+    store.run(&["merge"]).expect(0);
+    assert!(hint_files() > 0);
+}
+
+#[test]
 fn dump_lists_the_records_of_a_data_file_by_offset() {
     let store = TestStore::new();
     store.fill(&[(b"alpha", b"one")]);
