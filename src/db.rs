@@ -201,8 +201,9 @@ impl Database {
 
     /// Syncs, stops the background threads (a running merge is abandoned safely), releases the
     /// directory lock and unmaps the files once no reader uses them. It closes whatever it
-    /// returns: an error reports the final sync (or what refused it), and the directory is
-    /// released all the same; a second `close`, or one racing this, returns [`Error::Closed`].
+    /// returns (but [`Error::ForkedChild`], which closes nothing): an error reports the final
+    /// sync (or what refused it), and the directory is released all the same; a second `close`,
+    /// or one racing this, returns [`Error::Closed`].
     /// Afterwards every call on
     /// this handle and its clones returns [`Error::Closed`] (`keys()` is empty, and `stats()`
     /// reports the figures as they were at the close), and the directory can be opened again at
@@ -280,7 +281,7 @@ impl Database {
     /// however little of it is dead, so calling it on a schedule rewrites the whole store each
     /// time; the background thread merges only what [`crate::MergePolicy`] chooses. It fails with
     /// [`Error::Poisoned`] while the writer refuses writes and with [`Error::MergeRefused`] after
-    /// a merge that failed past its commit point (until reopen).
+    /// a merge that failed past its commit point or panicked (until reopen).
     pub fn merge(&self) -> Result<()> {
         merge::merge_all(self.engine())
     }

@@ -77,6 +77,9 @@ impl Engine {
                 max: MAX_VALUE_LEN,
             });
         }
+        // Before the prefetch, which takes a keydir shard's read lock: a forked child must not
+        // wait for a lock a thread of its parent held at the fork.
+        self.origin.check()?;
         self.keydir.prefetch(key);
         let seq = {
             let mut writer = self.lock_writer()?;

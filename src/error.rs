@@ -132,7 +132,8 @@ pub enum Error {
     /// A handle was used in a child process created by `fork` after the store was opened: the
     /// child shares the parent's lock, files and maps, and a write or a close there would break
     /// the parent's store. Every call that returns a `Result` refuses with this in a forked child
-    /// (`keys()` and `stats()` are empty); dropping the handle there is harmless. (A child made
+    /// (after checking a key's and value's size), `keys()` and `stats()` are empty there and
+    /// `needs_merge()` is false; dropping the handle there is harmless. (A child made
     /// without `fork`'s atfork handlers, by a raw `clone` or glibc's `_Fork`, is refused only by
     /// `close`; drop, `stats()` and `needs_merge()` leave the parent's store alone there too.)
     #[error(
