@@ -77,12 +77,9 @@ impl Engine {
                 max: MAX_VALUE_LEN,
             });
         }
-        // Before the prefetch, which takes a keydir shard's read lock: a forked child must not
-        // wait for a lock a thread of its parent held at the fork.
-        self.origin.check()?;
-        self.keydir.prefetch(key);
         let seq = {
-            let mut writer = self.lock_writer()?;
+            // The key's keydir bucket is fetched while the writer's lock is taken.
+            let mut writer = self.lock_writer_after(|| self.keydir.prefetch(key))?;
             let (loc, seq) = writer.append(self, RecordKind::Put, key, value)?;
             self.keydir.put(key, loc, seq);
             seq
@@ -128,8 +125,15 @@ impl Engine {
     /// The writer, once the store is known to be open (checked under the writer's lock, so no
     /// write can slip in after `close`).
     pub(crate) fn lock_writer(&self) -> Result<HeldWriter<'_>> {
+        self.lock_writer_after(|| {})
+    }
+
+    /// [`Self::lock_writer`], running `prepare` first (after the fork check: `write`'s prefetch
+    /// takes a keydir shard's read lock).
+    fn lock_writer_after(&self, prepare: impl FnOnce()) -> Result<HeldWriter<'_>> {
         // A forked child is refused before it waits for a lock a thread of its parent held.
         self.origin.check()?;
+        prepare();
         let writer = HeldWriter {
             panicking_at_lock: std::thread::panicking(),
             writer: self.writer.lock(),

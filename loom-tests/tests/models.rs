@@ -436,5 +436,6 @@ model_and_twin!(
     twin_11_unpublish_before_closed,
     reader_vs_close,
     UnpublishBeforeClosed,
-    "MissingFile"
+    // The error names the file and the record's offset (it named the directory at offset 0).
+    r#"path: "/loom/0000000001.data", offset: 20, kind: MissingFile"#
 );
