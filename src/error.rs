@@ -84,11 +84,15 @@ pub enum Error {
 
     /// Another handle, in this or another process, holds the directory's lock.
     #[error(
-        "the store at {} is already open (its LOCK file is held by this or another process); \
-         close the other handle first",
-        .0.display()
+        "the store at {} is already open {holder}; close that handle first",
+        path.display()
     )]
-    Locked(PathBuf),
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+        /// Who holds it, as far as its `LOCK` file tells.
+        holder: LockHolder,
+    },
 
     /// `base_dir` exists and is not a directory.
     #[error("{} exists and is not a directory; a store needs a directory of its own", .0.display())]
@@ -148,6 +152,33 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+}
+
+/// Who holds a store's lock, as [`Error::Locked`] reports it. The holder records its process id
+/// in the `LOCK` file while it holds the lock; the id is named only if that process is alive
+/// (Linux; elsewhere another process is always [`LockHolder::Unknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockHolder {
+    /// Another handle in this process (close it, or share it: a handle serves many threads).
+    ThisProcess,
+    /// The live process with this id.
+    Process(u32),
+    /// Someone whose id the `LOCK` file does not record: the `bitcask` CLI, a handle still
+    /// writing its id, or a file system that would not take it.
+    Unknown,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockHolder::ThisProcess => write!(f, "in this process (another handle holds it)"),
+            LockHolder::Process(pid) => {
+                write!(f, "in process {pid} (the id its LOCK file records)")
+            }
+            LockHolder::Unknown => write!(f, "(its LOCK file is held by this or another process)"),
+        }
+    }
 }
 
 /// What exactly failed to validate in a file.

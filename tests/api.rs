@@ -2,7 +2,7 @@
 
 mod common;
 
-use bitcask::{Config, Database, Error, MAX_KEY_LEN, Options};
+use bitcask::{Config, Database, Error, LockHolder, MAX_KEY_LEN, Options};
 use common::{files_with_ext, open_small};
 
 #[test]
@@ -203,12 +203,96 @@ fn second_open_of_the_same_directory_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     let err = Database::open(dir.path()).unwrap_err();
-    assert!(matches!(err, Error::Locked(_)));
     assert!(
-        err.to_string().contains(&dir.path().display().to_string()),
+        matches!(
+            err,
+            Error::Locked {
+                holder: LockHolder::ThisProcess,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string())
+            && err.to_string().contains("in this process"),
         "{err}"
     );
     db.write(b"still", b"usable").unwrap();
+}
+
+/// A holder records its process id in `LOCK` while it holds the store, and empties it on close.
+#[test]
+fn the_lock_file_names_its_holder_while_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock_file = dir.path().join("LOCK");
+    let db = Database::open(dir.path()).unwrap();
+    let recorded = std::fs::read_to_string(&lock_file).unwrap();
+    assert_eq!(recorded, format!("{}\n", std::process::id()));
+    db.close().unwrap();
+    assert_eq!(std::fs::read_to_string(&lock_file).unwrap(), "");
+}
+
+/// A lock held outside this process's handles (here an flock of its own on the file) is
+/// reported with the process id the file records, and only if that process is alive.
+#[cfg(target_os = "linux")]
+#[test]
+fn another_process_holding_the_lock_is_named_if_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    Database::open(dir.path()).unwrap().close().unwrap();
+    let lock_file = dir.path().join("LOCK");
+    let foreign = std::fs::File::options()
+        .write(true)
+        .open(&lock_file)
+        .unwrap();
+    foreign.try_lock().unwrap();
+
+    // pid 1 (init) is always alive.
+    std::fs::write(&lock_file, "1\n").unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Locked {
+                holder: LockHolder::Process(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("in process 1 "), "{err}");
+
+    // A crashed holder leaves its id behind; an id no process has is not named.
+    std::fs::write(&lock_file, format!("{}\n", i32::MAX)).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Locked {
+                holder: LockHolder::Unknown,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    std::fs::write(&lock_file, "not a pid").unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Locked {
+                holder: LockHolder::Unknown,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    drop(foreign);
+    let db = Database::open(dir.path()).unwrap();
+    let recorded = std::fs::read_to_string(&lock_file).unwrap();
+    assert_eq!(recorded, format!("{}\n", std::process::id()));
+    db.close().unwrap();
 }
 
 #[test]
@@ -234,7 +318,10 @@ fn dropping_the_last_handle_releases_the_directory() {
     let clone = db.clone();
     db.write(b"k", b"v").unwrap();
     drop(db);
-    assert!(matches!(Database::open(dir.path()), Err(Error::Locked(_))));
+    assert!(matches!(
+        Database::open(dir.path()),
+        Err(Error::Locked { .. })
+    ));
     drop(clone);
     assert_eq!(
         Database::open(dir.path()).unwrap().read(b"k").unwrap(),
@@ -258,7 +345,7 @@ fn dropping_the_last_handle_in_a_panic_releases_the_directory() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let reopened = loop {
         match Database::open(dir.path()) {
-            Err(Error::Locked(_)) if std::time::Instant::now() < deadline => {
+            Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             other => break other,

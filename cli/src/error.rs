@@ -54,8 +54,9 @@ pub enum CliError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The store is open in another process, so its files may change under us.
-    Busy(PathBuf),
+    /// The store is open in another process, so its files may change under us; `holder` is the
+    /// process id its `LOCK` file records (a library handle records its own).
+    Busy { dir: PathBuf, holder: Option<u32> },
     /// A precondition on the file system does not hold (e.g. the output directory exists).
     Refused(String),
     /// The import stream is not valid; nothing was imported.
@@ -72,7 +73,7 @@ impl CliError {
             CliError::KeyNotFound(_) | CliError::Damaged(_) => EXIT_NOT_FOUND_OR_DAMAGED,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Store { .. } | CliError::Io { .. } => EXIT_STORE,
-            CliError::Busy(_) | CliError::Refused(_) => EXIT_STORE,
+            CliError::Busy { .. } | CliError::Refused(_) => EXIT_STORE,
             CliError::BadInput(_) => EXIT_BAD_INPUT,
         }
     }
@@ -127,11 +128,15 @@ impl fmt::Display for CliError {
                 target,
                 source,
             } => write!(f, "{doing} {target} failed: {source}"),
-            CliError::Busy(dir) => write!(
+            CliError::Busy { dir, holder } => write!(
                 f,
-                "the store at {} is open in another process (its LOCK file is held); close it \
-                 first: this command reads the files directly and needs them to stand still",
-                dir.display()
+                "the store at {} is open in {} (its LOCK file is held); close it first: this \
+                 command reads the files directly and needs them to stand still",
+                dir.display(),
+                match holder {
+                    Some(pid) => format!("process {pid}"),
+                    None => "another process".to_string(),
+                }
             ),
         }
     }

@@ -232,9 +232,18 @@ pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
     };
     match file.try_lock() {
         Ok(()) => Ok(StoreLock { _file: Some(file) }),
-        Err(TryLockError::WouldBlock) => Err(CliError::Busy(dir.to_path_buf())),
+        Err(TryLockError::WouldBlock) => Err(CliError::Busy {
+            dir: dir.to_path_buf(),
+            holder: recorded_holder(&path),
+        }),
         Err(TryLockError::Error(e)) => Err(CliError::io("locking", &path)(e)),
     }
+}
+
+/// The process id a held `LOCK` file records (the library writes its holder's id there).
+fn recorded_holder(lock_file: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(lock_file).ok()?;
+    text.trim_end().parse().ok()
 }
 
 /// Fails with a usage error if `path` (given with `flag`) lies inside the store `dir`: a file
@@ -292,7 +301,7 @@ mod tests {
 
         let lock = lock_store(&store, MissingLock::Create).unwrap();
         match bitcask::Config::new(&store).open() {
-            Err(bitcask::Error::Locked(_)) => {}
+            Err(bitcask::Error::Locked { .. }) => {}
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("the library opened a store the CLI had locked"),
         }

@@ -239,7 +239,8 @@ fn a_store_open_elsewhere_is_refused() {
     let _held = store.hold();
     let run = store.run(&["check"]).expect(3);
     assert!(
-        run.stderr.contains("open in another process"),
+        run.stderr
+            .contains(&format!("open in process {} ", std::process::id())),
         "{}",
         run.stderr
     );
