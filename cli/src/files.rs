@@ -240,10 +240,14 @@ pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
     }
 }
 
-/// The process id a held `LOCK` file records (the library writes its holder's id there).
+/// The process id a held `LOCK` file records (the library writes its holder's id there), if
+/// that process is alive: a holder that crashed leaves its id behind. (Linux only, where
+/// `/proc` tells; this tool records no id of its own, to leave the store's files as they were.)
 fn recorded_holder(lock_file: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(lock_file).ok()?;
-    text.trim_end().parse().ok()
+    let pid: u32 = text.trim_end().parse().ok()?;
+    let alive = cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists();
+    alive.then_some(pid)
 }
 
 /// Fails with a usage error if `path` (given with `flag`) lies inside the store `dir`: a file

@@ -1,22 +1,18 @@
 //! The exclusive directory lock: one open handle per store, across threads and processes.
 //!
-//! The holder also writes its process id into the `LOCK` file and empties it again when it lets
-//! go, so that a refused open can say who holds the store. The id is a courtesy for the error
-//! message, never trusted for exclusion: the flock alone decides.
+//! The real file system's lock (`io::vfs`) also writes the holder's process id into the `LOCK`
+//! file and empties it again before it unlocks, so that a refused open can say who holds the
+//! store. The id is a courtesy for the error message, never trusted for exclusion: the flock
+//! alone decides.
 
 use std::path::Path;
 
 use crate::error::{Error, IoContext, LockHolder, Result};
-use crate::io::vfs::{FileHandle, LockGuard, OpenMode, Vfs};
+use crate::io::vfs::{LockGuard, Vfs};
 
 /// Holds the `LOCK` file's exclusive lock (flock on the real file system) until dropped.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    /// The `LOCK` file, open for writing, where this process recorded its id (if it could).
-    pid_note: Option<FileHandle>,
-    /// The process that took the lock: a child made by `fork` must not empty the parent's note.
-    taken_by: u32,
-    /// Declared last, so the note is emptied before the lock is released.
     _guard: LockGuard,
 }
 
@@ -25,11 +21,7 @@ impl DirLock {
     /// the `LOCK` file records a live process, the holder.
     pub(crate) fn acquire(fs: &dyn Vfs, dir: &Path, lock_path: &Path) -> Result<Self> {
         match fs.lock(lock_path) {
-            Ok(guard) => Ok(DirLock {
-                pid_note: note_pid(fs, lock_path),
-                taken_by: std::process::id(),
-                _guard: guard,
-            }),
+            Ok(guard) => Ok(DirLock { _guard: guard }),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Error::Locked {
                 path: dir.to_path_buf(),
                 holder: recorded_holder(fs, lock_path),
@@ -37,26 +29,6 @@ impl DirLock {
             Err(e) => Err(e).context("locking", lock_path),
         }
     }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        if let Some(note) = &self.pid_note
-            && self.taken_by == std::process::id()
-        {
-            // Best effort, like the note itself: a stale id is checked for liveness when read.
-            let _ = note.set_len(0);
-        }
-    }
-}
-
-/// Writes this process's id into the held `LOCK` file; `None` if the file system would not.
-fn note_pid(fs: &dyn Vfs, lock_path: &Path) -> Option<FileHandle> {
-    let note = fs.open(lock_path, OpenMode::ReadWrite).ok()?;
-    let pid = format!("{}\n", std::process::id());
-    note.set_len(0).ok()?;
-    note.write_at(pid.as_bytes(), 0).ok()?;
-    Some(note)
 }
 
 /// Who the `LOCK` file says holds the store, if it names a process that is alive.

@@ -152,6 +152,7 @@ impl Vfs for StdFs {
         let locked = match file.try_lock() {
             Ok(()) => {
                 let taken_by = std::process::id();
+                record_holder(&file, taken_by);
                 return Ok(Box::new(HeldLock { file, id, taken_by }));
             }
             Err(TryLockError::WouldBlock) => std::io::ErrorKind::WouldBlock.into(),
@@ -159,6 +160,14 @@ impl Vfs for StdFs {
         };
         held_locks().remove(&id);
         Err(locked)
+    }
+}
+
+/// Writes the holder's process id into its held `LOCK` file, for the error a refused open
+/// reports (`io::lock`). Best effort: the id is never needed for exclusion.
+fn record_holder(lock_file: &File, pid: u32) {
+    if lock_file.set_len(0).is_ok() {
+        let _ = lock_file.write_all_at(format!("{pid}\n").as_bytes(), 0);
     }
 }
 
@@ -188,8 +197,10 @@ impl Drop for HeldLock {
         if std::process::id() != self.taken_by {
             return;
         }
-        // Unlocked before it leaves the registry, so that a new open never finds the file still
-        // locked after the registry let it in.
+        // The recorded id goes first, while the lock still keeps the next holder from writing
+        // its own. Unlocked before it leaves the registry, so that a new open never finds the
+        // file still locked after the registry let it in.
+        let _ = self.file.set_len(0);
         let _ = self.file.unlock();
         held_locks().remove(&self.id);
     }
