@@ -286,6 +286,12 @@ impl Database {
         merge::merge_all(self.engine())
     }
 
+    /// The background thread's merge, run on this thread (`sim::merge_by_policy`).
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn merge_by_policy(&self) -> Result<()> {
+        merge::merge_by_policy(self.engine())
+    }
+
     /// Whether the background merge policy would merge now (see [`crate::MergePolicy`]).
     pub fn needs_merge(&self) -> bool {
         // In a forked child: not its store, and a lock it takes may have been held at the fork.

@@ -10,7 +10,7 @@
 //! 2. write the `MERGE` record (inputs, outputs) atomically: **the commit point**;
 //! 3. rename outputs into place, fsync the directory;
 //! 4. publish outputs, repoint keydir entries that still point at the copied records;
-//! 5. unpublish inputs, delete them, fsync the directory, delete `MERGE`.
+//! 5. unpublish inputs, delete them, fsync the directory, delete `MERGE`, fsync the directory.
 //!
 //! Before the commit point recovery deletes the `.tmp` files (the old set stands); after it,
 //! recovery redoes steps 3 and 5 (the new set stands).
@@ -309,6 +309,11 @@ fn commit_record(engine: &Engine, commit: &MergeCommit) -> Result<(), MergeError
     let renamed =
         io::write_synced(fs, &tmp, &commit.encode()).and_then(|_| io::rename(fs, &tmp, &path));
     if let Err(e) = renamed {
+        // A rename can fail and still have happened (a network file system that retried it
+        // reports the retry's error): if the record may be in place, so is the commit.
+        if !matches!(io::exists(fs, &path), Ok(false)) {
+            return Err(MergeError::AfterCommit(e));
+        }
         remove_outputs(fs, layout, &commit.outputs);
         let _ = io::remove_if_exists(fs, &tmp);
         return Err(MergeError::BeforeCommit(e));

@@ -389,6 +389,38 @@ fn a_merge_that_fails_before_its_commit_leaves_no_temporary_file() {
     assert!(failed > 0, "no fault made the merge fail before its commit");
 }
 
+/// A rename that fails after it took effect (a network file system's retried rename can) must
+/// not be taken for "not committed" when it was the `MERGE` record's: that merge used to delete
+/// its outputs while `MERGE` named them, and every later open failed on a missing file. Now the
+/// merge counts as committed: merges are refused until reopen, and the reopen finishes it.
+/// Found by review.
+#[test]
+fn a_commit_rename_that_fails_after_taking_effect_counts_as_committed() {
+    let mut committed_anyway = 0;
+    with_a_fault_at_each_merge_step(2048, Fault::FailAfterRename, |at, fs, db, merged| {
+        let files = fs.files(std::path::Path::new("/store"));
+        if !committed(&files) {
+            return; // the fault struck another operation (or another rename)
+        }
+        committed_anyway += 1;
+        assert!(merged.is_err(), "op {at}");
+        assert_newest_values(&db, at);
+        assert!(
+            matches!(db.merge(), Err(bitcask::Error::MergeRefused(_))),
+            "op {at}"
+        );
+        drop(db);
+        let reopened = open_simulated(fs).unwrap_or_else(|e| panic!("op {at}: {e}"));
+        assert_newest_values(&reopened, at);
+        reopened.merge().unwrap();
+        assert_newest_values(&reopened, at);
+    });
+    assert!(
+        committed_anyway > 0,
+        "no fault struck the rename of the merge record"
+    );
+}
+
 /// A merge that stopped after its commit point leaves its `MERGE` record for the next open to
 /// finish. If hint files were deleted meanwhile (someone treating them as a cache), open used
 /// to fail on every attempt, calling the missing hint of an output corruption, though the

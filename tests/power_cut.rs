@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bitcask::sim::{Fault, SimFs};
-use bitcask::{Config, Database, SyncPolicy};
+use bitcask::{Config, Database, MergePolicy, SyncPolicy};
 use common::contents;
 
 const DIR: &str = "/store";
@@ -23,7 +23,10 @@ const DIR: &str = "/store";
 enum Step {
     Write(u8, u8),
     Remove(u8),
+    /// `Database::merge`: every sealed file.
     Merge,
+    /// The background thread's merge, on this thread: only the files the policy picks.
+    MergeByPolicy,
     Sync,
     Reopen,
 }
@@ -80,38 +83,62 @@ fn model(steps: &[Step], n: usize) -> State {
     state
 }
 
-fn open(fs: &SimFs) -> bitcask::Result<Database> {
-    open_with_hints(fs, true)
+/// How a test opens the store.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    hint_files: bool,
+    sync: SyncPolicy,
+    /// Fragmentation at which the policy merge triggers and takes a file.
+    merge_fragmentation: f64,
 }
 
-/// [`open`], with merge writing hint files or not (`Config::hint_files`).
-fn open_with_hints(fs: &SimFs, hint_files: bool) -> bitcask::Result<Database> {
+/// Every write fsynced; merges write hint files.
+const ALWAYS: Setup = Setup {
+    hint_files: true,
+    sync: SyncPolicy::Always,
+    merge_fragmentation: 0.6,
+};
+
+fn open(fs: &SimFs) -> bitcask::Result<Database> {
+    open_with(fs, ALWAYS)
+}
+
+fn open_with(fs: &SimFs, setup: Setup) -> bitcask::Result<Database> {
+    let mut policy = MergePolicy::default();
+    policy.trigger_fragmentation = setup.merge_fragmentation;
+    policy.threshold_fragmentation = setup.merge_fragmentation;
+    policy.small_file_bytes = 0;
     Config::new(DIR)
         .file_system(fs.clone())
         .data_file_limit(256)
-        .sync_policy(SyncPolicy::Always)
+        .sync_policy(setup.sync)
         .background_merge(false)
-        .hint_files(hint_files)
+        .merge_policy(policy)
+        .hint_files(setup.hint_files)
         .open()
 }
 
-/// How far a run got: logical steps acknowledged, and whether one more was in flight.
+/// How far a run got: logical steps acknowledged, how many of them are durable (all of them
+/// under `SyncPolicy::Always`; those before the last `sync()` or close otherwise), and whether
+/// one more was in flight.
 #[derive(Debug, Clone, Copy)]
 struct Progress {
     acked: usize,
+    durable: usize,
     in_flight: bool,
 }
 
 /// Runs the workload until the first error; returns the progress and the open handle, if any.
 fn run(fs: &SimFs, steps: &[Step]) -> (Progress, Option<Database>) {
-    run_with_hints(fs, steps, true)
+    run_with(fs, steps, ALWAYS)
 }
 
-/// [`run`], with merge writing hint files or not.
-fn run_with_hints(fs: &SimFs, steps: &[Step], hint_files: bool) -> (Progress, Option<Database>) {
-    let open = |fs: &SimFs| open_with_hints(fs, hint_files);
+/// [`run`], opening the store as `setup` says.
+fn run_with(fs: &SimFs, steps: &[Step], setup: Setup) -> (Progress, Option<Database>) {
+    let open = |fs: &SimFs| open_with(fs, setup);
     let mut progress = Progress {
         acked: 0,
+        durable: 0,
         in_flight: false,
     };
     let Ok(mut db) = open(fs) else {
@@ -122,6 +149,7 @@ fn run_with_hints(fs: &SimFs, steps: &[Step], hint_files: bool) -> (Progress, Op
             Step::Write(k, round) => db.write(&key(k), &value(k, round)),
             Step::Remove(k) => db.remove(&key(k)),
             Step::Merge => db.merge(),
+            Step::MergeByPolicy => bitcask::sim::merge_by_policy(&db),
             Step::Sync => db.sync(),
             Step::Reopen => match db.close().and_then(|()| open(fs)) {
                 Ok(reopened) => {
@@ -132,7 +160,13 @@ fn run_with_hints(fs: &SimFs, steps: &[Step], hint_files: bool) -> (Progress, Op
             },
         };
         match result {
-            Ok(()) => progress.acked += usize::from(step.is_logical()),
+            Ok(()) => {
+                progress.acked += usize::from(step.is_logical());
+                let synced = matches!(step, Step::Sync | Step::Reopen);
+                if synced || matches!(setup.sync, SyncPolicy::Always) {
+                    progress.durable = progress.acked;
+                }
+            }
             Err(_) => {
                 progress.in_flight = step.is_logical();
                 return (progress, Some(db));
@@ -142,20 +176,30 @@ fn run_with_hints(fs: &SimFs, steps: &[Step], hint_files: bool) -> (Progress, Op
     (progress, Some(db))
 }
 
-/// Asserts that `state` is the model after some prefix the progress allows.
+/// Asserts that `state` is the model after some prefix that holds every acknowledged step
+/// (after an error, while the process lives on).
 fn assert_valid_prefix(steps: &[Step], progress: Progress, state: &State, what: &str) {
+    assert_prefix_from(progress.acked, steps, progress, state, what);
+}
+
+/// Asserts that `state` is the model after some prefix that holds every durable step (after a
+/// power cut).
+fn assert_durable_prefix(steps: &[Step], progress: Progress, state: &State, what: &str) {
+    assert_prefix_from(progress.durable, steps, progress, state, what);
+}
+
+fn assert_prefix_from(first: usize, steps: &[Step], progress: Progress, state: &State, what: &str) {
     let last = progress.acked + usize::from(progress.in_flight);
-    let ok = (progress.acked..=last).any(|n| model(steps, n) == *state);
+    let ok = (first..=last).any(|n| model(steps, n) == *state);
     assert!(
         ok,
-        "{what}: state {state:?} is not the state after {}..={last} steps",
-        progress.acked
+        "{what}: state {state:?} is not the state after {first}..={last} steps"
     );
 }
 
-fn total_ops(steps: &[Step], hint_files: bool) -> u64 {
+fn total_ops(steps: &[Step], setup: Setup) -> u64 {
     let fs = SimFs::new();
-    let (progress, db) = run_with_hints(&fs, steps, hint_files);
+    let (progress, db) = run_with(&fs, steps, setup);
     assert_eq!(
         progress.acked,
         steps.iter().filter(|s| s.is_logical()).count()
@@ -168,7 +212,7 @@ fn total_ops(steps: &[Step], hint_files: bool) -> u64 {
         .count();
     assert_eq!(
         hints > 0,
-        hint_files,
+        setup.hint_files,
         "{hints} hint files after the workload's merges"
     );
     fs.ops()
@@ -176,18 +220,90 @@ fn total_ops(steps: &[Step], hint_files: bool) -> u64 {
 
 #[test]
 fn power_cut_at_every_io_step_recovers_a_synced_prefix() {
-    power_cut_at_every_io_step(true);
+    power_cut_at_every_io_step(&workload(), ALWAYS);
 }
 
 /// The same without hint files: merge writes none, and every open scans the merged files.
 #[test]
 fn power_cut_at_every_io_step_without_hint_files_recovers_a_synced_prefix() {
-    power_cut_at_every_io_step(false);
+    let setup = Setup {
+        hint_files: false,
+        ..ALWAYS
+    };
+    power_cut_at_every_io_step(&workload(), setup);
 }
 
-fn power_cut_at_every_io_step(hint_files: bool) {
-    let steps = workload();
-    let total = total_ops(&steps, hint_files);
+/// Merges of some files only (the background thread's kind), which leave older files in place:
+/// a tombstone of a key whose older put survives in such a file must be kept, and writes newer
+/// than what merge copies are unsynced (`SyncPolicy::Never`), so the merge must make them
+/// durable before its commit deletes the records they replace.
+#[test]
+fn power_cut_at_every_io_step_of_partial_merges_recovers_a_synced_prefix() {
+    let setup = Setup {
+        hint_files: true,
+        sync: SyncPolicy::Never,
+        merge_fragmentation: 0.7,
+    };
+    let steps = partial_merge_workload();
+    assert_merges_leave_older_files(&steps, setup);
+    power_cut_at_every_io_step(&steps, setup);
+}
+
+/// Keys 0-5 in the first three files (0-2, 3-4, 5), which stay below the merge's
+/// fragmentation; overwrites of key 8 and the tombstones of keys 0 and 3 in later files, which
+/// the policy merges; unsynced writes before each merge.
+fn partial_merge_workload() -> Vec<Step> {
+    let mut steps: Vec<Step> = (0..6).map(|k| Step::Write(k, 0)).collect();
+    steps.push(Step::Sync);
+    steps.extend((1..7).map(|round| Step::Write(8, round)));
+    steps.extend([Step::Remove(0), Step::Remove(3)]);
+    // A file of two overwrites of key 8, sealed when the third is written, unsynced: the merge
+    // takes that file, so it must make the third durable before its commit.
+    steps.extend([
+        Step::Write(8, 7),
+        Step::Write(8, 8),
+        Step::Sync,
+        Step::Write(8, 9),
+    ]);
+    steps.extend([Step::Write(9, 0), Step::MergeByPolicy, Step::Write(3, 1)]);
+    steps.push(Step::Reopen);
+    steps.extend((10..14).map(|round| Step::Write(8, round)));
+    steps.extend([Step::Remove(9), Step::MergeByPolicy, Step::Write(4, 1)]);
+    steps.extend([Step::Sync, Step::Reopen]);
+    steps
+}
+
+/// Checks, without faults, that the workload's first merge is partial: the first two data files
+/// (whose puts of keys 0 and 3 the tombstones cover) survive it while later files go.
+fn assert_merges_leave_older_files(steps: &[Step], setup: Setup) {
+    let fs = SimFs::new();
+    let before_merge = steps
+        .iter()
+        .position(|s| matches!(s, Step::MergeByPolicy))
+        .unwrap();
+    let (_, db) = run_with(&fs, &steps[..before_merge], setup);
+    let data_files = |fs: &SimFs| -> Vec<std::path::PathBuf> {
+        let files = fs.files(Path::new(DIR)).into_keys();
+        files
+            .filter(|p| p.extension().is_some_and(|e| e == "data"))
+            .collect()
+    };
+    let before = data_files(&fs);
+    bitcask::sim::merge_by_policy(&db.unwrap()).unwrap();
+    let after = data_files(&fs);
+    for older in ["0000000001.data", "0000000002.data"] {
+        let older = Path::new(DIR).join(older);
+        assert!(
+            before.contains(&older) && after.contains(&older),
+            "{after:?}"
+        );
+    }
+    let merged_away = before.iter().filter(|p| !after.contains(p)).count();
+    assert!(merged_away >= 2, "before {before:?}, after {after:?}");
+}
+
+fn power_cut_at_every_io_step(steps: &[Step], setup: Setup) {
+    let total = total_ops(steps, setup);
     assert!(
         total > 100,
         "workload too small to be interesting: {total} ops"
@@ -195,38 +311,45 @@ fn power_cut_at_every_io_step(hint_files: bool) {
     for cut in 1..=total {
         let fs = SimFs::new();
         fs.fail_at(cut, Fault::PowerCut);
-        let (progress, db) = run_with_hints(&fs, &steps, hint_files);
+        let (progress, db) = run_with(&fs, steps, setup);
         drop(db);
         assert!(fs.is_powered_off(), "cut {cut} never happened");
         let image = fs.crash_image();
         let what = format!("power cut at op {cut}/{total}");
-        let db = open(&image).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
-        assert_valid_prefix(&steps, progress, &contents(&db), &what);
+        let db = open_with(&image, setup).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+        assert_durable_prefix(steps, progress, &contents(&db), &what);
         drop(db);
-        cut_recovery_everywhere(&fs.crash_image(), &steps, progress, &what);
+        cut_recovery_everywhere(&fs.crash_image(), steps, progress, setup, &what);
     }
 }
 
 /// Cuts the power at every I/O step of recovering `image`; each time, recovering the result
 /// must give a valid state again.
-fn cut_recovery_everywhere(image: &SimFs, steps: &[Step], progress: Progress, what: &str) {
+fn cut_recovery_everywhere(
+    image: &SimFs,
+    steps: &[Step],
+    progress: Progress,
+    setup: Setup,
+    what: &str,
+) {
     for cut in 1.. {
         let fs = image.crash_image();
         fs.fail_at(cut, Fault::PowerCut);
-        drop(open(&fs));
+        drop(open_with(&fs, setup));
         if !fs.is_powered_off() {
             break; // recovery needed fewer steps than `cut`
         }
         let what = format!("{what}, then during recovery at op {cut}");
-        let db = open(&fs.crash_image()).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
-        assert_valid_prefix(steps, progress, &contents(&db), &what);
+        let db = open_with(&fs.crash_image(), setup)
+            .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+        assert_durable_prefix(steps, progress, &contents(&db), &what);
     }
 }
 
 #[test]
 fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
     let steps = workload();
-    let total = total_ops(&steps, true);
+    let total = total_ops(&steps, ALWAYS);
     let faults = [
         Fault::Error(std::io::ErrorKind::Other),
         Fault::Error(std::io::ErrorKind::StorageFull),

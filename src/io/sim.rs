@@ -38,6 +38,9 @@ pub enum Fault {
     /// This one operation panics (a bug in I/O code, say); later operations work. For tests
     /// that a panic leaves the store failed, not hung.
     Panic,
+    /// A rename takes effect and then fails with EIO, as a network file system's retried rename
+    /// can report; any other operation just fails with EIO. Later operations work.
+    FailAfterRename,
 }
 
 /// An in-memory file system with power cuts; clones share the same state.
@@ -128,14 +131,15 @@ impl State {
                     Err(eio("power cut"))
                 }
                 Fault::Error(kind) => Err(Error::new(kind, format!("simulated fault: {kind}"))),
-                Fault::ShortWrite => Ok(Some(Fault::ShortWrite)),
+                Fault::ShortWrite | Fault::FailAfterRename => Ok(Some(fault)),
                 Fault::Panic => panic!("simulated panic at operation {}", self.ops),
             },
             None => Ok(None),
         }
     }
 
-    /// A step for an operation that cannot be short: a short-write fault is a plain error.
+    /// A step for an operation that cannot be short or fail after the fact: such a fault is a
+    /// plain error.
     fn plain_step(&mut self) -> std::io::Result<()> {
         match self.step()? {
             Some(_) => Err(eio("fault")),
@@ -299,10 +303,16 @@ impl Vfs for SimFs {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         let mut state = self.state.lock();
         let inode = state.inode_of(from)?;
-        state.plain_step()?;
+        let fault = state.step()?;
+        if fault.is_some_and(|f| f != Fault::FailAfterRename) {
+            return Err(eio("fault"));
+        }
         state.names.remove(from);
         state.names.insert(to.to_path_buf(), inode);
-        Ok(())
+        match fault {
+            Some(_) => Err(eio("simulated failure after the rename took effect")),
+            None => Ok(()),
+        }
     }
 
     fn remove(&self, path: &Path) -> std::io::Result<()> {
@@ -406,7 +416,11 @@ impl VfsFile for SimFile {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
         let mut state = self.fs.state.lock();
-        let short = state.step()? == Some(Fault::ShortWrite);
+        let short = match state.step()? {
+            None => false,
+            Some(Fault::ShortWrite) => true,
+            Some(_) => return Err(eio("fault")),
+        };
         let written = if short { &buf[..buf.len() / 2] } else { buf };
         let data = &mut state.inodes[self.inode].data;
         let start = offset as usize;
