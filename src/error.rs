@@ -51,9 +51,9 @@ pub enum Error {
 
     /// Bytes on disk failed validation. Nothing from them is returned as data.
     #[error(
-        "corrupt data in {} at offset {offset}: {kind}; the file was damaged or truncated \
-         outside the engine (run `bitcask check` / `repair`, or restore from a backup)",
-        path.display()
+        "corrupt data in {} at offset {offset}: {kind}; {}",
+        path.display(),
+        kind.advice()
     )]
     Corruption {
         /// The damaged file.
@@ -102,11 +102,10 @@ pub enum Error {
     #[error("the database handle is closed")]
     Closed,
 
-    /// An earlier write or fsync failed, so the writer can no longer promise what is on disk.
-    /// Reads keep working; reopen the store to write again.
-    #[error(
-        "the store refuses writes after an earlier I/O failure ({0}); reopen it to write again"
-    )]
+    /// An earlier write or fsync failed (or panicked), so the writer can no longer promise what
+    /// is on disk. Reads keep working, and so does [`crate::Database::sync`] unless an fsync
+    /// failed; reopen the store to write again.
+    #[error("the store refuses writes after an earlier failure ({0}); reopen it to write again")]
     Poisoned(String),
 
     /// Merges are refused until the store is reopened, for the reason given: a merge failed
@@ -231,6 +230,26 @@ pub enum CorruptionKind {
     /// (no version of this engine writes such a file; see `MAX_DATA_FILE_LIMIT`).
     #[error("a record starts 4 GiB or more into its file, beyond what the index addresses")]
     OffsetTooLarge,
+    /// A committed merge's record (`MERGE`) names an output data file that exists neither under
+    /// its name nor as its `.tmp`: it was deleted outside the engine.
+    #[error("a committed merge names this output data file, but it is missing")]
+    MissingMergeOutput,
+}
+
+impl CorruptionKind {
+    /// What to do about it, for [`Error::Corruption`]'s message.
+    fn advice(&self) -> &'static str {
+        match self {
+            CorruptionKind::MissingFile => {
+                "this is a bug in bitcask, not damage on disk (please report it); reopening the \
+                 store rebuilds the index from the files"
+            }
+            _ => {
+                "the file was damaged or truncated outside the engine (run `bitcask check` / \
+                 `repair`, or restore from a backup)"
+            }
+        }
+    }
 }
 
 /// Attaches what the engine was doing and the path to an `io::Error`.
@@ -255,5 +274,27 @@ impl Error {
             offset,
             kind,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Damage on disk points to `check` and `repair`; a missing file in the index is a bug that
+    /// no repair of the files would help.
+    #[test]
+    fn corruption_advice_fits_its_cause() {
+        let message = |kind| Error::corruption("/store/1.data", 20, kind).to_string();
+        let missing = message(CorruptionKind::MissingFile);
+        assert!(
+            missing.contains("a bug") && !missing.contains("repair"),
+            "{missing}"
+        );
+        let damaged = message(CorruptionKind::Truncated);
+        assert!(
+            damaged.contains("repair") && !damaged.contains("bug"),
+            "{damaged}"
+        );
     }
 }

@@ -629,7 +629,11 @@ fn rename_outputs(fs: &dyn Vfs, layout: &Layout, ids: &[FileId]) -> Result<()> {
     for &id in ids {
         let data = layout.data_path(id);
         if !rename_if_pending(fs, &data)? {
-            return Err(Error::corruption(data, 0, CorruptionKind::Truncated));
+            return Err(Error::corruption(
+                data,
+                0,
+                CorruptionKind::MissingMergeOutput,
+            ));
         }
         rename_if_pending(fs, &layout.hint_path(id))?;
     }

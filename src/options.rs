@@ -39,8 +39,10 @@ pub enum SyncPolicy {
     /// loss as soon as it returns. Concurrent writers share fsyncs (group commit). Another
     /// thread may read a value a moment before its write returns, that is before it is durable.
     Always,
-    /// A background thread calls [`Database::sync`] at this interval: after a power loss, writes
-    /// that returned more than one interval (plus the duration of one fsync) earlier survive.
+    /// A background thread calls [`Database::sync`], waiting this long after each sync finishes:
+    /// after a power loss, writes that returned more than one interval plus a few fsyncs
+    /// earlier survive (a write that just missed a sync waits for it, the interval, and the
+    /// next one).
     /// The interval must be more than zero.
     Interval(Duration),
 }

@@ -108,6 +108,27 @@ fn interval_syncs_in_the_background() {
     }
 }
 
+/// A failed append poisons the writer, but the writes that returned before it are complete in
+/// the file: `sync()` makes them durable and says so. It used to refuse with `Poisoned`, which
+/// left only `close` (reporting failure) to sync them. Found by review.
+#[test]
+fn sync_after_a_failed_append_makes_the_earlier_writes_durable() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Never);
+    db.write(b"before", b"ok").unwrap();
+    fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::StorageFull));
+    let err = db.write(b"during", b"unknown").unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(matches!(db.write(b"after", b"x"), Err(Error::Poisoned(_))));
+    db.sync().unwrap();
+    db.sync().unwrap();
+    assert_eq!(after_power_cut(&fs).read(b"before").unwrap(), b"ok");
+    assert!(
+        db.close().is_err(),
+        "close reports that writes were refused"
+    );
+}
+
 #[test]
 fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     let fs = SimFs::new();

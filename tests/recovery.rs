@@ -268,6 +268,33 @@ fn damaged_commit_record_fails_open_instead_of_guessing() {
     assert!(matches!(err, Error::Corruption { .. }), "{err}");
 }
 
+/// A committed merge whose output data file is gone under both names (deleted outside the
+/// engine) fails open, naming the file and saying it is missing (it used to say the data ended
+/// inside a record).
+#[test]
+fn a_committed_merge_whose_output_is_gone_fails_open_naming_it() {
+    let states = merge_states();
+    let dir = crashed_dir(&states, false, true, 0);
+    let output = states.outputs[0];
+    std::fs::remove_file(dir.path().join(format!("{output:010}.data.tmp"))).unwrap();
+    let err = Database::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corruption {
+                kind: CorruptionKind::MissingMergeOutput,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{output:010}.data")) && message.contains("missing"),
+        "{message}"
+    );
+}
+
 #[test]
 fn damage_with_valid_records_behind_it_is_cut_but_saved_beside_the_file() {
     let dir = tempfile::tempdir().unwrap();
