@@ -285,6 +285,11 @@ impl GroupCommit {
         self.fsync_gated(sync, false)
     }
 
+    /// Whether an fsync of the active file failed (the gate then refuses every later one).
+    pub(crate) fn an_fsync_failed(&self) -> bool {
+        self.active_fsync.lock().failed.is_some()
+    }
+
     /// `close`'s fsync of the active file, the last one: an fsync asked for after it (by a
     /// group-commit leader that read the active file before `close` took the writer) is covered
     /// by it and returns at once. So nothing fsyncs, or on a failure writes `FSYNC_FAILED`,
@@ -326,10 +331,13 @@ impl GroupCommit {
 ///
 /// A writer that refuses writes still syncs: what poisoned it (a failed append, trim or
 /// rotation, a panic) left every record before it complete in the file, and those are what a
-/// sync promises. After a failed fsync the gate refuses instead (`fsync_active`).
+/// sync promises. After a failed fsync (which poisons it too) it refuses, with its reason.
 fn sync_active(engine: &Engine) -> Result<u64> {
     let (sync, upto, path) = {
         let writer = engine.writer.lock();
+        if engine.commits.an_fsync_failed() {
+            writer.check_poisoned()?;
+        }
         let path = engine.layout.data_path(writer.file_id());
         (writer.fsync_target(engine), writer.last_seq(), path)
     };

@@ -129,6 +129,23 @@ fn sync_after_a_failed_append_makes_the_earlier_writes_durable() {
     );
 }
 
+/// After a failed fsync outside a group-commit round (here the one that seals the active file
+/// for a merge), `sync()` refuses with `Poisoned` and the failure's reason. (Found by fuzzing
+/// the change above, which had it return the fsync gate's error as a new I/O error.)
+#[test]
+fn sync_after_a_failed_fsync_of_a_sealed_file_is_poisoned() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Never);
+    db.write(b"k", b"v").unwrap();
+    // The simulated file system maps nothing, so sealing's first operation is its fsync.
+    fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
+    let failed = db.merge().unwrap_err().to_string();
+    assert!(failed.contains("syncing"), "{failed}");
+    let refused = db.sync().unwrap_err();
+    assert!(matches!(refused, Error::Poisoned(_)), "{refused}");
+    assert!(refused.to_string().contains("simulated"), "{refused}");
+}
+
 #[test]
 fn a_failed_fsync_poisons_the_writer_but_not_the_readers() {
     let fs = SimFs::new();

@@ -99,6 +99,14 @@ const ALWAYS: Setup = Setup {
     merge_fragmentation: 0.6,
 };
 
+/// For [`partial_merge_workload`]: unsynced writes, and a merge threshold that leaves its first
+/// files alone.
+const PARTIAL: Setup = Setup {
+    hint_files: true,
+    sync: SyncPolicy::Never,
+    merge_fragmentation: 0.7,
+};
+
 fn open(fs: &SimFs) -> bitcask::Result<Database> {
     open_with(fs, ALWAYS)
 }
@@ -128,12 +136,8 @@ struct Progress {
     in_flight: bool,
 }
 
-/// Runs the workload until the first error; returns the progress and the open handle, if any.
-fn run(fs: &SimFs, steps: &[Step]) -> (Progress, Option<Database>) {
-    run_with(fs, steps, ALWAYS)
-}
-
-/// [`run`], opening the store as `setup` says.
+/// Runs the workload on a store opened as `setup` says until the first error; returns the
+/// progress and the open handle, if any.
 fn run_with(fs: &SimFs, steps: &[Step], setup: Setup) -> (Progress, Option<Database>) {
     let open = |fs: &SimFs| open_with(fs, setup);
     let mut progress = Progress {
@@ -239,14 +243,9 @@ fn power_cut_at_every_io_step_without_hint_files_recovers_a_synced_prefix() {
 /// durable before its commit deletes the records they replace.
 #[test]
 fn power_cut_at_every_io_step_of_partial_merges_recovers_a_synced_prefix() {
-    let setup = Setup {
-        hint_files: true,
-        sync: SyncPolicy::Never,
-        merge_fragmentation: 0.7,
-    };
     let steps = partial_merge_workload();
-    assert_merges_leave_older_files(&steps, setup);
-    power_cut_at_every_io_step(&steps, setup);
+    assert_merges_leave_older_files(&steps, PARTIAL);
+    power_cut_at_every_io_step(&steps, PARTIAL);
 }
 
 /// Keys 0-5 in the first three files (0-2, 3-4, 5), which stay below the merge's
@@ -348,29 +347,45 @@ fn cut_recovery_everywhere(
 
 #[test]
 fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
-    let steps = workload();
-    let total = total_ops(&steps, ALWAYS);
+    io_errors_at_every_step(&workload(), ALWAYS);
+}
+
+/// The same with merges that write no hint files, and with partial merges under
+/// `SyncPolicy::Never` (a crash-safety review found both untested here).
+#[test]
+fn io_errors_at_every_step_of_other_merges_fail_cleanly_and_lose_nothing() {
+    let no_hints = Setup {
+        hint_files: false,
+        ..ALWAYS
+    };
+    io_errors_at_every_step(&workload(), no_hints);
+    io_errors_at_every_step(&partial_merge_workload(), PARTIAL);
+}
+
+fn io_errors_at_every_step(steps: &[Step], setup: Setup) {
+    let total = total_ops(steps, setup);
     let faults = [
         Fault::Error(std::io::ErrorKind::Other),
         Fault::Error(std::io::ErrorKind::StorageFull),
         Fault::ShortWrite,
+        Fault::FailAfterRename,
     ];
     for at in 1..=total {
         for fault in faults {
             let fs = SimFs::new();
             fs.fail_at(at, fault);
-            let (progress, db) = run(&fs, &steps);
+            let (progress, db) = run_with(&fs, steps, setup);
             let what = format!("{fault:?} at op {at}/{total}");
             if let Some(db) = db {
                 // Reads keep working on the handle that saw the error (unless a failed reopen
                 // left it closed).
                 if !matches!(db.contains_key(b"probe"), Err(bitcask::Error::Closed)) {
-                    assert_valid_prefix(&steps, progress, &contents(&db), &what);
+                    assert_valid_prefix(steps, progress, &contents(&db), &what);
                 }
                 drop(db);
             }
             // The process goes on (nothing is lost from the page cache): reopen and write.
-            let db = open(&fs).unwrap_or_else(|e| {
+            let db = open_with(&fs, setup).unwrap_or_else(|e| {
                 let files: Vec<_> = fs
                     .files(Path::new(DIR))
                     .into_iter()
@@ -378,7 +393,7 @@ fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
                     .collect();
                 panic!("{what}: reopen failed: {e}; files {files:?}")
             });
-            assert_valid_prefix(&steps, progress, &contents(&db), &what);
+            assert_valid_prefix(steps, progress, &contents(&db), &what);
             db.write(b"after", b"recovered").unwrap();
             assert_eq!(db.read(b"after").unwrap(), b"recovered");
         }
