@@ -195,7 +195,8 @@ impl Database {
     /// Makes every write that returned before this call durable (fdatasync of the active file;
     /// sealed files and new files' directory entries were synced when they were made).
     /// Concurrent callers share one fsync. After a failed write the store refuses writes
-    /// ([`Error::Poisoned`]) but `sync` still works; after a failed fsync it fails too.
+    /// ([`Error::Poisoned`]) but `sync` still works; after a failed fsync (or a panic in a
+    /// group-commit fsync round) it fails too.
     pub fn sync(&self) -> Result<()> {
         self.engine().sync()
     }

@@ -104,7 +104,7 @@ pub enum Error {
 
     /// An earlier write or fsync failed (or panicked), so the writer can no longer promise what
     /// is on disk. Reads keep working, and so does [`crate::Database::sync`] unless an fsync
-    /// failed; reopen the store to write again.
+    /// failed or a group-commit fsync round panicked; reopen the store to write again.
     #[error("the store refuses writes after an earlier failure ({0}); reopen it to write again")]
     Poisoned(String),
 

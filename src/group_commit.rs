@@ -212,7 +212,7 @@ impl GroupCommit {
                 state.durable_seq = state.durable_seq.max(*upto);
             }
             Err(e) => {
-                state.failed.get_or_insert_with(|| e.to_string());
+                state.failed.get_or_insert_with(|| failure_reason(e));
             }
         }
         state.rounds += 1;
@@ -316,14 +316,29 @@ impl GroupCommit {
             }
             Err(e) => e,
         };
+        let remember = !broken(ProtocolBreak::GateForgetsFailure);
+        // Shut before anything else can fail or panic, so that no later fsync passes whatever
+        // happens; then again with what writing the failure down gave.
+        if remember {
+            gate.failed = Some(failed.to_string());
+        }
         let failed = match gate.failure(sync.id) {
             Some(failure) => fsync_failure::record_failure(sync.fs, sync.layout, failure, failed),
             None => failed,
         };
-        if !broken(ProtocolBreak::GateForgetsFailure) {
+        if remember {
             gate.failed = Some(failed.to_string());
         }
         Err(failed)
+    }
+}
+
+/// Why a round failed, as `Error::Poisoned` will carry it to every later waiter: a refusal that
+/// already is `Poisoned` passes its own reason on, not a message about a message.
+fn failure_reason(error: &Error) -> String {
+    match error {
+        Error::Poisoned(reason) => reason.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -141,9 +141,33 @@ fn sync_after_a_failed_fsync_of_a_sealed_file_is_poisoned() {
     fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::Other));
     let failed = db.merge().unwrap_err().to_string();
     assert!(failed.contains("syncing"), "{failed}");
-    let refused = db.sync().unwrap_err();
-    assert!(matches!(refused, Error::Poisoned(_)), "{refused}");
-    assert!(refused.to_string().contains("simulated"), "{refused}");
+    for _ in 0..2 {
+        let refused = db.sync().unwrap_err();
+        assert!(matches!(refused, Error::Poisoned(_)), "{refused}");
+        let message = refused.to_string();
+        assert!(message.contains("simulated"), "{message}");
+        assert_eq!(message.matches("refuses writes").count(), 1, "{message}");
+    }
+}
+
+/// A panic while a failed fsync is being written down (`FSYNC_FAILED`) must not leave the
+/// fsync gate open: a later fsync would return Ok for pages the failure dropped, and `sync()`
+/// with it. Found by review.
+#[test]
+fn a_panic_while_recording_a_failed_fsync_still_refuses_later_syncs() {
+    let fs = SimFs::new();
+    let db = open(&fs, SyncPolicy::Never);
+    db.write(b"k", b"v").unwrap();
+    // Sealing the active file for the merge fsyncs it first; its failure is then written down.
+    let fsync = fs.ops() + 1;
+    fs.fail_at(fsync, Fault::Error(std::io::ErrorKind::Other));
+    fs.also_fail_at(fsync + 1, Fault::Panic);
+    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.merge()));
+    let panic = merged.expect_err("writing the failure down panicked");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    let struck = format!("simulated panic at operation {}", fsync + 1);
+    assert!(message.contains(&struck), "{message}");
+    assert!(db.sync().is_err(), "a sync after the failed fsync passed");
 }
 
 #[test]
