@@ -153,9 +153,11 @@ pub enum Error {
     InvalidConfig(String),
 }
 
-/// Who holds a store's lock, as [`Error::Locked`] reports it. The holder records its process id
-/// in the `LOCK` file while it holds the lock; the id is named only if that process is alive
-/// (Linux; elsewhere another process is always [`LockHolder::Unknown`]).
+/// Who holds a store's lock, as [`Error::Locked`] reports it. A holder records its process id
+/// and host in the `LOCK` file while it holds the lock; another process is named only if the
+/// note was written on this host, in this pid namespace, and that process is alive (Linux;
+/// elsewhere another process is always [`LockHolder::Unknown`]). See also
+/// [`crate::recorded_lock_holder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LockHolder {
@@ -163,8 +165,9 @@ pub enum LockHolder {
     ThisProcess,
     /// The live process with this id.
     Process(u32),
-    /// Someone whose id the `LOCK` file does not record: the `bitcask` CLI, a handle still
-    /// writing its id, or a file system that would not take it.
+    /// Someone the `LOCK` file does not name: the `bitcask` CLI, a handle still writing its
+    /// note, a process on another host or in another pid namespace (a container), a file
+    /// system that would not take the note, or a note left by a holder that crashed.
     Unknown,
 }
 

@@ -43,6 +43,7 @@ mod writer;
 pub use db::{Database, FileStats, Keys, Stats, new};
 pub use error::{CorruptionKind, Error, ErrorResult, LockHolder, Result};
 pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
+pub use io::lock::recorded_lock_holder;
 pub use options::{
     Config, DEFAULT_COMMIT_POLL, DEFAULT_DATA_FILE_LIMIT, MAX_COMMIT_POLL, MAX_DATA_FILE_LIMIT,
     MergePolicy, Options, SyncPolicy,

@@ -221,77 +221,82 @@ fn second_open_of_the_same_directory_is_refused_by_name() {
     db.write(b"still", b"usable").unwrap();
 }
 
-/// A holder records its process id in `LOCK` while it holds the store, and empties it on close.
+/// A holder records its process id and host in `LOCK` while it holds the store, and empties it
+/// on close.
 #[test]
 fn the_lock_file_names_its_holder_while_held() {
     let dir = tempfile::tempdir().unwrap();
-    let lock_file = dir.path().join("LOCK");
     let db = Database::open(dir.path()).unwrap();
-    let recorded = std::fs::read_to_string(&lock_file).unwrap();
-    assert_eq!(recorded, format!("{}\n", std::process::id()));
+    let (pid, host) = holder_note(dir.path());
+    assert_eq!(pid, std::process::id().to_string());
+    assert!(!host.is_empty() && !host.contains(' '), "{host:?}");
     db.close().unwrap();
+    let lock_file = dir.path().join("LOCK");
     assert_eq!(std::fs::read_to_string(&lock_file).unwrap(), "");
 }
 
+/// The process id and host of the note in the store's `LOCK` file.
+fn holder_note(dir: &std::path::Path) -> (String, String) {
+    let note = std::fs::read_to_string(dir.join("LOCK")).unwrap();
+    let line = note.strip_suffix('\n').expect("a whole line");
+    let (pid, host) = line.split_once(' ').expect("pid and host");
+    (pid.to_string(), host.to_string())
+}
+
 /// A lock held outside this process's handles (here an flock of its own on the file) is
-/// reported with the process id the file records, and only if that process is alive.
+/// reported with the process its note names, and only if the note was written on this host
+/// (and pid namespace) and that process is alive.
 #[cfg(target_os = "linux")]
 #[test]
-fn another_process_holding_the_lock_is_named_if_alive() {
+fn another_process_holding_the_lock_is_named_if_alive_and_local() {
     let dir = tempfile::tempdir().unwrap();
-    Database::open(dir.path()).unwrap().close().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let (_, host) = holder_note(dir.path());
+    db.close().unwrap();
     let lock_file = dir.path().join("LOCK");
     let foreign = std::fs::File::options()
         .write(true)
         .open(&lock_file)
         .unwrap();
     foreign.try_lock().unwrap();
+    let holder_named_by = |note: String| {
+        std::fs::write(&lock_file, note).unwrap();
+        assert_eq!(
+            bitcask::recorded_lock_holder(dir.path()),
+            match Database::open(dir.path()) {
+                Err(Error::Locked {
+                    holder: LockHolder::Process(pid),
+                    ..
+                }) => Some(pid),
+                Err(Error::Locked {
+                    holder: LockHolder::Unknown,
+                    ..
+                }) => None,
+                other => panic!("{other:?}"),
+            }
+        );
+        bitcask::recorded_lock_holder(dir.path())
+    };
 
     // pid 1 (init) is always alive.
-    std::fs::write(&lock_file, "1\n").unwrap();
+    assert_eq!(holder_named_by(format!("1 {host}\n")), Some(1));
     let err = Database::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Locked {
-                holder: LockHolder::Process(1),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
     assert!(err.to_string().contains("in process 1 "), "{err}");
-
-    // A crashed holder leaves its id behind; an id no process has is not named.
-    std::fs::write(&lock_file, format!("{}\n", i32::MAX)).unwrap();
-    let err = Database::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Locked {
-                holder: LockHolder::Unknown,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    std::fs::write(&lock_file, "not a pid").unwrap();
-    let err = Database::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Locked {
-                holder: LockHolder::Unknown,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // A crashed holder leaves its note behind; an id no process has is not named.
+    assert_eq!(holder_named_by(format!("{} {host}\n", i32::MAX)), None);
+    // Another host's or container's process id means nothing here; nor does a note that
+    // claims this very process, whose own handles the registry knows (two containers sharing
+    // a volume may both run as process 1).
+    assert_eq!(holder_named_by("1 elsewhere/pid:[1]\n".into()), None);
+    let mine = std::process::id();
+    assert_eq!(holder_named_by(format!("{mine} {host}\n")), None);
+    // A note cut short (read while it was being written) or not a note at all.
+    assert_eq!(holder_named_by(format!("1 {host}")), None);
+    assert_eq!(holder_named_by("not a pid\n".into()), None);
 
     drop(foreign);
     let db = Database::open(dir.path()).unwrap();
-    let recorded = std::fs::read_to_string(&lock_file).unwrap();
-    assert_eq!(recorded, format!("{}\n", std::process::id()));
+    assert_eq!(holder_note(dir.path()), (mine.to_string(), host));
     db.close().unwrap();
 }
 

@@ -234,20 +234,12 @@ pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
         Ok(()) => Ok(StoreLock { _file: Some(file) }),
         Err(TryLockError::WouldBlock) => Err(CliError::Busy {
             dir: dir.to_path_buf(),
-            holder: recorded_holder(&path),
+            // The library records its holder there (this tool records nothing, to leave the
+            // store's files as they were).
+            holder: bitcask::recorded_lock_holder(dir),
         }),
         Err(TryLockError::Error(e)) => Err(CliError::io("locking", &path)(e)),
     }
-}
-
-/// The process id a held `LOCK` file records (the library writes its holder's id there), if
-/// that process is alive: a holder that crashed leaves its id behind. (Linux only, where
-/// `/proc` tells; this tool records no id of its own, to leave the store's files as they were.)
-fn recorded_holder(lock_file: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(lock_file).ok()?;
-    let pid: u32 = text.trim_end().parse().ok()?;
-    let alive = cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists();
-    alive.then_some(pid)
 }
 
 /// Fails with a usage error if `path` (given with `flag`) lies inside the store `dir`: a file

@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+use crate::io::lock::HeldByThisProcess;
 use crate::io::mmap::Mapping;
 use crate::io::vfs::{EntryKind, FileHandle, LockGuard, OpenMode, Vfs, VfsFile};
 use crate::sync::Arc;
@@ -375,7 +376,10 @@ impl Vfs for SimFs {
     fn lock(&self, path: &Path) -> std::io::Result<LockGuard> {
         let mut state = self.state.lock();
         if !state.locks.insert(path.to_path_buf()) {
-            return Err(ErrorKind::WouldBlock.into());
+            return Err(std::io::Error::new(
+                ErrorKind::WouldBlock,
+                HeldByThisProcess,
+            ));
         }
         Ok(Box::new(SimLock {
             fs: self.clone(),

@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+use crate::io::lock::{HeldByThisProcess, holder_note};
 use crate::io::mmap::{AppendMap, Mapping, map_file};
 use crate::sync::Arc;
 
@@ -144,7 +145,10 @@ impl Vfs for StdFs {
         // Reserved first, so that no other open in this process gets past here meanwhile, and
         // the registry's mutex is not held across `try_lock` (a network call on NFS).
         if !held_locks().insert(id) {
-            return Err(std::io::ErrorKind::WouldBlock.into());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                HeldByThisProcess,
+            ));
         }
         // flock locks belong to the open file description, so on a local file system a second
         // open in this same process conflicts too; the registry covers those that emulate
@@ -163,11 +167,11 @@ impl Vfs for StdFs {
     }
 }
 
-/// Writes the holder's process id into its held `LOCK` file, for the error a refused open
-/// reports (`io::lock`). Best effort: the id is never needed for exclusion.
+/// Writes the holder's note (process id and host) into its held `LOCK` file, for the error a
+/// refused open reports (`io::lock`). Best effort: the note is never needed for exclusion.
 fn record_holder(lock_file: &File, pid: u32) {
     if lock_file.set_len(0).is_ok() {
-        let _ = lock_file.write_all_at(format!("{pid}\n").as_bytes(), 0);
+        let _ = lock_file.write_all_at(holder_note(pid).as_bytes(), 0);
     }
 }
 
