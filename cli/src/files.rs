@@ -214,7 +214,7 @@ pub enum MissingLock {
 pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
     use std::io::ErrorKind::{NotFound, PermissionDenied, ReadOnlyFilesystem};
     let path = dir.join("LOCK");
-    let file = match (File::open(&path), missing) {
+    let file = match (open_for_locking(&path), missing) {
         (Ok(file), _) => file,
         (Err(e), MissingLock::Proceed) if e.kind() == NotFound => {
             return Ok(StoreLock { _file: None });
@@ -239,6 +239,17 @@ pub fn lock_store(dir: &Path, missing: MissingLock) -> CliResult<StoreLock> {
             holder: bitcask::recorded_lock_holder(dir),
         }),
         Err(TryLockError::Error(e)) => Err(CliError::io("locking", &path)(e)),
+    }
+}
+
+/// Opens `LOCK` for taking its lock: read-write where it can (on NFS, where `flock` is emulated
+/// with POSIX locks, an exclusive lock needs a descriptor open for writing), else read-only (a
+/// read-only mount, or a file this user may only read).
+fn open_for_locking(path: &Path) -> std::io::Result<File> {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match File::options().read(true).write(true).open(path) {
+        Err(e) if matches!(e.kind(), ReadOnlyFilesystem | PermissionDenied) => File::open(path),
+        opened => opened,
     }
 }
 
@@ -270,6 +281,13 @@ fn resolved(path: &Path) -> PathBuf {
             .unwrap_or(absolute),
         _ => absolute,
     }
+}
+
+/// Fsyncs a file (its data and metadata, the permission bits and owner included).
+pub fn sync_file(path: &Path) -> CliResult {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(CliError::io("syncing", path))
 }
 
 /// Fsyncs a directory so that renames in it survive a power cut.

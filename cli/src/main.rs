@@ -140,7 +140,8 @@ enum Command {
     /// Read pairs from an export stream (stdin by default) into the store.
     ///
     /// The whole stream is validated before anything is written, so a bad stream (exit code 4)
-    /// leaves the store unchanged.
+    /// leaves the store unchanged (unless a file given with -i changes between the check and
+    /// the copy: see cli/README.md).
     Import {
         /// Read from this file instead of stdin.
         #[arg(long, short = 'i', value_name = "FILE")]

@@ -60,17 +60,28 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     let merge_note = choose_merge_files(&mut store_files)?;
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
+    let access = match_original_access(&dir, &out)?;
     let mut report = salvage.report(&dir, &out, kept);
-    report.push_str(&merge_note);
-    if in_place && !salvage.unreadable.is_empty() {
+    report.push_str(&access.report());
+    report.push_str(&merge_note.report);
+    let lacking = lacking_files(&salvage, &merge_note);
+    if in_place && let Some(lacking) = lacking {
         note_saved_tails(&mut report, &store_files, &dir);
         // The refusal is the outcome, whether or not the report reached its reader.
         let _ = write_stdout(report.as_bytes());
         return Err(CliError::Refused(format!(
-            "not swapped in: {} could not be read, so the copy at {} lacks their records (and \
-             where one held a key's newest value or removal, an older value may have come back); \
-             make them readable and repair again, or swap the copy in yourself",
-            counted(salvage.unreadable.len() as u64, "data file"),
+            "not swapped in: {lacking}, so the copy at {} lacks their records (and where one \
+             held a key's newest value or removal, an older value may have come back); restore \
+             them and repair again, or swap the copy in yourself",
+            out.display()
+        )));
+    }
+    if in_place && let Some(owner) = access.owner_not_matched {
+        let _ = write_stdout(report.as_bytes());
+        return Err(CliError::Refused(format!(
+            "not swapped in: the copy at {} could not be given the store's owner ({owner}), so \
+             the program that opens the store might not be able to; run repair as that user or \
+             as root, or swap the copy in yourself",
             out.display()
         )));
     }
@@ -101,27 +112,27 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
 /// the outputs copy records of the inputs (same seqs), so each is a spare for the other's
 /// damage, and the inputs keep the removals the merge dropped. Once open has begun deleting
 /// inputs, the outputs are read instead of what is left of them, as open would.
-fn choose_merge_files(store_files: &mut StoreFiles) -> CliResult<String> {
+fn choose_merge_files(store_files: &mut StoreFiles) -> CliResult<MergeNote> {
     let path = store_files.merge_record.clone().unwrap_or_default();
     let commit = match store_files.merge_commit()? {
-        None => return Ok(String::new()),
+        None => return Ok(MergeNote::default()),
         Some(Err(kind)) => {
-            return Ok(format!(
+            return Ok(MergeNote::report(format!(
                 "merge     {}: {kind} (open refuses the store while it is there); the data \
                  files were read as they are, uncommitted outputs (`*.tmp`) not\n",
                 path.display()
-            ));
+            )));
         }
         Some(Ok(commit)) => commit,
     };
     if store_files.has_all_inputs(&commit) {
         store_files.add_merge_outputs(&commit);
-        return Ok(format!(
+        return Ok(MergeNote::report(format!(
             "merge     {} records a merge that committed but was not finished; its {} are \
              all still here and were read along with its outputs (copies of their records)\n",
             path.display(),
             counted(commit.inputs.len() as u64, "input")
-        ));
+        )));
     }
     store_files.finish_merge_as_open_would(&commit);
     let missing: Vec<String> = commit
@@ -142,7 +153,48 @@ fn choose_merge_files(store_files: &mut StoreFiles) -> CliResult<String> {
             missing.join(", ")
         ));
     }
-    Ok(line)
+    Ok(MergeNote {
+        report: line,
+        missing_outputs: missing.len(),
+    })
+}
+
+/// What [`choose_merge_files`] found: its report lines, and how many outputs of a committed merge
+/// are missing (their records are lost, and older ones may stand in for them).
+#[derive(Debug, Default)]
+struct MergeNote {
+    report: String,
+    missing_outputs: usize,
+}
+
+impl MergeNote {
+    fn report(report: String) -> Self {
+        MergeNote {
+            report,
+            missing_outputs: 0,
+        }
+    }
+}
+
+/// Why the copy may lack records the store had (files that could not be read, or a committed
+/// merge's missing outputs), if it may: `--in-place` then refuses to swap it in.
+fn lacking_files(salvage: &Salvage, merge: &MergeNote) -> Option<String> {
+    let mut lacking = Vec::new();
+    if !salvage.unreadable.is_empty() {
+        let files = counted(salvage.unreadable.len() as u64, "data file");
+        lacking.push(format!("{files} could not be read"));
+    }
+    if !salvage.foreign.is_empty() {
+        let files = counted(salvage.foreign.len() as u64, "data file");
+        lacking.push(format!(
+            "{files} with another file id in the header went unread"
+        ));
+    }
+    if merge.missing_outputs > 0 {
+        let files = counted(merge.missing_outputs as u64, "output");
+        lacking.push(format!("a committed merge lost {files}"));
+    }
+    (!lacking.is_empty()).then(|| lacking.join(" and "))
 }
 
 /// Names each saved tail where it is now: in `original`, the store directory as it stands (or
@@ -203,6 +255,8 @@ struct Salvage {
     bad_headers: Vec<(PathBuf, CorruptionKind)>,
     /// Data files that could not be read, with the error.
     unreadable: Vec<(PathBuf, String)>,
+    /// Data files whose header names another file id than their name, with that id: not read.
+    foreign: Vec<(PathBuf, u32)>,
 }
 
 impl Salvage {
@@ -392,6 +446,15 @@ impl Salvage {
                 path.display()
             );
         }
+        for (path, named) in &self.foreign {
+            let _ = writeln!(
+                text,
+                "foreign   {}: its header names file id {named}, so it is another file under \
+                 this name (open refuses the store while it is there); not read. If it belongs \
+                 to this store, rename it to {named:010}.data and repair again",
+                path.display()
+            );
+        }
         for (path, kind) in &self.bad_headers {
             let _ = writeln!(
                 text,
@@ -443,6 +506,13 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
                 salvage
                     .bad_headers
                     .push((path.clone(), CorruptionKind::WrongFile));
+            }
+            Ok(header) if header.file_id != id => {
+                // Another file under this name (copied from elsewhere, or misnamed): its seqs
+                // are not this store's, and would win or lose against ours at random.
+                salvage.foreign.push((path.clone(), header.file_id));
+                progress.inc(bytes.len() as u64);
+                continue;
             }
             Ok(_) => {}
         }
@@ -500,6 +570,73 @@ fn write_copy(
     files::sync_dir(out)?;
     progress.finish();
     Ok(total)
+}
+
+/// How [`match_original_access`] went.
+#[derive(Debug, Default)]
+struct Access {
+    /// The original's `uid:gid`, where the copy could not be given it (repair ran as another
+    /// user, without the right to change owners).
+    owner_not_matched: Option<String>,
+}
+
+impl Access {
+    fn report(&self) -> String {
+        match &self.owner_not_matched {
+            Some(owner) => format!(
+                "owner     the copy is not owned by the store's owner ({owner}): repair ran as \
+                 another user\n"
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// Gives the copy at `out` (its directory and every file) the original's permission bits and,
+/// where it can, its owner: `repair` may run as another user (root, say) than the program that
+/// opens the store, which must still be able to open the copy once it is swapped in, and a
+/// store kept private must stay so. Files take the bits of the original's first data file.
+fn match_original_access(original: &Path, out: &Path) -> CliResult<Access> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir_meta = std::fs::metadata(original).map_err(CliError::io("inspecting", original))?;
+    let file_meta = StoreFiles::list(original)?
+        .data
+        .values()
+        .next()
+        .and_then(|path| std::fs::metadata(path).ok());
+    let owner = (dir_meta.uid(), dir_meta.gid());
+    let mut owner_matched = true;
+    for entry in std::fs::read_dir(out).map_err(CliError::io("listing", out))? {
+        let path = entry.map_err(CliError::io("listing", out))?.path();
+        if let Some(file_meta) = &file_meta {
+            let mode = std::fs::Permissions::from_mode(file_meta.mode() & 0o7777);
+            std::fs::set_permissions(&path, mode)
+                .map_err(CliError::io("setting the mode of", &path))?;
+        }
+        owner_matched &= give_owner(&path, owner)?;
+        files::sync_file(&path)?;
+    }
+    let mode = std::fs::Permissions::from_mode(dir_meta.mode() & 0o7777);
+    std::fs::set_permissions(out, mode).map_err(CliError::io("setting the mode of", out))?;
+    owner_matched &= give_owner(out, owner)?;
+    files::sync_dir(out)?;
+    Ok(Access {
+        owner_not_matched: (!owner_matched).then(|| format!("{}:{}", owner.0, owner.1)),
+    })
+}
+
+/// Makes `owner` (uid, gid) the owner of `path`; false if this user may not.
+fn give_owner(path: &Path, owner: (u32, u32)) -> CliResult<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(CliError::io("inspecting", path))?;
+    if (meta.uid(), meta.gid()) == owner {
+        return Ok(true);
+    }
+    match std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
+        Err(e) => Err(CliError::io("changing the owner of", path)(e)),
+    }
 }
 
 /// `dir` with `.suffix` appended to its last component.
@@ -581,14 +718,23 @@ fn swap_in(dir: &Path, out: &Path) -> CliResult<PathBuf> {
     // its final name in the same step. (A crash between the two leaves the original at `dir`
     // and the copy under the backup's name: misnamed, but no original under a name that invites
     // deleting it, as `out` would.)
-    if std::fs::rename(out, &backup).is_ok() {
-        if exchange(&backup, dir) {
-            sync_parents(dir, out).map_err(|e| swapped_but(e, dir, &backup))?;
-            return Ok(backup);
-        }
-        std::fs::rename(&backup, out)
-            .map_err(CliError::io("moving the repaired copy back from", &backup))?;
+    // If the copy cannot take a name beside the original (it is on another file system, say),
+    // it cannot take the original's either: stop before the original is moved at all.
+    std::fs::rename(out, &backup).map_err(|source| CliError::Io {
+        doing: format!(
+            "moving the repaired copy next to the store, to swap it in (nothing was swapped; \
+             the copy is complete, copy or move it to {} yourself):",
+            dir.display()
+        ),
+        target: out.display().to_string(),
+        source,
+    })?;
+    if exchange(&backup, dir) {
+        sync_parents(dir, out).map_err(|e| swapped_but(e, dir, &backup))?;
+        return Ok(backup);
     }
+    std::fs::rename(&backup, out)
+        .map_err(CliError::io("moving the repaired copy back from", &backup))?;
     std::fs::rename(dir, &backup).map_err(CliError::io("moving the damaged store aside:", dir))?;
     if let Err(source) = std::fs::rename(out, dir) {
         let restored = std::fs::rename(&backup, dir).is_ok();
