@@ -99,6 +99,12 @@ const ALWAYS: Setup = Setup {
     merge_fragmentation: 0.6,
 };
 
+/// [`ALWAYS`], with merges that write no hint files (every open scans the merged files).
+const NO_HINTS: Setup = Setup {
+    hint_files: false,
+    ..ALWAYS
+};
+
 /// For [`partial_merge_workload`]: unsynced writes, and a merge threshold that leaves its first
 /// files alone.
 const PARTIAL: Setup = Setup {
@@ -230,11 +236,7 @@ fn power_cut_at_every_io_step_recovers_a_synced_prefix() {
 /// The same without hint files: merge writes none, and every open scans the merged files.
 #[test]
 fn power_cut_at_every_io_step_without_hint_files_recovers_a_synced_prefix() {
-    let setup = Setup {
-        hint_files: false,
-        ..ALWAYS
-    };
-    power_cut_at_every_io_step(&workload(), setup);
+    power_cut_at_every_io_step(&workload(), NO_HINTS);
 }
 
 /// Merges of some files only (the background thread's kind), which leave older files in place:
@@ -354,11 +356,7 @@ fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
 /// `SyncPolicy::Never` (a crash-safety review found both untested here).
 #[test]
 fn io_errors_at_every_step_of_other_merges_fail_cleanly_and_lose_nothing() {
-    let no_hints = Setup {
-        hint_files: false,
-        ..ALWAYS
-    };
-    io_errors_at_every_step(&workload(), no_hints);
+    io_errors_at_every_step(&workload(), NO_HINTS);
     io_errors_at_every_step(&partial_merge_workload(), PARTIAL);
 }
 
