@@ -196,7 +196,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Export { output } => transfer::export(dir(cli)?, output.as_deref(), quiet),
         Command::Import { input } => transfer::import(dir(cli)?, input.as_deref(), quiet),
         Command::Repair { out, in_place } => {
-            repair::run(dir(cli)?, out.as_deref(), *in_place, quiet)
+            repair::run(dir(cli)?, out.as_deref(), *in_place, hex, quiet)
         }
     }
 }

@@ -38,14 +38,14 @@ use bitcask::format::record::{Record, RecordKind};
 
 use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
-use crate::output::{counted, human_bytes, write_stdout};
+use crate::output::{counted, encode_hex, human_bytes, quoted, write_stdout};
 use crate::progress::Progress;
 use crate::salvage::{BadRange, Item, walk};
 use crate::store;
 
 /// Repairs the store in `dir` into `out` (default `<dir>.repaired`), then swaps it in if
 /// `in_place`; prints the report to stdout.
-pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliResult {
+pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: bool) -> CliResult {
     store::require_dir(dir)?;
     let dir = std::fs::canonicalize(dir).map_err(CliError::io("resolving", dir))?;
     let out = match out {
@@ -61,7 +61,7 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, quiet: bool) -> CliRe
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
     let access = match_original_access(&dir, &out)?;
-    let mut report = salvage.report(&dir, &out, kept);
+    let mut report = salvage.report(&dir, &out, kept, hex);
     report.push_str(&access.report());
     report.push_str(&merge_note.report);
     let lacking = lacking_files(&salvage, &merge_note);
@@ -364,7 +364,8 @@ impl Salvage {
         by_file
     }
 
-    fn report(&self, dir: &Path, out: &Path, kept: u64) -> String {
+    /// The report's lines; keys are shown in hex with `hex`, else quoted and escaped.
+    fn report(&self, dir: &Path, out: &Path, kept: u64, hex: bool) -> String {
         let mut text = format!("repair of {}\n", dir.display());
         let _ = writeln!(
             text,
@@ -420,8 +421,8 @@ impl Salvage {
             for (key, winner) in lost.iter().take(LOST_KEYS_LISTED) {
                 let _ = writeln!(
                     text,
-                    "  \"{}\" (seq {}, data file {:010}, offset {})",
-                    key.escape_ascii(),
+                    "  {} (seq {}, data file {:010}, offset {})",
+                    if hex { encode_hex(key) } else { quoted(key) },
                     winner.seq,
                     winner.file_id,
                     winner.offset

@@ -19,7 +19,7 @@ use bitcask::Database;
 
 use crate::error::{CliError, CliResult};
 use crate::files;
-use crate::output::{counted, write_stdout};
+use crate::output::{counted, quoted, write_stdout};
 use crate::progress::Progress;
 use crate::sorted_keys::SortedKeys;
 use crate::store;
@@ -196,7 +196,7 @@ fn write_stream<W: Write>(
     let mut count = 0;
     for key in keys.iter() {
         let value = db.get(key).map_err(|e| {
-            let doing = format!("reading the value of key \"{}\"", key.escape_ascii());
+            let doing = format!("reading the value of key {}", quoted(key));
             CliError::store(doing)(e)
         })?;
         if let Some(value) = value {

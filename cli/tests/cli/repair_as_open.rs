@@ -140,6 +140,13 @@ fn a_lost_newest_value_a_hint_names_is_not_replaced_by_an_older_one() {
     );
     assert!(out.contains("lost      1 key whose newest value"), "{out}");
     assert!(out.contains("\"k\" (seq 12, data file 0000000002"), "{out}");
+    // With --hex the lost keys are in hex, as every other command shows keys.
+    std::fs::remove_dir_all(store.parent().join("db.repaired")).unwrap();
+    let out = store.run(&["--hex", "repair"]).expect(0).out();
+    assert!(
+        out.contains("  0x6b (seq 12, data file 0000000002"),
+        "{out}"
+    );
 }
 
 /// A merge of files 2 and 3 into 5 committed, and its clean-up had deleted input 2 (holding the
