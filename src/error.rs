@@ -94,9 +94,25 @@ pub enum Error {
         holder: LockHolder,
     },
 
-    /// `base_dir` exists and is not a directory.
+    /// `base_dir` exists and is not a directory, or lies under a file (this names the file).
     #[error("{} exists and is not a directory; a store needs a directory of its own", .0.display())]
     NotADirectory(PathBuf),
+
+    /// A data file is a symbolic link or one of several hard links (a store copied with
+    /// `cp -s` or `cp -al`, say): open appends to the newest data file and may cut its tail,
+    /// which would change the other copy too, so it refuses before changing anything.
+    #[error(
+        "{} is {what}; a store's data files must be its own, since open appends to them and \
+         may cut their tails (which would change the other copy too). Replace it with a copy \
+         of its own (e.g. `cp --remove-destination`), then open again; nothing was changed",
+        path.display()
+    )]
+    SharedFile {
+        /// The data file.
+        path: PathBuf,
+        /// How it is shared: "a symbolic link", or "one of N hard links to one file".
+        what: String,
+    },
 
     /// The handle was closed with [`crate::Database::close`].
     #[error("the database handle is closed")]

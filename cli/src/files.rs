@@ -176,16 +176,32 @@ fn parse_id(name: &str, ext: &str) -> Option<u32> {
 
 /// Reads a whole file.
 pub fn read(path: &Path) -> CliResult<Vec<u8>> {
-    std::fs::read(path).map_err(CliError::io("reading", path))
+    let mut bytes = Vec::new();
+    open_regular(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(CliError::io("reading", path))?;
+    Ok(bytes)
 }
 
 /// Decodes the header of the file at `path`; the inner error says what is wrong with it.
 pub fn read_header(path: &Path) -> CliResult<Result<FileHeader, CorruptionKind>> {
     let mut bytes = Vec::with_capacity(HEADER_LEN);
-    File::open(path)
+    open_regular(path)
         .and_then(|f| f.take(HEADER_LEN as u64).read_to_end(&mut bytes))
         .map_err(CliError::io("reading", path))?;
     Ok(FileHeader::decode(&bytes))
+}
+
+/// Opens a store file for reading, refusing one that is not a regular file: reading a FIFO
+/// that someone gave a store file's name would wait forever.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, FIFO, socket or device has this name)",
+        ));
+    }
+    File::open(path)
 }
 
 /// Held while a command reads a store's files directly; see [`lock_store`].

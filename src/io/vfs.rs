@@ -50,6 +50,30 @@ pub(crate) trait Vfs: fmt::Debug + Send + Sync {
     fn entry(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
     /// Takes an exclusive lock on `path` without waiting; `ErrorKind::WouldBlock` if held.
     fn lock(&self, path: &Path) -> std::io::Result<LockGuard>;
+    /// `dir` with every symbolic link resolved (it exists).
+    fn canonical(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        Ok(dir.to_path_buf())
+    }
+    /// How the file at `path` is shared with other names, if it is: a symbolic link, or one of
+    /// several hard links.
+    fn shared(&self, _path: &Path) -> std::io::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Opens `path` if it is a regular file, and fails with `InvalidInput` otherwise, without
+/// blocking on a FIFO (or a device) that someone gave a store file's name. (`O_NONBLOCK` has
+/// no effect on regular files, open(2), so the file it opens behaves as without it.)
+fn open_regular(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options.clone().custom_flags(libc::O_NONBLOCK).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a directory, FIFO, socket or device has this name)",
+        ));
+    }
+    Ok(file)
 }
 
 /// Operations on one open file. Reads and writes are positional, so handles can be shared.
@@ -95,11 +119,29 @@ impl Vfs for StdFs {
                 options.write(true).create(true).truncate(true);
             }
         }
-        Ok(Arc::new(StdFile(options.open(path)?)))
+        Ok(Arc::new(StdFile(open_regular(&options, path)?)))
     }
 
     fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        std::fs::read(path)
+        let mut file = open_regular(OpenOptions::new().read(true), path)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn canonical(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        std::fs::canonicalize(dir)
+    }
+
+    fn shared(&self, path: &Path) -> std::io::Result<Option<String>> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(if meta.file_type().is_symlink() {
+            Some("a symbolic link".into())
+        } else if meta.nlink() > 1 {
+            Some(format!("one of {} hard links to one file", meta.nlink()))
+        } else {
+            None
+        })
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {

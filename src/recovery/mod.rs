@@ -72,10 +72,16 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     config.dir = std::path::absolute(&config.dir).context("resolving", &config.dir)?;
     crate::fileset::start_retiring();
     let fs = &*config.fs;
+    prepare_dir(fs, &config.dir)?;
+    // Resolved once: a symbolic link to the directory that is later pointed elsewhere must not
+    // send this handle's new files (or merge's deletions) into a directory it has not locked.
+    config.dir = fs
+        .canonical(&config.dir)
+        .context("resolving the store directory", &config.dir)?;
     let layout = Layout::new(config.dir.clone());
-    prepare_dir(fs, layout.dir())?;
     let dir_lock = DirLock::acquire(fs, layout.dir(), &layout.lock_path())?;
     refuse_newer_formats(fs, &layout)?;
+    refuse_shared_files(fs, &layout)?;
     merge::finish_interrupted(fs, &layout)?;
     let listing = layout.list(fs)?;
     for tmp in &listing.tmps {
@@ -202,7 +208,20 @@ impl CheckedHints {
 }
 
 fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
-    match fs.entry(dir).context("inspecting store directory", dir)? {
+    let entry = fs
+        .entry(dir)
+        .map_err(|e| match file_among_ancestors(fs, dir) {
+            // `base_dir` lies under a file (`file/store`): name the file.
+            Some(file) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                Error::NotADirectory(file)
+            }
+            _ => Error::Io {
+                context: "inspecting store directory",
+                path: dir.to_path_buf(),
+                source: e,
+            },
+        })?;
+    match entry {
         Some(EntryKind::Dir) => Ok(()),
         Some(EntryKind::File) => Err(Error::NotADirectory(dir.to_path_buf())),
         None => {
@@ -231,6 +250,16 @@ fn prepare_dir(fs: &dyn Vfs, dir: &Path) -> Result<()> {
     }
 }
 
+/// The first of `dir`'s ancestors that is a file, if one is.
+fn file_among_ancestors(fs: &dyn Vfs, dir: &Path) -> Option<PathBuf> {
+    let mut ancestors: Vec<&Path> = dir.ancestors().skip(1).collect();
+    ancestors.reverse();
+    ancestors
+        .into_iter()
+        .find(|ancestor| matches!(fs.entry(ancestor), Ok(Some(EntryKind::File))))
+        .map(Path::to_path_buf)
+}
+
 /// Fails with [`Error::UnsupportedFormat`] if a data file's header, or a merge output's not
 /// yet renamed into place, names a format version this build does not read, before open
 /// finishes a merge or deletes temporary files: a store a newer build wrote is left as it was.
@@ -254,6 +283,19 @@ fn refuse_newer_formats(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
         }
         if let Err(CorruptionKind::UnsupportedVersion(version)) = FileHeader::decode(&header) {
             return Err(Error::UnsupportedFormat { path, version });
+        }
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::SharedFile`] if a data file is a symbolic link or has other hard links
+/// (a store copied with `cp -s` or `cp -al`, say), before open changes anything: open appends
+/// to the newest one and may cut its tail, which would change the other copy too.
+fn refuse_shared_files(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
+    for id in layout.list(fs)?.data {
+        let path = layout.data_path(id);
+        if let Some(what) = fs.shared(&path).context("inspecting", &path)? {
+            return Err(Error::SharedFile { path, what });
         }
     }
     Ok(())
@@ -335,7 +377,7 @@ fn recover_tail(
     let mut valid_end = file.len;
     order.loading(file.id, file.kind, Bytes::File(file.file.clone()));
     // The map is dropped before the file is cut (`docs/design.md`, memory maps, invariant 3).
-    let cut = {
+    let saved = {
         let map = file.file.map(&file.path)?;
         let target = Target { keydir, order };
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
@@ -348,11 +390,17 @@ fn recover_tail(
                 Err(_) => valid_end = offset,
             }
         }
-        records_after_damage(&map[valid_end as usize..]).map(<[u8]>::to_vec)
+        // Saved straight from the map (the tail may be gigabytes: no copy on the heap).
+        match records_after_damage(&map[valid_end as usize..]) {
+            Some(bytes) => {
+                let saved = saved_tail_path(fs, &file.path, valid_end)?;
+                io::write_synced(fs, &saved, bytes)?;
+                true
+            }
+            None => false,
+        }
     };
-    if let Some(bytes) = cut {
-        let saved = saved_tail_path(fs, &file.path, valid_end)?;
-        io::write_synced(fs, &saved, &bytes)?;
+    if saved {
         io::sync_dir(fs, layout.dir())?;
     }
     if valid_end < file.len {

@@ -49,3 +49,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn file_id(path: &Path) -> u32 {
     path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
+
+/// Every file in `dir` with its bytes, sorted by path.
+pub fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
