@@ -98,13 +98,15 @@ pub enum Error {
     #[error("{} exists and is not a directory; a store needs a directory of its own", .0.display())]
     NotADirectory(PathBuf),
 
-    /// A data file is a symbolic link or one of several hard links (a store copied with
-    /// `cp -s` or `cp -al`, say): open appends to the newest data file and may cut its tail,
-    /// which would change the other copy too, so it refuses before changing anything.
+    /// The newest data file the writer appended to is a symbolic link or one of several hard
+    /// links (a store copied with `cp -s` or `cp -al`, say): open appends to it and may cut its
+    /// tail, which would change the other copy too, so it refuses before changing anything.
+    /// (Sealed files are never written and may be shared.)
     #[error(
-        "{} is {what}; a store's data files must be its own, since open appends to them and \
-         may cut their tails (which would change the other copy too). Replace it with a copy \
-         of its own (e.g. `cp --remove-destination`), then open again; nothing was changed",
+        "{} is {what}; open appends to the store's newest data file and may cut its tail, \
+         which would change the other copy too, so it must be the store's own. Replace it with \
+         a copy of its own (e.g. `cp --remove-destination`), then open again; nothing was \
+         changed",
         path.display()
     )]
     SharedFile {

@@ -299,13 +299,6 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
-/// Fsyncs a file (its data and metadata, the permission bits and owner included).
-pub fn sync_file(path: &Path) -> CliResult {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(CliError::io("syncing", path))
-}
-
 /// Fsyncs a directory so that renames in it survive a power cut.
 pub fn sync_dir(dir: &Path) -> CliResult {
     File::open(dir)

@@ -4,6 +4,7 @@
 //! module. `cli/README.md` shows a session with every command, the export stream format and the
 //! exit codes.
 
+mod access;
 mod check;
 mod dump;
 mod error;

@@ -36,6 +36,7 @@ use bitcask::format::header::{FileHeader, FileKind};
 use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::{Record, RecordKind};
 
+use crate::access;
 use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
 use crate::output::{counted, encode_hex, human_bytes, quoted, write_stdout};
@@ -60,7 +61,12 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: boo
     let merge_note = choose_merge_files(&mut store_files)?;
     let salvage = scan(&store_files, quiet)?;
     let kept = write_copy(&store_files, &salvage, &out, quiet)?;
-    let access = match_original_access(&dir, &out)?;
+    // The file the program last wrote (or, in a store of merged files only, the newest one).
+    let newest_id = store_files
+        .tail_id()
+        .or(store_files.data.keys().max().copied());
+    let newest_data = newest_id.map(|id| store_files.data[&id].clone());
+    let access = access::match_original(&dir, newest_data.as_deref(), &out)?;
     let mut report = salvage.report(&dir, &out, kept, hex);
     report.push_str(&access.report());
     report.push_str(&merge_note.report);
@@ -76,12 +82,13 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: boo
             out.display()
         )));
     }
-    if in_place && let Some(owner) = access.owner_not_matched {
+    if in_place && !access.blocking.is_empty() {
         let _ = write_stdout(report.as_bytes());
         return Err(CliError::Refused(format!(
-            "not swapped in: the copy at {} could not be given the store's owner ({owner}), so \
-             the program that opens the store might not be able to; run repair as that user or \
-             as root, or swap the copy in yourself",
+            "not swapped in: the files of the copy at {} could not all be given the store's \
+             permissions and owner (listed on stdout), so the program that opens the store \
+             might not be able to; run repair as the store's owner or as root, or swap the copy \
+             in yourself",
             out.display()
         )));
     }
@@ -512,6 +519,7 @@ fn scan(store_files: &StoreFiles, quiet: bool) -> CliResult<Salvage> {
                 // Another file under this name (copied from elsewhere, or misnamed): its seqs
                 // are not this store's, and would win or lose against ours at random.
                 salvage.foreign.push((path.clone(), header.file_id));
+                salvage.data_files -= 1; // listed as foreign, not as read
                 progress.inc(bytes.len() as u64);
                 continue;
             }
@@ -571,73 +579,6 @@ fn write_copy(
     files::sync_dir(out)?;
     progress.finish();
     Ok(total)
-}
-
-/// How [`match_original_access`] went.
-#[derive(Debug, Default)]
-struct Access {
-    /// The original's `uid:gid`, where the copy could not be given it (repair ran as another
-    /// user, without the right to change owners).
-    owner_not_matched: Option<String>,
-}
-
-impl Access {
-    fn report(&self) -> String {
-        match &self.owner_not_matched {
-            Some(owner) => format!(
-                "owner     the copy is not owned by the store's owner ({owner}): repair ran as \
-                 another user\n"
-            ),
-            None => String::new(),
-        }
-    }
-}
-
-/// Gives the copy at `out` (its directory and every file) the original's permission bits and,
-/// where it can, its owner: `repair` may run as another user (root, say) than the program that
-/// opens the store, which must still be able to open the copy once it is swapped in, and a
-/// store kept private must stay so. Files take the bits of the original's first data file.
-fn match_original_access(original: &Path, out: &Path) -> CliResult<Access> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let dir_meta = std::fs::metadata(original).map_err(CliError::io("inspecting", original))?;
-    let file_meta = StoreFiles::list(original)?
-        .data
-        .values()
-        .next()
-        .and_then(|path| std::fs::metadata(path).ok());
-    let owner = (dir_meta.uid(), dir_meta.gid());
-    let mut owner_matched = true;
-    for entry in std::fs::read_dir(out).map_err(CliError::io("listing", out))? {
-        let path = entry.map_err(CliError::io("listing", out))?.path();
-        if let Some(file_meta) = &file_meta {
-            let mode = std::fs::Permissions::from_mode(file_meta.mode() & 0o7777);
-            std::fs::set_permissions(&path, mode)
-                .map_err(CliError::io("setting the mode of", &path))?;
-        }
-        owner_matched &= give_owner(&path, owner)?;
-        files::sync_file(&path)?;
-    }
-    let mode = std::fs::Permissions::from_mode(dir_meta.mode() & 0o7777);
-    std::fs::set_permissions(out, mode).map_err(CliError::io("setting the mode of", out))?;
-    owner_matched &= give_owner(out, owner)?;
-    files::sync_dir(out)?;
-    Ok(Access {
-        owner_not_matched: (!owner_matched).then(|| format!("{}:{}", owner.0, owner.1)),
-    })
-}
-
-/// Makes `owner` (uid, gid) the owner of `path`; false if this user may not.
-fn give_owner(path: &Path, owner: (u32, u32)) -> CliResult<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(CliError::io("inspecting", path))?;
-    if (meta.uid(), meta.gid()) == owner {
-        return Ok(true);
-    }
-    match std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
-        Err(e) => Err(CliError::io("changing the owner of", path)(e)),
-    }
 }
 
 /// `dir` with `.suffix` appended to its last component.

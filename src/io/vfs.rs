@@ -61,17 +61,25 @@ pub(crate) trait Vfs: fmt::Debug + Send + Sync {
     }
 }
 
-/// Opens `path` if it is a regular file, and fails with `InvalidInput` otherwise, without
-/// blocking on a FIFO (or a device) that someone gave a store file's name. (`O_NONBLOCK` has
-/// no effect on regular files, open(2), so the file it opens behaves as without it.)
+/// Opens `path` if it is a regular file, and fails with `InvalidInput` otherwise: opening a
+/// FIFO (or a device) that someone gave a store file's name would block, or worse. Checked
+/// before the open (and again after, on what was opened). Not with `O_NONBLOCK` instead, which
+/// would make an open that meets a file lease (a Samba oplock, say) fail rather than wait.
 fn open_regular(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = options.clone().custom_flags(libc::O_NONBLOCK).open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
+    let not_regular = || {
+        std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a regular file (a directory, FIFO, socket or device has this name)",
-        ));
+        )
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(not_regular()),
+        // Missing (the open may create it), or unreadable: the open says why.
+        _ => {}
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
     }
     Ok(file)
 }

@@ -288,15 +288,31 @@ fn refuse_newer_formats(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Fails with [`Error::SharedFile`] if a data file is a symbolic link or has other hard links
-/// (a store copied with `cp -s` or `cp -al`, say), before open changes anything: open appends
-/// to the newest one and may cut its tail, which would change the other copy too.
+/// Fails with [`Error::SharedFile`] if the newest data file the writer appended to is a
+/// symbolic link or has other hard links (a store copied with `cp -s` or `cp -al`, say), before
+/// open changes anything: open appends to that file and may cut its tail, which would change
+/// the other copy too. Sealed files are never written, so they may be shared (hard-linked into
+/// a backup, say). A file whose header cannot be read is left to the checks that follow.
 fn refuse_shared_files(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
-    for id in layout.list(fs)?.data {
+    let listing = layout.list(fs)?;
+    for &id in listing.data.iter().rev() {
         let path = layout.data_path(id);
-        if let Some(what) = fs.shared(&path).context("inspecting", &path)? {
-            return Err(Error::SharedFile { path, what });
+        let Ok(file) = fs.open(&path, OpenMode::Read) else {
+            return Ok(());
+        };
+        let mut header = [0; HEADER_LEN];
+        match file
+            .read_at(&mut header, 0)
+            .map(|()| FileHeader::decode(&header))
+        {
+            Ok(Ok(header)) if header.kind == FileKind::Merged => continue,
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
         }
+        return match fs.shared(&path).context("inspecting", &path)? {
+            Some(what) => Err(Error::SharedFile { path, what }),
+            None => Ok(()),
+        };
     }
     Ok(())
 }
