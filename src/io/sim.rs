@@ -293,6 +293,7 @@ impl Vfs for SimFs {
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode,
+            writable: mode != OpenMode::Read,
         }))
     }
 
@@ -404,6 +405,20 @@ impl Drop for SimLock {
 struct SimFile {
     fs: SimFs,
     inode: usize,
+    /// Opened for writing: a write or cut through a read-only handle fails, as EBADF would.
+    writable: bool,
+}
+
+impl SimFile {
+    fn check_writable(&self) -> std::io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                "simulated EBADF: the file was opened read-only",
+            ))
+        }
+    }
 }
 
 impl VfsFile for SimFile {
@@ -419,6 +434,7 @@ impl VfsFile for SimFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.check_writable()?;
         let mut state = self.fs.state.lock();
         let short = match state.step()? {
             None => false,
@@ -457,6 +473,7 @@ impl VfsFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check_writable()?;
         let mut state = self.fs.state.lock();
         state.plain_step()?;
         let inode = &mut state.inodes[self.inode];

@@ -96,7 +96,7 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     let kinds = listing
         .data
         .iter()
-        .map(|&id| open_data_file(fs, &layout, id).map(|file| (id, file.kind)))
+        .map(|&id| open_data_file(fs, &layout, id, OpenMode::Read).map(|file| (id, file.kind)))
         .collect::<Result<Vec<_>>>()?;
     let file_ids = FileIds::after(listing.data.iter().chain(&listing.hints).max().copied());
     // Only the newest file the writer appended to can end in a torn record.
@@ -113,7 +113,13 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     let mut segments = Vec::new();
     let mut reusable_tail = None;
     for &(id, _) in &kinds {
-        let file = open_data_file(fs, &layout, id)?;
+        // Only the tail is written (cut, synced, appended to); sealed files may be read-only.
+        let mode = if Some(id) == tail_id {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::Read
+        };
+        let file = open_data_file(fs, &layout, id, mode)?;
         if Some(id) == tail_id {
             let tail = recover_tail(fs, &layout, file, &keydir, &mut order, &mut loaded)?;
             // An empty tail is reused whatever the limit: with a limit no longer than a file
@@ -317,11 +323,9 @@ fn refuse_shared_files(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId) -> Result<FoundFile> {
+fn open_data_file(fs: &dyn Vfs, layout: &Layout, id: FileId, mode: OpenMode) -> Result<FoundFile> {
     let path = layout.data_path(id);
-    let file = fs
-        .open(&path, OpenMode::ReadWrite)
-        .context("opening data file", &path)?;
+    let file = fs.open(&path, mode).context("opening data file", &path)?;
     let len = file.len().context("inspecting", &path)?;
     let mut header = [0; HEADER_LEN];
     let header = match file.read_at(&mut header, 0) {
