@@ -103,7 +103,7 @@ pub enum Error {
     /// tail, which would change the other copy too, so it refuses before changing anything.
     /// (Sealed files are never written and may be shared.)
     #[error(
-        "{} is {what}; open appends to the store's newest data file and may cut its tail, \
+        "{} is {how}; open appends to the store's newest data file and may cut its tail, \
          which would change the other copy too, so it must be the store's own. Replace it with \
          a copy of its own (e.g. `cp --remove-destination`), then open again; nothing was \
          changed",
@@ -112,8 +112,8 @@ pub enum Error {
     SharedFile {
         /// The data file.
         path: PathBuf,
-        /// How it is shared: "a symbolic link", or "one of N hard links to one file".
-        what: String,
+        /// How it is shared.
+        how: Sharing,
     },
 
     /// The handle was closed with [`crate::Database::close`].
@@ -169,6 +169,25 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+}
+
+/// How a data file is shared with another name, as [`Error::SharedFile`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sharing {
+    /// The name is a symbolic link.
+    SymbolicLink,
+    /// The file has this many hard links (more than one).
+    HardLinks(u64),
+}
+
+impl std::fmt::Display for Sharing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sharing::SymbolicLink => write!(f, "a symbolic link"),
+            Sharing::HardLinks(count) => write!(f, "one of {count} hard links to one file"),
+        }
+    }
 }
 
 /// Who holds a store's lock, as [`Error::Locked`] reports it. A holder records its process id

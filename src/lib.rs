@@ -41,7 +41,7 @@ mod value;
 mod writer;
 
 pub use db::{Database, FileStats, Keys, Stats, new};
-pub use error::{CorruptionKind, Error, ErrorResult, LockHolder, Result};
+pub use error::{CorruptionKind, Error, ErrorResult, LockHolder, Result, Sharing};
 pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use io::lock::recorded_lock_holder;
 pub use options::{

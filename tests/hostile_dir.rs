@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bitcask::{Database, Error};
+use bitcask::{Database, Error, Sharing};
 use common::{files_with_ext, open_small};
 
 /// Opens `dir` on another thread; the result, or a panic if open has not returned in 20 s.
@@ -94,7 +94,14 @@ fn a_newest_data_file_shared_with_another_directory_is_refused_unchanged() {
             let what = format!("{link} links, newest shared too: {newest_too}");
             if newest_too {
                 let err = opened.unwrap_err();
-                assert!(matches!(err, Error::SharedFile { .. }), "{what}: {err}");
+                let how = match link {
+                    "symbolic" => Sharing::SymbolicLink,
+                    _ => Sharing::HardLinks(2),
+                };
+                assert!(
+                    matches!(&err, Error::SharedFile { how: found, .. } if *found == how),
+                    "{what}: {err}"
+                );
                 assert!(err.to_string().contains("0000000002.data"), "{err}");
             } else {
                 let db = opened.unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Result, Sharing};
 use crate::io::lock::{HeldByThisProcess, holder_note};
 use crate::io::mmap::{AppendMap, Mapping, map_file};
 use crate::sync::Arc;
@@ -56,7 +56,7 @@ pub(crate) trait Vfs: fmt::Debug + Send + Sync {
     }
     /// How the file at `path` is shared with other names, if it is: a symbolic link, or one of
     /// several hard links.
-    fn shared(&self, _path: &Path) -> std::io::Result<Option<String>> {
+    fn shared(&self, _path: &Path) -> std::io::Result<Option<Sharing>> {
         Ok(None)
     }
 }
@@ -141,12 +141,12 @@ impl Vfs for StdFs {
         std::fs::canonicalize(dir)
     }
 
-    fn shared(&self, path: &Path) -> std::io::Result<Option<String>> {
+    fn shared(&self, path: &Path) -> std::io::Result<Option<Sharing>> {
         let meta = std::fs::symlink_metadata(path)?;
         Ok(if meta.file_type().is_symlink() {
-            Some("a symbolic link".into())
+            Some(Sharing::SymbolicLink)
         } else if meta.nlink() > 1 {
-            Some(format!("one of {} hard links to one file", meta.nlink()))
+            Some(Sharing::HardLinks(meta.nlink()))
         } else {
             None
         })

@@ -316,7 +316,7 @@ fn refuse_shared_files(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
             _ => return Ok(()),
         }
         return match fs.shared(&path).context("inspecting", &path)? {
-            Some(what) => Err(Error::SharedFile { path, what }),
+            Some(how) => Err(Error::SharedFile { path, how }),
             None => Ok(()),
         };
     }
