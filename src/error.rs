@@ -204,7 +204,8 @@ pub enum LockHolder {
     Process(u32),
     /// Someone the `LOCK` file does not name: the `bitcask` CLI, a handle still writing its
     /// note, a process on another host or in another pid namespace (a container), a file
-    /// system that would not take the note, or a note left by a holder that crashed.
+    /// system that would not take the note, or a note left by a holder that crashed (unless
+    /// its process id now belongs to another live process, which is then named wrongly).
     Unknown,
 }
 

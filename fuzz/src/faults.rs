@@ -28,7 +28,7 @@ use std::io::ErrorKind;
 
 use arbitrary::Arbitrary;
 use bitcask::sim::{Fault, SimFs};
-use bitcask::{Config, Database, Error, SyncPolicy};
+use bitcask::{Config, Database, Error, MergePolicy, SyncPolicy};
 
 use crate::{Bytes, KEYS, ValueSpec, check_all, check_key, key};
 
@@ -122,6 +122,23 @@ impl FaultsInput {
         self.limit() % 4 != 1
     }
 
+    /// Whether `Merge` is the background thread's kind, of the files the merge policy picks
+    /// (run on the fuzzing thread, `sim::merge_by_policy`), which leaves older files in place so
+    /// that kept tombstones and the pre-commit sync matter: for a third of the limits, taken
+    /// from the limit like [`FaultsInput::hint_files`] (and independent of it).
+    pub fn partial_merges(&self) -> bool {
+        self.limit() % 3 == 2
+    }
+
+    /// A policy that takes files at 30% fragmentation, and no small file for its size alone.
+    fn merge_policy() -> MergePolicy {
+        let mut policy = MergePolicy::default();
+        policy.trigger_fragmentation = 0.3;
+        policy.threshold_fragmentation = 0.3;
+        policy.small_file_bytes = 0;
+        policy
+    }
+
     pub fn sync_policy(&self) -> SyncPolicy {
         match self.policy {
             Policy::Never => SyncPolicy::Never,
@@ -148,6 +165,7 @@ impl FaultsInput {
             .sync_policy(self.sync_policy())
             .background_merge(false)
             .hint_files(self.hint_files())
+            .merge_policy(Self::merge_policy())
             .open()
     }
 }
@@ -308,6 +326,9 @@ impl Run<'_> {
                 self.acknowledge();
             }
             FaultOp::Read { .. } | FaultOp::Get { .. } => {}
+            FaultOp::Merge if self.input.partial_merges() => {
+                bitcask::sim::merge_by_policy(self.db())?;
+            }
             FaultOp::Merge => self.db().merge()?,
             FaultOp::Sync => {
                 self.db().sync()?;
