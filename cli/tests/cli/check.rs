@@ -337,3 +337,33 @@ fn an_unreadable_data_file_is_damage_and_the_rest_is_still_checked() {
         "the other files were not checked:\n{out}"
     );
 }
+
+/// A FIFO named like a data file makes `check` fail, naming it, instead of waiting forever to
+/// read it (the tool reads store files only if they are regular files). The binary is killed
+/// if it has not exited in 20 s, so a regression fails the test instead of hanging it.
+#[test]
+fn a_fifo_named_like_a_data_file_is_an_error_not_a_hang() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let fifo = store.dir.join("0000000009.data");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo runs").success());
+    let mut command = crate::support::bitcask();
+    command.arg("--dir").arg(&store.dir).arg("check");
+    let mut child = crate::support::spawn(command);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("waits").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kills");
+            panic!("check hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let said = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("0000000009.data") && said.contains("not a regular file"),
+        "{said}"
+    );
+}

@@ -257,6 +257,65 @@ fn repair_in_place_keeps_the_stores_permissions_and_owner() {
     }
 }
 
+/// Run as a user who may not give the copy the store's owner (`nobody`, through `setpriv`), a
+/// plain `repair` still finishes and lists what it could not give under `access`, and
+/// `--in-place` refuses to swap the copy in, leaving the store as it was. Skipped unless the
+/// tests run as root with `setpriv` at hand.
+#[test]
+fn repair_as_another_user_reports_the_owner_and_refuses_to_swap() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let as_nobody = |args: &[&str]| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_bitcask"))
+            .arg("--dir")
+            .arg(&store.dir)
+            .args(args);
+        crate::support::run(command, b"")
+    };
+    let as_root = std::fs::metadata(store.parent()).unwrap().uid() == 0;
+    if !as_root || as_nobody(&["--version"]).code != 0 {
+        eprintln!("skipped: needs root and setpriv, with the binary reachable by nobody");
+        return;
+    }
+    // The store belongs to a service user; nobody may read it and write beside it.
+    let world = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    world(store.parent(), 0o777);
+    for (path, _) in snapshot(&store.dir) {
+        world(&path, 0o644);
+        std::os::unix::fs::chown(&path, Some(4545), Some(4646)).unwrap();
+    }
+    world(&store.dir, 0o755);
+    std::os::unix::fs::chown(&store.dir, Some(4545), Some(4646)).unwrap();
+    let before = snapshot(&store.dir);
+
+    let run = as_nobody(&["repair", "--in-place"]);
+    assert_eq!(run.code, 3, "{}{}", run.out(), run.stderr);
+    assert!(
+        run.stderr
+            .contains("could not all be given the store's permissions and owner"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.out().contains("access    "), "{}", run.out());
+    assert_eq!(snapshot(&store.dir), before, "the store changed");
+    assert_eq!(std::fs::metadata(&store.dir).unwrap().uid(), 4545);
+
+    std::fs::remove_dir_all(store.parent().join("db.repaired")).unwrap();
+    let run = as_nobody(&["repair"]);
+    assert_eq!(run.code, 0, "{}{}", run.out(), run.stderr);
+    assert!(
+        run.out().contains("the store's owner 4545:4646"),
+        "{}",
+        run.out()
+    );
+}
+
 /// A copy on another file system (`--out` on tmpfs) cannot be renamed into the store's place:
 /// `--in-place` says so before it moves the original at all, so the store's directory is never
 /// missing. (It used to move the original aside first, then back.) Skipped where `/dev/shm` is
