@@ -149,6 +149,21 @@ fn a_lost_newest_value_a_hint_names_is_not_replaced_by_an_older_one() {
     );
 }
 
+/// A lost key is shown as every command shows keys: UTF-8 as it is, a tab and a byte that is not
+/// UTF-8 escaped (it used to be Rust's `escape_ascii`, which writes `é` as `\xc3\xa9`).
+#[test]
+fn a_lost_key_is_shown_with_the_tools_escaping() {
+    let store = TestStore::new();
+    let key: &'static [u8] = b"\xc3\xa9\t\xff";
+    let at = store_with_a_merged_file(&store.dir, (12, key, Some(b"new")));
+    flip_byte(
+        &store.dir.join("0000000002.data"),
+        at + RECORD_HEADER + key.len() as u64,
+    );
+    let out = store.run(&["repair"]).expect(0).out();
+    assert!(out.contains("  \"é\\t\\xff\" (seq 12"), "{out}");
+}
+
 /// A merge of files 2 and 3 into 5 committed, and its clean-up had deleted input 2 (holding the
 /// removal of `k`) but not input 3 (holding an older `k`) when the process died.
 #[test]
