@@ -280,18 +280,20 @@ fn refuse_newer_formats(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
         .filter(|path| path.to_string_lossy().ends_with(".data.tmp"))
         .cloned();
     for path in data.chain(merge_outputs) {
-        let Ok(file) = fs.open(&path, OpenMode::Read) else {
-            continue;
-        };
-        let mut header = [0; HEADER_LEN];
-        if file.read_at(&mut header, 0).is_err() {
-            continue;
-        }
-        if let Err(CorruptionKind::UnsupportedVersion(version)) = FileHeader::decode(&header) {
+        if let Some(Err(CorruptionKind::UnsupportedVersion(version))) = peek_header(fs, &path) {
             return Err(Error::UnsupportedFormat { path, version });
         }
     }
     Ok(())
+}
+
+/// The decoded header of the file at `path`, or `None` if it cannot be opened or read (the
+/// checks that open it for good report that).
+fn peek_header(fs: &dyn Vfs, path: &Path) -> Option<Result<FileHeader, CorruptionKind>> {
+    let file = fs.open(path, OpenMode::Read).ok()?;
+    let mut header = [0; HEADER_LEN];
+    file.read_at(&mut header, 0).ok()?;
+    Some(FileHeader::decode(&header))
 }
 
 /// Fails with [`Error::SharedFile`] if the newest data file the writer appended to is a
@@ -303,16 +305,9 @@ fn refuse_shared_files(fs: &dyn Vfs, layout: &Layout) -> Result<()> {
     let listing = layout.list(fs)?;
     for &id in listing.data.iter().rev() {
         let path = layout.data_path(id);
-        let Ok(file) = fs.open(&path, OpenMode::Read) else {
-            return Ok(());
-        };
-        let mut header = [0; HEADER_LEN];
-        match file
-            .read_at(&mut header, 0)
-            .map(|()| FileHeader::decode(&header))
-        {
-            Ok(Ok(header)) if header.kind == FileKind::Merged => continue,
-            Ok(Ok(_)) => {}
+        match peek_header(fs, &path) {
+            Some(Ok(header)) if header.kind == FileKind::Merged => continue,
+            Some(Ok(_)) => {}
             _ => return Ok(()),
         }
         return match fs.shared(&path).context("inspecting", &path)? {
