@@ -286,7 +286,7 @@ pub fn refuse_inside_store(flag: &str, path: &Path, dir: &Path) -> CliResult {
 }
 
 /// `path` with symlinks resolved as far as it exists (a file not created yet: its directory).
-fn resolved(path: &Path) -> PathBuf {
+pub fn resolved(path: &Path) -> PathBuf {
     if let Ok(path) = std::fs::canonicalize(path) {
         return path;
     }

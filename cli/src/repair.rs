@@ -55,6 +55,9 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: boo
     };
     files::refuse_inside_store("--out", &out, &dir)?;
     ensure_fresh(&out)?;
+    // Resolved now, as the user named it: the copy's files are later reached without following
+    // a link (`access`), and `--in-place` must move the directory, not a link to it.
+    let out = files::resolved(&out);
     ensure_a_store(&dir)?;
     let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let mut store_files = StoreFiles::list(&dir)?;

@@ -316,6 +316,28 @@ fn repair_as_another_user_reports_the_owner_and_refuses_to_swap() {
     );
 }
 
+/// An `--out` that is a symbolic link to an empty directory is resolved where the user named
+/// it: the copy goes into the directory, and `--in-place` swaps that directory in, not the link.
+/// (Reaching the copy's files without following links used to fail on it after the copy.)
+#[test]
+fn repair_into_an_out_that_is_a_symbolic_link_uses_its_directory() {
+    let store = TestStore::new();
+    damaged_store(&store);
+    let target = store.parent().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let link = store.parent().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = [OsStr::new("repair"), OsStr::new("--out"), link.as_os_str()];
+    store.run(&out).expect(0);
+    assert_eq!(pairs_of(&target), expected_pairs(&["k3"]));
+    std::fs::remove_dir_all(&target).unwrap();
+    std::fs::create_dir(&target).unwrap();
+    let in_place = [&out[..], &[OsStr::new("--in-place")]].concat();
+    store.run(&in_place).expect(0);
+    assert!(!std::fs::symlink_metadata(&store.dir).unwrap().is_symlink());
+    assert_eq!(pairs_of(&store.dir), expected_pairs(&["k3"]));
+}
+
 /// A copy on another file system (`--out` on tmpfs) cannot be renamed into the store's place:
 /// `--in-place` says so before it moves the original at all, so the store's directory is never
 /// missing. (It used to move the original aside first, then back.) Skipped where `/dev/shm` is
