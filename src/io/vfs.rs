@@ -59,6 +59,11 @@ pub(crate) trait Vfs: fmt::Debug + Send + Sync {
     fn shared(&self, _path: &Path) -> std::io::Result<Option<Sharing>> {
         Ok(None)
     }
+    /// Fails if this process may not create and remove files in `dir` (permission, or a
+    /// read-only file system).
+    fn check_writable(&self, _dir: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens `path` if it is a regular file, and fails with `InvalidInput` otherwise: opening a
@@ -150,6 +155,18 @@ impl Vfs for StdFs {
         } else {
             None
         })
+    }
+
+    fn check_writable(&self, dir: &Path) -> std::io::Result<()> {
+        use rustix::fs::{Access, AtFlags, CWD};
+        // The effective ids, which are the ones that creating a file checks.
+        rustix::fs::accessat(
+            CWD,
+            dir,
+            Access::WRITE_OK | Access::EXEC_OK,
+            AtFlags::EACCESS,
+        )
+        .map_err(std::io::Error::from)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {

@@ -78,6 +78,10 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     config.dir = fs
         .canonical(&config.dir)
         .context("resolving the store directory", &config.dir)?;
+    // Rotation and merge create files in the directory: a store that could not would open,
+    // take writes into its newest file, and fail only when that file filled up.
+    fs.check_writable(&config.dir)
+        .context("checking that files can be created in", &config.dir)?;
     let layout = Layout::new(config.dir.clone());
     let dir_lock = DirLock::acquire(fs, layout.dir(), &layout.lock_path())?;
     refuse_newer_formats(fs, &layout)?;

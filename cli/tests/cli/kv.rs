@@ -111,3 +111,36 @@ fn put_of_an_oversized_key_is_a_usage_error() {
     assert!(run.stderr.contains("more than the limit"), "{}", run.stderr);
     store.run(&["put", "k", "v"]).expect(0);
 }
+
+/// A store whose files its user may write but whose directory it may not (so rotation and
+/// merge could not create files) is refused at open, naming the directory, instead of taking
+/// writes until its newest file fills. Skipped unless the tests run as root with `setpriv`.
+#[test]
+fn a_store_in_a_directory_its_user_may_not_write_is_refused_at_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = TestStore::new();
+    store.fill(&[(b"k", b"v")]);
+    let nobody = Some(65534);
+    std::fs::set_permissions(store.parent(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    for (path, _) in crate::support::snapshot(&store.dir) {
+        std::os::unix::fs::chown(&path, nobody, nobody).unwrap();
+    }
+    // The directory stays root's (0755): nobody may read it, not create files in it.
+    let Some(run) = crate::support::run_as_nobody(&store.dir, &["put", "k2", "v2"]) else {
+        return;
+    };
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("checking that files can be created in")
+            && run.stderr.contains(&*store.dir.to_string_lossy())
+            && run.stderr.contains("Permission denied"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(store.pairs(), vec![(b"k".to_vec(), b"v".to_vec())]);
+    // Once the directory is the user's, the same store opens and takes the write.
+    std::os::unix::fs::chown(&store.dir, nobody, nobody).unwrap();
+    let run = crate::support::run_as_nobody(&store.dir, &["put", "k2", "v2"]).unwrap();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(store.pairs().len(), 2);
+}

@@ -121,6 +121,30 @@ pub fn run(mut command: Command, stdin: &[u8]) -> Run {
     }
 }
 
+/// Runs `bitcask --dir DIR ARGS...` as the user `nobody` (through `setpriv`), or returns
+/// `None` (having said why) unless the tests run as root with `setpriv` at hand and the binary
+/// reachable by nobody.
+pub fn run_as_nobody(dir: &Path, args: &[&str]) -> Option<Run> {
+    use std::os::unix::fs::MetadataExt;
+    let as_nobody = |args: &[&str]| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_bitcask"))
+            .arg("--dir")
+            .arg(dir)
+            .args(args);
+        run(command, b"")
+    };
+    // The test created the store's parent directory: its owner is who the tests run as.
+    let as_root = std::fs::metadata(dir.parent()?).ok()?.uid() == 0;
+    if !as_root || as_nobody(&["--version"]).code != 0 {
+        eprintln!("skipped: needs root and setpriv, with the binary reachable by nobody");
+        return None;
+    }
+    Some(as_nobody(args))
+}
+
 /// A store directory (not created yet) inside its own temporary directory.
 pub struct TestStore {
     _tmp: tempfile::TempDir,
