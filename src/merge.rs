@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use crate::engine::Engine;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
-use crate::fileset::retire;
+use crate::fileset::{collect_retired, retire};
 use crate::format::FileId;
 use crate::format::commit::MergeCommit;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
@@ -97,6 +97,7 @@ pub(crate) fn merge_all(engine: &Engine) -> Result<()> {
         let merged = merge_files(engine, state, &inputs);
         // Often the last references to the merged-away files: unmapped off this thread.
         retire(inputs);
+        collect_retired();
         merged
     })
 }
@@ -159,6 +160,7 @@ pub(crate) fn merge_by_policy(engine: &Engine) -> Result<()> {
     refusing_after_panic(engine, &mut state, |state| {
         let merged = merge_files(engine, state, &inputs);
         retire(inputs);
+        collect_retired();
         merged
     })
 }
