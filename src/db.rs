@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::keydir::KeyList;
 use crate::options::{Config, Options};
-use crate::sync::Arc;
+use crate::sync::{Arc, Ordering};
 use crate::value::Value;
 use crate::{merge, recovery};
 
@@ -27,13 +27,25 @@ pub fn new(options: Options) -> Result<Database> {
 /// a little later, so an immediate reopen may meet [`Error::Locked`] for a moment. In a child
 /// process created by `fork`, every call refuses with [`Error::ForkedChild`] and dropping the
 /// handle does nothing at all.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Database {
     handle: Arc<Handle>,
 }
 
+/// The directory, whether the handle is closed, and the number of keys; never keys or values
+/// (a handle inside an application's state must not print the store into its logs).
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = self.engine();
+        f.debug_struct("Database")
+            .field("dir", &engine.layout.dir())
+            .field("closed", &engine.closed.load(Ordering::Relaxed))
+            .field("num_keys", &engine.keydir.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the clones of one `Database` share; closing happens when the last one goes.
-#[derive(Debug)]
 struct Handle {
     engine: Arc<Engine>,
     workers: Workers,

@@ -561,3 +561,21 @@ fn a_relative_directory_is_resolved_at_open() {
         "{files:?}"
     );
 }
+
+/// `{:?}` of a handle says which store it is and how many keys it holds, never a key or a
+/// value: applications print their state, and the store must not end up in their logs.
+#[test]
+fn debug_of_a_handle_prints_no_key_or_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"secret-key", b"secret-value").unwrap();
+    let printed = format!("{db:?}");
+    assert!(!printed.contains("115, 101, 99"), "{printed}"); // "sec" as the bytes derive prints
+    assert!(!printed.contains("secret"), "{printed}");
+    assert!(printed.contains("num_keys: 1"), "{printed}");
+    let dir_name = dir.path().file_name().unwrap().to_string_lossy();
+    assert!(printed.contains(&*dir_name), "{printed}");
+    assert!(printed.contains("closed: false"), "{printed}");
+    db.close().unwrap();
+    assert!(format!("{db:?}").contains("closed: true"));
+}
