@@ -21,6 +21,10 @@ use crate::keydir::{FileUsage, Location};
 use crate::segment::{Segment, Storage};
 use crate::sync::Arc;
 
+/// The encode buffer is kept between appends up to this capacity. A larger record's buffer is
+/// freed once it is written: one 1 GiB value must not keep 1 GiB of heap until `close`.
+const KEPT_BUFFER_CAPACITY: usize = 1 << 20;
+
 /// The writer's state: the active file and the next sequence number.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -32,7 +36,7 @@ pub(crate) struct Writer {
     /// Bytes in the active file; the next record goes here.
     len: u64,
     next_seq: u64,
-    /// Reused encode buffer.
+    /// Reused encode buffer (up to [`KEPT_BUFFER_CAPACITY`]).
     buf: Vec<u8>,
     poisoned: Option<String>,
 }
@@ -125,7 +129,11 @@ impl Writer {
             value,
         };
         record.encode_into(&mut self.buf);
-        self.write_buf(engine)?;
+        let written = self.write_buf(engine);
+        if self.buf.capacity() > KEPT_BUFFER_CAPACITY {
+            self.buf = Vec::new();
+        }
+        written?;
         self.next_seq += 1;
         self.len += len;
         Ok((loc, seq))

@@ -1,12 +1,17 @@
-//! After `merge()` returns, the files it merged away stop holding disk space soon, even when no
-//! thread of the process reads afterwards (a write-only or idle store): merge deleted them, and
-//! the last unmap frees their blocks. Alone in its test binary, so that no other test's reads run
-//! the epoch collector for it.
+//! Disk space and memory a store gives back. After `merge()` returns, the files it merged away
+//! stop holding disk space soon, even when no thread of the process reads afterwards (a
+//! write-only or idle store): merge deleted them, and the last unmap frees their blocks. After a
+//! large write, its encoding buffer is freed. These tests have their binary to themselves and
+//! run one at a time: no other test's reads may run the epoch collector for the first, or
+//! allocate while the second measures.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bitcask::Config;
+use bitcask::{Config, SyncPolicy};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Files under `dir` that this process still maps although they were deleted.
 fn deleted_but_mapped(dir: &Path) -> Vec<PathBuf> {
@@ -20,6 +25,7 @@ fn deleted_but_mapped(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn merged_away_files_are_unmapped_without_later_reads() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().canonicalize().unwrap();
     let db = Config::new(&dir)
@@ -52,5 +58,36 @@ fn merged_away_files_are_unmapped_without_later_reads() {
     for i in 0..200u32 {
         assert_eq!(db.read(&i.to_le_bytes()).unwrap(), [2; 100]);
     }
+    db.close().unwrap();
+}
+
+/// This process's anonymous resident memory, in bytes (`RssAnon`).
+fn resident_anonymous() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_large_write_does_not_keep_its_size_in_memory() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const BIG: usize = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .sync_policy(SyncPolicy::Never)
+        .background_merge(false)
+        .open()
+        .unwrap();
+    db.write(b"small", b"warm up").unwrap();
+    let before = resident_anonymous();
+    db.write(b"big", &vec![7; BIG]).unwrap();
+    let after = resident_anonymous();
+    assert!(
+        after < before + (BIG / 4) as u64,
+        "a {BIG}-byte write left {} more bytes resident",
+        after.saturating_sub(before)
+    );
+    assert_eq!(db.get(b"big").unwrap().unwrap().len(), BIG);
     db.close().unwrap();
 }
