@@ -242,9 +242,10 @@ impl Database {
 
     /// Key count, file count, live/dead bytes overall and per file, and merge figures.
     ///
-    /// The figures are read one after another, not at one instant: while other threads write,
-    /// `num_keys` may differ from the sum of the files' `live_keys`, and a merge may finish
-    /// between the per-file figures and the merge figures. On a quiet store they agree. In a
+    /// The key count and the per-file figures are read while no write can land (it waits for
+    /// them, as for another write), so they agree with each other (`num_keys` is the sum of the
+    /// files' `live_keys`, and the active file is the newest) unless a merge is running, which
+    /// moves records between files meanwhile, or finishes between them and the merge figures. In a
     /// forked child every figure is zero ([`Error::ForkedChild`]).
     pub fn stats(&self) -> Stats {
         let engine = self.engine();
@@ -253,13 +254,18 @@ impl Database {
             // fork, whose lock the child would then wait for forever.
             return Stats::default();
         }
-        let (active, writes_refused) = {
+        // Under the writer, so that no write or rotation lands between these figures: `active`
+        // is the file the usage calls active, and `num_keys` counts the same writes.
+        let (active, writes_refused, usage, num_keys) = {
             let writer = engine.writer.lock();
-            (writer.file_id(), writer.check_poisoned().err())
+            (
+                writer.file_id(),
+                writer.check_poisoned().err(),
+                engine.keydir.usage(),
+                engine.keydir.len() as u64,
+            )
         };
-        let mut files: Vec<FileStats> = engine
-            .keydir
-            .usage()
+        let mut files: Vec<FileStats> = usage
             .into_iter()
             .map(|(file_id, usage)| FileStats {
                 file_id,
@@ -273,7 +279,7 @@ impl Database {
         files.sort_by_key(|f| f.file_id);
         let merges = engine.merge_counters.snapshot();
         Stats {
-            num_keys: engine.keydir.len() as u64,
+            num_keys,
             num_data_files: files.len() as u64,
             live_bytes: files.iter().map(|f| f.live_bytes).sum(),
             dead_bytes: files.iter().map(|f| f.dead_bytes).sum(),

@@ -134,3 +134,53 @@ fn readers_see_acknowledged_writes_during_merges() {
             .unwrap(),
     );
 }
+
+/// `stats()` while other threads write, remove and rotate: its key count is the sum of the
+/// files' live keys, and the file it calls active is the newest, in every snapshot.
+#[test]
+fn stats_agree_with_themselves_while_others_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Config::new(dir.path())
+        .data_file_limit(2048)
+        .background_merge(false)
+        .open()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for writer in 0..2u64 {
+            let (db, stop) = (&db, &stop);
+            scope.spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = (writer << 32 | n % 500).to_le_bytes();
+                    if n % 7 == 3 {
+                        db.remove(&key).unwrap();
+                    } else {
+                        db.write(&key, &[n as u8; 40]).unwrap();
+                    }
+                    n += 1;
+                }
+            });
+        }
+        /// Stops the writers however the checks end, so that a failed one does not hang.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        for _ in 0..1000 {
+            let stats = db.stats();
+            let live: u64 = stats.files.iter().map(|f| f.live_keys).sum();
+            assert_eq!(stats.num_keys, live, "{stats:?}");
+            let active: Vec<_> = stats.files.iter().filter(|f| f.active).collect();
+            assert_eq!(active.len(), 1, "{stats:?}");
+            assert_eq!(
+                Some(active[0].file_id),
+                stats.files.iter().map(|f| f.file_id).max()
+            );
+        }
+    });
+    db.close().unwrap();
+}
