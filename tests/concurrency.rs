@@ -152,7 +152,7 @@ fn stats_agree_with_themselves_while_others_write() {
             scope.spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let key = (writer << 32 | n % 500).to_le_bytes();
+                    let key = ((writer << 32) | (n % 500)).to_le_bytes();
                     if n % 7 == 3 {
                         db.remove(&key).unwrap();
                     } else {
