@@ -46,7 +46,7 @@ pub use format::{MAX_KEY_LEN, MAX_VALUE_LEN};
 pub use io::lock::recorded_lock_holder;
 pub use options::{
     Config, DEFAULT_COMMIT_POLL, DEFAULT_DATA_FILE_LIMIT, MAX_COMMIT_POLL, MAX_DATA_FILE_LIMIT,
-    MergePolicy, Options, SyncPolicy,
+    MIN_BACKGROUND_INTERVAL, MergePolicy, Options, SyncPolicy,
 };
 pub use value::Value;
 

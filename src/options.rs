@@ -43,7 +43,7 @@ pub enum SyncPolicy {
     /// after a power loss, writes that returned more than one interval plus a few fsyncs
     /// earlier survive (a write that just missed a sync waits for it, the interval, and the
     /// next one).
-    /// The interval must be more than zero.
+    /// The interval must be at least [`MIN_BACKGROUND_INTERVAL`] (1 ms).
     Interval(Duration),
 }
 
@@ -72,7 +72,8 @@ pub struct MergePolicy {
     /// merge it waits this long, then twice as long after each further failure in a row, up to
     /// 10 minutes, ignoring seals, until a merge succeeds or a check finds nothing to merge (a
     /// failing merge, say on a full disk, is not retried every second).
-    /// Default 1 s; must be more than zero when the merge thread runs.
+    /// Default 1 s; must be at least [`MIN_BACKGROUND_INTERVAL`] (1 ms) when the merge thread
+    /// runs.
     pub check_interval: Duration,
 }
 
@@ -104,6 +105,11 @@ pub struct Config {
 
 /// Default of [`Config::commit_poll`].
 pub const DEFAULT_COMMIT_POLL: Duration = Duration::from_micros(250);
+
+/// The shortest [`SyncPolicy::Interval`] and [`MergePolicy::check_interval`]: a background thread
+/// waking more often would keep a core busy (fsyncing, or checking the merge trigger under a lock
+/// every write takes) for nothing that [`SyncPolicy::Always`] would not do better.
+pub const MIN_BACKGROUND_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The longest [`Config::commit_poll`]: a disk whose fsyncs take longer gains nothing from a
 /// follower that skips one wake-up, and a poll keeps a CPU busy for its whole length.
@@ -226,11 +232,20 @@ impl Config {
                 ));
             }
         }
-        if self.sync == SyncPolicy::Interval(Duration::ZERO) {
-            return invalid("SyncPolicy::Interval needs a non-zero interval".into());
+        if let SyncPolicy::Interval(every) = self.sync
+            && every < MIN_BACKGROUND_INTERVAL
+        {
+            return invalid(format!(
+                "SyncPolicy::Interval is {every:?}; it must be at least 1 ms \
+                 (MIN_BACKGROUND_INTERVAL; for a sync after every write, use SyncPolicy::Always)"
+            ));
         }
-        if self.background_merge && policy.check_interval.is_zero() {
-            return invalid("MergePolicy::check_interval must be more than zero".into());
+        if self.background_merge && policy.check_interval < MIN_BACKGROUND_INTERVAL {
+            return invalid(format!(
+                "MergePolicy::check_interval is {:?}; it must be at least 1 ms \
+                 (MIN_BACKGROUND_INTERVAL)",
+                policy.check_interval
+            ));
         }
         if self.commit_poll > MAX_COMMIT_POLL {
             return invalid(format!(

@@ -461,19 +461,37 @@ fn out_of_range_merge_policy_and_zero_intervals_are_rejected() {
         err.to_string().contains("trigger_fragmentation is 1.5"),
         "{err}"
     );
-    let err = Config::new(dir.path())
-        .sync_policy(bitcask::SyncPolicy::Interval(std::time::Duration::ZERO))
-        .open()
-        .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
-    // A zero check interval would make the merge thread spin on a core.
+    // An interval under 1 ms would make a background thread spin on a core.
+    let under = bitcask::MIN_BACKGROUND_INTERVAL - std::time::Duration::from_nanos(1);
+    for too_short in [std::time::Duration::ZERO, under] {
+        let err = Config::new(dir.path())
+            .sync_policy(bitcask::SyncPolicy::Interval(too_short))
+            .open()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        let named = format!("SyncPolicy::Interval is {too_short:?}");
+        assert!(err.to_string().contains(&named), "{err}");
+        let mut policy = bitcask::MergePolicy::default();
+        policy.check_interval = too_short;
+        let err = Config::new(dir.path())
+            .merge_policy(policy)
+            .open()
+            .unwrap_err();
+        let named = format!("check_interval is {too_short:?}");
+        assert!(err.to_string().contains(&named), "{err}");
+    }
+    // The minimum itself is fine for both.
     let mut policy = bitcask::MergePolicy::default();
-    policy.check_interval = std::time::Duration::ZERO;
-    let err = Config::new(dir.path())
+    policy.check_interval = bitcask::MIN_BACKGROUND_INTERVAL;
+    Config::new(dir.path())
         .merge_policy(policy)
+        .sync_policy(bitcask::SyncPolicy::Interval(
+            bitcask::MIN_BACKGROUND_INTERVAL,
+        ))
         .open()
-        .unwrap_err();
-    assert!(err.to_string().contains("check_interval"), "{err}");
+        .unwrap()
+        .close()
+        .unwrap();
     // Rejected settings take nothing: the directory opens with valid ones.
     Database::open(dir.path()).unwrap();
 }
