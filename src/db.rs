@@ -116,7 +116,9 @@ pub struct FileStats {
 /// cannot deadlock. The copy is taken one keydir shard at a time, not at one instant: a key that
 /// is live for the whole call is listed and one that is absent for the whole call is not, but a
 /// key written or removed during the call may or may not be, whatever the order of those
-/// writes. Each key is handed out as its own `Vec`. Order is unspecified (hash order).
+/// writes. While a shard is copied, writes of keys in that shard wait (and, since writes go
+/// one at a time, every write behind them): for a shard of 1/64 of the keys, about as long as
+/// copying them. Each key is handed out as its own `Vec`. Order is unspecified (hash order).
 #[derive(Debug)]
 pub struct Keys {
     inner: KeyList,
