@@ -597,3 +597,49 @@ fn debug_of_a_handle_prints_no_key_or_value() {
     db.close().unwrap();
     assert!(format!("{db:?}").contains("closed: true"));
 }
+
+/// A value over `MAX_VALUE_LEN` is refused naming both lengths, before anything is written, and
+/// the store stays usable.
+#[test]
+fn an_oversized_value_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    let before = db.stats().total_bytes;
+    // Zeroed, so the allocator maps it without touching its pages.
+    let value = vec![0u8; bitcask::MAX_VALUE_LEN + 1];
+    let err = db.write(b"k", &value).unwrap_err();
+    match &err {
+        Error::ValueTooLarge { len, max } => {
+            assert_eq!((*len, *max), (value.len(), bitcask::MAX_VALUE_LEN));
+        }
+        other => panic!("expected ValueTooLarge, got {other}"),
+    }
+    assert!(err.to_string().contains(&value.len().to_string()), "{err}");
+    assert_eq!(db.stats().total_bytes, before);
+    db.write(b"k", b"v").unwrap();
+    assert_eq!(db.read(b"k").unwrap(), b"v");
+}
+
+/// Removing a key that is not there appends nothing (no tombstone for a key no file holds).
+#[test]
+fn removing_a_missing_key_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"present", b"v").unwrap();
+    let before = db.stats().total_bytes;
+    db.remove(b"never-written").unwrap();
+    db.remove(b"never-written").unwrap();
+    assert_eq!(db.stats().total_bytes, before);
+    db.remove(b"present").unwrap();
+    assert!(
+        db.stats().total_bytes > before,
+        "a real remove appends a tombstone"
+    );
+    let after_remove = db.stats().total_bytes;
+    db.remove(b"present").unwrap();
+    assert_eq!(
+        db.stats().total_bytes,
+        after_remove,
+        "and a second one nothing"
+    );
+}

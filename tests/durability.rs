@@ -127,6 +127,12 @@ fn sync_after_a_failed_append_makes_the_earlier_writes_durable() {
         db.close().is_err(),
         "close reports that writes were refused"
     );
+    // A failed close still closed: the handle (alive here, so `Drop` cannot close it instead)
+    // refuses, and the directory opens again at once.
+    assert!(matches!(db.read(b"before"), Err(Error::Closed)));
+    let reopened = open(&fs, SyncPolicy::Never);
+    assert_eq!(reopened.read(b"before").unwrap(), b"ok");
+    drop(db);
 }
 
 /// After a failed fsync outside a group-commit round (here the one that seals the active file
