@@ -275,6 +275,21 @@ pub enum CorruptionKind {
     /// its name nor as its `.tmp`: it was deleted outside the engine.
     #[error("a committed merge names this output data file, but it is missing")]
     MissingMergeOutput,
+    /// A sealed writer file lost records from its end: the next writer file does not start at
+    /// the seq after its last one ([`crate::format::seq_ranges`]); it was cut short at a record
+    /// boundary, by a partial copy say.
+    #[error(
+        "records are missing from the end of this sealed file: {}, but the next writer file          ({later:010}.data) starts at seq {first}",
+        match last { Some(last) => format!("its last record has seq {last}"), None => "it holds no records".to_string() }
+    )]
+    RecordsMissingAtEnd {
+        /// The file's last seq, if it holds any record.
+        last: Option<u64>,
+        /// The next writer file's id.
+        later: u32,
+        /// That file's first seq.
+        first: u64,
+    },
 }
 
 impl CorruptionKind {

@@ -121,7 +121,8 @@ fn disjoint_seq_ranges_decide_even_when_the_older_file_has_the_higher_id() {
 fn overlapping_ranges_read_the_present_seq_from_a_sealed_file() {
     // File 1 is sealed (file 2 is the newer writer file); file 3's seq falls inside file 1's
     // range, so the present record of k in file 1 is read back.
-    let tail: &[Rec] = &[(30, "t", Some("t"))];
+    // The next seq after file 1's last: writer files hold consecutive ranges.
+    let tail: &[Rec] = &[(21, "t", Some("t"))];
     let older_present: &[Rec] = &k_among_others(8, Some("old"));
     let newer_merged: &[Rec] = &[(12, "k", Some("new"))];
     let files = [
@@ -157,7 +158,8 @@ fn overlapping_ranges_read_the_present_seq_from_the_writer_file() {
 
 #[test]
 fn a_tombstone_removes_only_an_older_put_across_overlapping_files() {
-    let tail: &[Rec] = &[(30, "t", Some("t"))];
+    // The next seq after file 1's last: writer files hold consecutive ranges.
+    let tail: &[Rec] = &[(21, "t", Some("t"))];
     let older_put: &[Rec] = &k_among_others(8, Some("v"));
     let newer_tombstone: &[Rec] = &[(12, "k", None)];
     let files = [

@@ -110,6 +110,50 @@ fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
     assert!(err.to_string().contains(&sealed.display().to_string()));
 }
 
+/// A sealed writer file cut exactly at a record boundary (by a partial copy, say) decodes as a
+/// shorter file; the next writer file's first seq shows the records missing, and open refuses
+/// the store naming the file, instead of serving older values (or removed keys) in their place.
+/// Cut back to its header (no records left), likewise.
+#[test]
+fn a_sealed_file_cut_at_a_record_boundary_fails_open_naming_it() {
+    use bitcask::format::header::HEADER_LEN;
+    use bitcask::format::record::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 512);
+    for i in 0..20u8 {
+        db.write(&[i], &[i; 100]).unwrap();
+    }
+    db.close().unwrap();
+    let sealed = files_with_ext(dir.path(), "data").remove(0);
+    let bytes = std::fs::read(&sealed).unwrap();
+    let mut boundaries = vec![HEADER_LEN];
+    while let Ok(record) = Record::decode(&bytes[*boundaries.last().unwrap()..]) {
+        boundaries.push(boundaries.last().unwrap() + record.encoded_len() as usize);
+    }
+    assert_eq!(*boundaries.last().unwrap(), bytes.len());
+    let cuts = [boundaries[boundaries.len() - 2], HEADER_LEN];
+    for (cut, records_left) in cuts.into_iter().zip([true, false]) {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let damaged = copy.path().join(sealed.file_name().unwrap());
+        std::fs::write(&damaged, &bytes[..cut]).unwrap();
+        let err = Database::open(copy.path()).unwrap_err();
+        match &err {
+            Error::Corruption {
+                path,
+                kind: CorruptionKind::RecordsMissingAtEnd { last, .. },
+                ..
+            } => {
+                assert_eq!(path, &std::fs::canonicalize(&damaged).unwrap());
+                assert_eq!(last.is_some(), records_left, "{err}");
+            }
+            other => panic!("cut at {cut}: expected the missing records, got {other}"),
+        }
+    }
+    // The whole store opens.
+    Database::open(dir.path()).unwrap().close().unwrap();
+}
+
 #[test]
 fn a_data_file_with_a_foreign_header_is_rejected() {
     let dir = tempfile::tempdir().unwrap();

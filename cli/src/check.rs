@@ -4,7 +4,9 @@
 //! It verifies every data file's header and every record's CRC (walking past damage to report each
 //! bad range), every hint file against its data file (it decodes, names the data file's id and
 //! length, and each entry's seq, kind, key and value length equal the record at its offset), an
-//! interrupted merge's `MERGE` record and a failed fsync's `FSYNC_FAILED` record. A bad range that
+//! interrupted merge's `MERGE` record and a failed fsync's `FSYNC_FAILED` record, and that each
+//! writer file starts at the seq after the last one of the writer file before it (else records
+//! are missing from the end of that one, which open refuses). A bad range that
 //! ends the newest writer file is a torn tail that open cuts off: a warning, not damage. The
 //! store's lock is taken for the duration (a store open elsewhere is refused), and no file is
 //! created or changed.
@@ -17,6 +19,7 @@ use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::Record;
+use bitcask::format::seq_ranges::{WriterFile, find_seq_gap};
 
 use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
@@ -41,11 +44,15 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     let tail = store_files.tail_id();
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
     let mut report = Report::default();
+    let mut writers = Vec::new();
     for (&id, path) in &store_files.data {
         let Some(data) = read_or_report(path, &mut report) else {
             continue;
         };
         let judged = check_data_file(id, path, &data, tail == Some(id), &mut report);
+        if judged && let Some(writer) = writer_file(id, &data, tail == Some(id)) {
+            writers.push(writer);
+        }
         progress.inc(data.len() as u64);
         if judged
             && let Some(hint_path) = store_files.hints.get(&id)
@@ -55,6 +62,7 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
             progress.inc(hint.len() as u64);
         }
     }
+    check_seq_ranges(&store_files, &writers, &mut report);
     check_orphan_hints(&store_files, &mut report);
     check_merge_record(dir, &store_files, merge, &mut report);
     note_fsync_failure(&store_files, &mut report);
@@ -211,6 +219,47 @@ fn check_data_file(id: u32, path: &Path, bytes: &[u8], is_tail: bool, report: &m
         }
     }
     true
+}
+
+/// The seq range of a writer file's valid records (of the newest one, those before a torn
+/// tail, which open cuts off); `None` for a merged file or one whose header does not decode.
+fn writer_file(id: u32, bytes: &[u8], is_tail: bool) -> Option<WriterFile> {
+    if FileHeader::decode(bytes).ok()?.kind != FileKind::Data {
+        return None;
+    }
+    let mut seqs: Option<(u64, u64)> = None;
+    for item in walk(bytes) {
+        match item {
+            Item::Record { record, .. } => {
+                let (min, max) = seqs.unwrap_or((record.seq, record.seq));
+                seqs = Some((min.min(record.seq), max.max(record.seq)));
+            }
+            Item::Bad(_) if is_tail => break,
+            Item::Bad(_) => {}
+        }
+    }
+    Some(WriterFile { id, seqs })
+}
+
+/// A sealed writer file that lost records from its end, which open refuses
+/// (`bitcask::format::seq_ranges`).
+fn check_seq_ranges(store_files: &StoreFiles, writers: &[WriterFile], report: &mut Report) {
+    let exists = |id| store_files.data.contains_key(&id);
+    let Some(gap) = find_seq_gap(writers, exists) else {
+        return;
+    };
+    let kind = CorruptionKind::RecordsMissingAtEnd {
+        last: gap.last,
+        later: gap.later,
+        first: gap.first,
+    };
+    let path = &store_files.data[&gap.earlier];
+    report.add(
+        Severity::Damage,
+        path,
+        None,
+        format!("{kind}; open refuses the store"),
+    );
 }
 
 /// What open does with the torn tail `bad` of the newest writer file, whose bytes are `tail`.

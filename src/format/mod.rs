@@ -8,6 +8,7 @@ pub mod fsync_failure;
 pub mod header;
 pub mod hint;
 pub mod record;
+pub mod seq_ranges;
 
 use crate::error::CorruptionKind;
 

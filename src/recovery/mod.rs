@@ -17,6 +17,7 @@ use crate::format::FileId;
 use crate::format::header::{FileHeader, FileKind, HEADER_LEN};
 use crate::format::hint::{HintFile, min_hint_entry_len};
 use crate::format::record::{self, RecordKind};
+use crate::format::seq_ranges::find_seq_gap;
 use crate::group_commit::GroupCommit;
 use crate::io::layout::{FileIds, Layout};
 use crate::io::lock::DirLock;
@@ -139,6 +140,7 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
             segments.push(sealed);
         }
     }
+    refuse_cut_writer_files(&layout, &listing.data, &order, &keydir)?;
     for (key, tombstone) in &loaded.tombstones {
         let removes = |present: &Location| order.is_newer(key, *tombstone, present);
         keydir.recover_tombstone(key, removes, &mut loaded.live);
@@ -177,6 +179,34 @@ pub(crate) fn open(mut config: Config) -> Result<Engine> {
     segments.push(engine.writer.lock().segment(&engine));
     engine.files.publish(|_| FileSet::new(segments));
     Ok(engine)
+}
+
+/// Refuses a store with a sealed writer file that lost records from its end
+/// ([`crate::format::seq_ranges`]): open would otherwise serve the older values of the keys
+/// those records wrote, and bring back the keys they removed.
+fn refuse_cut_writer_files(
+    layout: &Layout,
+    data_files: &BTreeSet<FileId>,
+    order: &RecordOrder,
+    keydir: &Keydir,
+) -> Result<()> {
+    let writers = order.writer_files();
+    let Some(gap) = find_seq_gap(&writers, |id| data_files.contains(&id)) else {
+        return Ok(());
+    };
+    let end = keydir
+        .usage()
+        .get(&gap.earlier)
+        .map_or(0, |u| u.total_bytes);
+    Err(Error::corruption(
+        layout.data_path(gap.earlier),
+        end,
+        CorruptionKind::RecordsMissingAtEnd {
+            last: gap.last,
+            later: gap.later,
+            first: gap.first,
+        },
+    ))
 }
 
 /// The hint files whose checksum matches, mapped, and roughly how many keys they describe, so

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use crate::format::FileId;
 use crate::format::header::FileKind;
 use crate::format::record::Record;
+use crate::format::seq_ranges::WriterFile;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
 use crate::segment::Segment;
@@ -66,6 +67,19 @@ impl RecordOrder {
         if let Some(source) = self.files.get_mut(&id) {
             source.seqs = Some((usage.min_seq, usage.max_seq));
         }
+    }
+
+    /// Every writer file loaded, with its seq range, sorted by id.
+    pub(super) fn writer_files(&self) -> Vec<WriterFile> {
+        let mut writers: Vec<WriterFile> = (self.files.iter())
+            .filter(|(_, source)| source.kind == FileKind::Data)
+            .map(|(&id, source)| WriterFile {
+                id,
+                seqs: source.seqs.filter(|(min, max)| min <= max),
+            })
+            .collect();
+        writers.sort_by_key(|w| w.id);
+        writers
     }
 
     /// Whether `new` (a put or a tombstone of `key`) is newer than the key's present entry.

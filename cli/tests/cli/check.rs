@@ -367,3 +367,22 @@ fn a_fifo_named_like_a_data_file_is_an_error_not_a_hang() {
         "{said}"
     );
 }
+
+/// A sealed writer file cut at a record boundary is damage that `check` reports as open sees it:
+/// the next writer file starts past the seq after its last record.
+#[test]
+fn a_sealed_file_cut_at_a_record_boundary_is_reported() {
+    let store = TestStore::new();
+    build_multi_file_store(&store.dir);
+    let (path, offset) = locate(&store.dir, b"k3");
+    store.run(&["check"]).expect(0);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..offset as usize]).unwrap();
+    assert!(crate::support::fails_to_open(&store.dir));
+    let run = store.run(&["check"]).expect(1);
+    let line = format!(
+        "DAMAGE  {}: records are missing from the end of this sealed file",
+        path.display()
+    );
+    assert!(run.out().contains(&line), "{}", run.out());
+}

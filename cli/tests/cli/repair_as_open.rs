@@ -73,7 +73,8 @@ fn store_with_a_merged_file(dir: &Path, second: Rec) -> u64 {
         None,
         FileKind::Data,
         3,
-        &[(13, b"b", Some(b"y"))],
+        // The seq after file 1's last: writer files hold consecutive ranges.
+        &[(7, b"b", Some(b"y"))],
     );
     offsets[0]
 }
