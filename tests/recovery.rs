@@ -113,7 +113,7 @@ fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
 /// A sealed writer file cut exactly at a record boundary (by a partial copy, say) decodes as a
 /// shorter file; the next writer file's first seq shows the records missing, and open refuses
 /// the store naming the file, instead of serving older values (or removed keys) in their place.
-/// Cut back to its header (no records left), likewise.
+/// A sealed file cut back to its header (no records left) likewise.
 #[test]
 fn a_sealed_file_cut_at_a_record_boundary_fails_open_naming_it() {
     use bitcask::format::header::HEADER_LEN;
@@ -124,18 +124,34 @@ fn a_sealed_file_cut_at_a_record_boundary_fails_open_naming_it() {
         db.write(&[i], &[i; 100]).unwrap();
     }
     db.close().unwrap();
-    let sealed = files_with_ext(dir.path(), "data").remove(0);
-    let bytes = std::fs::read(&sealed).unwrap();
-    let mut boundaries = vec![HEADER_LEN];
-    while let Ok(record) = Record::decode(&bytes[*boundaries.last().unwrap()..]) {
-        boundaries.push(boundaries.last().unwrap() + record.encoded_len() as usize);
-    }
-    assert_eq!(*boundaries.last().unwrap(), bytes.len());
-    let cuts = [boundaries[boundaries.len() - 2], HEADER_LEN];
-    for (cut, records_left) in cuts.into_iter().zip([true, false]) {
+    let data = files_with_ext(dir.path(), "data");
+    assert!(
+        data.len() >= 3,
+        "two sealed files and the active one: {data:?}"
+    );
+    let last_boundary = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        let mut end = HEADER_LEN;
+        let mut last = end;
+        while let Ok(record) = Record::decode(&bytes[end..]) {
+            last = end;
+            end += record.encoded_len() as usize;
+        }
+        assert_eq!(end, bytes.len());
+        last
+    };
+    // The first file loses its last record, or every record; so does the second.
+    let cuts = [
+        (&data[0], last_boundary(&data[0]), true),
+        (&data[0], HEADER_LEN, false),
+        (&data[1], last_boundary(&data[1]), true),
+        (&data[1], HEADER_LEN, false),
+    ];
+    for (sealed, cut, records_left) in cuts {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
         let damaged = copy.path().join(sealed.file_name().unwrap());
+        let bytes = std::fs::read(&damaged).unwrap();
         std::fs::write(&damaged, &bytes[..cut]).unwrap();
         let err = Database::open(copy.path()).unwrap_err();
         match &err {

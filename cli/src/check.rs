@@ -45,11 +45,15 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
     let progress = Progress::bytes(store_files.total_bytes(), "checking", quiet);
     let mut report = Report::default();
     let mut writers = Vec::new();
+    let mut readable = std::collections::BTreeSet::new();
     for (&id, path) in &store_files.data {
         let Some(data) = read_or_report(path, &mut report) else {
             continue;
         };
         let judged = check_data_file(id, path, &data, tail == Some(id), &mut report);
+        if judged && FileHeader::decode(&data).is_ok() {
+            readable.insert(id);
+        }
         if judged && let Some(writer) = writer_file(id, &data, tail == Some(id)) {
             writers.push(writer);
         }
@@ -62,7 +66,7 @@ pub fn run(dir: &Path, quiet: bool) -> CliResult {
             progress.inc(hint.len() as u64);
         }
     }
-    check_seq_ranges(&store_files, &writers, &mut report);
+    check_seq_ranges(&store_files, &writers, &readable, &mut report);
     check_orphan_hints(&store_files, &mut report);
     check_merge_record(dir, &store_files, merge, &mut report);
     note_fsync_failure(&store_files, &mut report);
@@ -115,6 +119,10 @@ impl Report {
             offset,
             message,
         });
+    }
+
+    fn damaged(&self, path: &Path) -> bool {
+        (self.findings.iter()).any(|f| f.severity == Severity::Damage && f.path == path)
     }
 
     fn count(&self, severity: Severity) -> usize {
@@ -242,18 +250,26 @@ fn writer_file(id: u32, bytes: &[u8], is_tail: bool) -> Option<WriterFile> {
 }
 
 /// A sealed writer file that lost records from its end, which open refuses
-/// (`bitcask::format::seq_ranges`).
-fn check_seq_ranges(store_files: &StoreFiles, writers: &[WriterFile], report: &mut Report) {
-    let exists = |id| store_files.data.contains_key(&id);
-    let Some(gap) = find_seq_gap(writers, exists) else {
+/// (`bitcask::format::seq_ranges`). Files whose header does not decode count as missing (what
+/// they are is unknown), and a file already reported as damaged is not reported again.
+fn check_seq_ranges(
+    store_files: &StoreFiles,
+    writers: &[WriterFile],
+    readable: &std::collections::BTreeSet<u32>,
+    report: &mut Report,
+) {
+    let Some(gap) = find_seq_gap(writers, |id| readable.contains(&id)) else {
         return;
     };
+    let path = &store_files.data[&gap.earlier];
+    if report.damaged(path) {
+        return;
+    }
     let kind = CorruptionKind::RecordsMissingAtEnd {
         last: gap.last,
         later: gap.later,
         first: gap.first,
     };
-    let path = &store_files.data[&gap.earlier];
     report.add(
         Severity::Damage,
         path,

@@ -34,23 +34,45 @@ pub struct SeqGap {
     pub first: u64,
 }
 
-/// The first gap between consecutive writer files of `writers` (sorted by id) between which
-/// every id is a data file that `exists`: no file between them was merged away. A newest writer
-/// file without records (a new file, or a tail cut back to its header) shows nothing.
+/// The first gap in `writers` (sorted by id): a writer file with records that does not start
+/// at the seq after the last one of the nearest writer file with records before it, where every
+/// id between those two is a data file that `exists` (no file between them was merged away).
+/// The gap is blamed on the writer file right before the later one: the one cut short, or, if it
+/// holds no records, cut back to its header. With no writer file with records before it, an
+/// empty writer file right before it is blamed unless the later file starts at seq 1 (nothing
+/// came before).
+///
+/// Writer files without records are otherwise passed over: this build never seals one, but older
+/// builds could (with a data file limit no longer than a file header, which left an empty first
+/// file before seq 1; or after a failed directory fsync in a rotation, between consecutive
+/// ranges). An empty newest file is a new one.
 pub fn find_seq_gap(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> Option<SeqGap> {
-    writers.windows(2).find_map(|pair| {
-        let (earlier, later) = (pair[0], pair[1]);
-        let (first, _) = later.seqs?;
-        let nothing_merged_away = (earlier.id + 1..later.id).all(&exists);
-        let last = earlier.seqs.map(|(_, last)| last);
-        let consecutive = last.is_some_and(|last| last.checked_add(1) == Some(first));
-        (nothing_merged_away && !consecutive).then_some(SeqGap {
-            earlier: earlier.id,
-            last,
-            later: later.id,
-            first,
-        })
-    })
+    // The nearest writer file with records so far: its id and last seq.
+    let mut with_records: Option<(FileId, u64)> = None;
+    let mut previous: Option<WriterFile> = None;
+    for &file in writers {
+        if let (Some((first, _)), Some(earlier)) = (file.seqs, previous) {
+            let missing = match with_records {
+                Some((since, last)) => {
+                    (since + 1..file.id).all(&exists) && last.checked_add(1) != Some(first)
+                }
+                None => (earlier.id + 1..file.id).all(&exists) && first != 1,
+            };
+            if missing {
+                return Some(SeqGap {
+                    earlier: earlier.id,
+                    last: earlier.seqs.map(|(_, last)| last),
+                    later: file.id,
+                    first,
+                });
+            }
+        }
+        if let Some((_, last)) = file.seqs {
+            with_records = Some((file.id, last));
+        }
+        previous = Some(file);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -82,11 +104,31 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_sealed_file_is_a_gap_but_an_empty_newest_file_is_not() {
-        let files = [file(1, Some((1, 8))), file(2, None), file(3, Some((9, 9)))];
+    fn an_empty_file_is_passed_over_unless_the_seqs_show_it_lost_records() {
+        // An older build's empty sealed file before seq 1 or between consecutive ranges, and an
+        // empty newest file: nothing is missing.
+        let files = [file(1, None), file(2, Some((1, 8))), file(3, None)];
+        assert_eq!(find_seq_gap(&files, |_| true), None);
+        // The first writer file cut back to its header: records came before seq 5.
+        let files = [file(1, None), file(2, Some((5, 8)))];
         let gap = find_seq_gap(&files, |_| true).unwrap();
-        assert_eq!((gap.earlier, gap.last, gap.later), (2, None, 3));
-        assert_eq!(find_seq_gap(&files[..2], |_| true), None);
+        assert_eq!(
+            (gap.earlier, gap.last, gap.later, gap.first),
+            (1, None, 2, 5)
+        );
+        let files = [file(1, Some((1, 8))), file(2, None), file(3, Some((9, 9)))];
+        assert_eq!(find_seq_gap(&files, |_| true), None);
+        // A sealed file cut back to its header: the seqs jump over it, and it is blamed.
+        let files = [
+            file(1, Some((1, 8))),
+            file(2, None),
+            file(3, Some((15, 20))),
+        ];
+        let gap = find_seq_gap(&files, |_| true).unwrap();
+        assert_eq!(
+            (gap.earlier, gap.last, gap.later, gap.first),
+            (2, None, 3, 15)
+        );
     }
 
     #[test]
