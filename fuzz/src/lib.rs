@@ -668,20 +668,38 @@ impl Image {
 /// The key and value the `recover` target writes after a successful open.
 pub const RECOVER_WRITE: (&[u8], &[u8]) = (b"a", b"written after recovery");
 
-/// Writes the image into a fresh directory and opens it. Open may fail but must not panic; if
-/// it succeeds, every value it returns must be one that a valid put record of that key in the
+/// Writes the image into a fresh directory and opens it. Open may fail but must not panic (a
+/// writer file it refuses as cut short, `RecordsMissingAtEnd`, is left out of the image and the
+/// rest opened again, so that images with arbitrary seqs still get that far); if it succeeds, every value it returns must be one that a valid put record of that key in the
 /// image holds. Then a write, a merge and a close must not panic, and if all three succeed the
 /// store must reopen cleanly with the written value, and after the merge and after the reopen
 /// every other key must answer as it did after the first open, but for keys a lying hint can
 /// misplace ([`keys_hints_may_misplace`]).
 pub fn check_recover(image: &Image) {
-    let files = image.render();
-    let dir = scratch_dir();
-    for (name, bytes) in &files {
-        std::fs::write(dir.path().join(name), bytes).expect("writing the image");
-    }
-    let Ok(db) = open_store(dir.path(), 4096) else {
-        return;
+    let mut files = image.render();
+    let (dir, db) = loop {
+        let dir = scratch_dir();
+        for (name, bytes) in &files {
+            std::fs::write(dir.path().join(name), bytes).expect("writing the image");
+        }
+        match open_store(dir.path(), 4096) {
+            Ok(db) => break (dir, db),
+            // Arbitrary seqs rarely chain from one writer file to the next, which open refuses
+            // as records missing; without the file it names, the rest of the image is still
+            // worth opening (its neighbours are no longer compared: an id is missing between).
+            Err(bitcask::Error::Corruption {
+                path,
+                kind: bitcask::CorruptionKind::RecordsMissingAtEnd { .. },
+                ..
+            }) => {
+                let name = path.file_name().expect("a data file").to_string_lossy();
+                assert!(
+                    files.remove(&*name).is_some(),
+                    "refused a file not in the image"
+                );
+            }
+            Err(_) => return,
+        }
     };
     let mut pairs = put_pairs(files.values().map(Vec::as_slice));
     let opened = check_reads(&db, &pairs, true);
