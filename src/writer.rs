@@ -21,9 +21,10 @@ use crate::keydir::{FileUsage, Location};
 use crate::segment::{Segment, Storage};
 use crate::sync::Arc;
 
-/// The encode buffer is kept between appends up to this capacity. A larger record's buffer is
-/// freed once it is written: one 1 GiB value must not keep 1 GiB of heap until `close`.
-const KEPT_BUFFER_CAPACITY: usize = 1 << 20;
+/// Records longer than this are not encoded into the writer's buffer: their header and key are,
+/// and the value is written from where it lies (two `pwrite`s). So a 1 GiB value needs no second
+/// gigabyte while it is written, and the buffer, kept between appends, stays about this small.
+const LARGE_RECORD: u64 = 1 << 20;
 
 /// The writer's state: the active file and the next sequence number.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub(crate) struct Writer {
     /// Bytes in the active file; the next record goes here.
     len: u64,
     next_seq: u64,
-    /// Reused encode buffer (up to [`KEPT_BUFFER_CAPACITY`]).
+    /// Reused encode buffer (a record up to [`LARGE_RECORD`], or a larger one's header and key).
     buf: Vec<u8>,
     poisoned: Option<String>,
 }
@@ -128,12 +129,12 @@ impl Writer {
             key,
             value,
         };
-        record.encode_into(&mut self.buf);
-        let written = self.write_buf(engine);
-        if self.buf.capacity() > KEPT_BUFFER_CAPACITY {
-            self.buf = Vec::new();
+        if len > LARGE_RECORD {
+            self.write_large(engine, &record)?;
+        } else {
+            record.encode_into(&mut self.buf);
+            self.write_buf(engine)?;
         }
-        written?;
         self.next_seq += 1;
         self.len += len;
         Ok((loc, seq))
@@ -150,6 +151,22 @@ impl Writer {
         }
         if let Some(map) = &mut self.map {
             map.advance(at + self.buf.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Puts a record over [`LARGE_RECORD`] at the end of the active file: its header and key
+    /// (encoded into `buf`), then its value from where it lies, then moves the map's `written`
+    /// mark past it. A failure between the two leaves a torn record, as any failed append may.
+    fn write_large(&mut self, engine: &Engine, record: &Record) -> Result<()> {
+        let at = self.len;
+        record.encode_head_into(&mut self.buf);
+        let head = self.file.write_at(&self.buf, at);
+        self.poison_on_error(head, "appending to", engine)?;
+        let value = self.file.write_at(record.value, at + self.buf.len() as u64);
+        self.poison_on_error(value, "appending to", engine)?;
+        if let Some(map) = &mut self.map {
+            map.advance(at + record.encoded_len());
         }
         Ok(())
     }
