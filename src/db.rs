@@ -37,10 +37,13 @@ pub struct Database {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let engine = self.engine();
+        // Not counted in a forked child: counting takes every keydir shard's lock, which a
+        // thread of the parent may have held at the fork.
+        let num_keys = (!engine.origin.in_forked_child()).then(|| engine.keydir.len());
         f.debug_struct("Database")
             .field("dir", &engine.layout.dir())
             .field("closed", &engine.closed.load(Ordering::Relaxed))
-            .field("num_keys", &engine.keydir.len())
+            .field("num_keys", &num_keys)
             .finish_non_exhaustive()
     }
 }

@@ -279,8 +279,9 @@ pub enum CorruptionKind {
     /// the seq after its last one ([`crate::format::seq_ranges`]); it was cut short at a record
     /// boundary, by a partial copy say.
     #[error(
-        "records are missing from the end of this sealed file: {}, but the next writer file          ({later:010}.data) starts at seq {first}",
-        match last { Some(last) => format!("its last record has seq {last}"), None => "it holds no records".to_string() }
+        "records are missing from the end of this sealed file: {}, but the next writer file \
+         ({later:010}.data) starts at seq {first}",
+        last_record(last)
     )]
     RecordsMissingAtEnd {
         /// The file's last seq, if it holds any record.
@@ -290,6 +291,14 @@ pub enum CorruptionKind {
         /// That file's first seq.
         first: u64,
     },
+}
+
+/// How [`CorruptionKind::RecordsMissingAtEnd`] describes the end of the file it names.
+fn last_record(last: &Option<u64>) -> String {
+    match last {
+        Some(last) => format!("its last record has seq {last}"),
+        None => "it holds no records".to_string(),
+    }
 }
 
 impl CorruptionKind {

@@ -124,9 +124,10 @@ impl Drop for Files {
 
 /// Advances the epoch far enough that the sets published away just now are destroyed (their
 /// segments then go to [`retire`]), unless a thread is pinned meanwhile (a reader, or a
-/// [`crate::Value`] kept alive). Without it they wait for the collector, which runs only on a
-/// thread's 128th pin: on a store that only writes, never, so the files a merge deleted kept
-/// their disk space while they stayed mapped. Not under loom, whose models it would only slow.
+/// [`crate::Value`] kept alive). Without it they wait until the epoch advances: at a thread's
+/// 128th pin, or a later publish (a rotation); on an idle store, never, so the files a merge
+/// deleted kept their disk space while they stayed mapped. Not under loom, whose models it
+/// would only slow.
 pub(crate) fn collect_retired() {
     // A set retired in epoch `e` is destroyed once the global epoch reaches `e + 2`; each
     // `flush` tries to advance it once, and a fresh pin each time lets the next one go on.

@@ -120,7 +120,8 @@ fn run_child(dir: &Path, always: bool, start: u64, delay: Duration) -> Option<u6
     let reader = std::thread::spawn(move || {
         let mut last = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line == "ready" {
+            // At the line's end: a test harness run on one thread prints the test's name first.
+            if line.ends_with("ready") {
                 let _ = opened.send(());
             } else if let Some(i) = line.strip_prefix("ack ").and_then(|i| i.parse().ok()) {
                 last = Some(i);

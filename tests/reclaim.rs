@@ -1,6 +1,6 @@
 //! Disk space and memory a store gives back. After `merge()` returns, the files it merged away
-//! stop holding disk space soon, even when no thread of the process reads afterwards (a
-//! write-only or idle store): merge deleted them, and the last unmap frees their blocks. A large
+//! stop holding disk space soon, even when no thread of the process reads or rotates afterwards
+//! (an idle store): merge deleted them, and the last unmap frees their blocks. A large
 //! write makes no copy of its value. These tests have their binary to themselves and
 //! run one at a time: no other test's reads may run the epoch collector for the first, or
 //! allocate while the second measures.

@@ -19,7 +19,7 @@ use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::hint::{HintEntry, HintFile};
 use bitcask::format::record::Record;
-use bitcask::format::seq_ranges::{WriterFile, find_seq_gap};
+use bitcask::format::seq_ranges::{WriterFile, seq_gaps};
 
 use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
@@ -249,7 +249,7 @@ fn writer_file(id: u32, bytes: &[u8], is_tail: bool) -> Option<WriterFile> {
     Some(WriterFile { id, seqs })
 }
 
-/// A sealed writer file that lost records from its end, which open refuses
+/// Each sealed writer file that lost records from its end, which open refuses
 /// (`bitcask::format::seq_ranges`). Files whose header does not decode count as missing (what
 /// they are is unknown), and a file already reported as damaged is not reported again.
 fn check_seq_ranges(
@@ -258,24 +258,19 @@ fn check_seq_ranges(
     readable: &std::collections::BTreeSet<u32>,
     report: &mut Report,
 ) {
-    let Some(gap) = find_seq_gap(writers, |id| readable.contains(&id)) else {
-        return;
-    };
-    let path = &store_files.data[&gap.earlier];
-    if report.damaged(path) {
-        return;
+    for gap in seq_gaps(writers, |id| readable.contains(&id)) {
+        let path = &store_files.data[&gap.earlier];
+        if report.damaged(path) {
+            continue;
+        }
+        let kind = CorruptionKind::RecordsMissingAtEnd {
+            last: gap.last,
+            later: gap.later,
+            first: gap.first,
+        };
+        let message = format!("{kind}; open refuses the store");
+        report.add(Severity::Damage, path, None, message);
     }
-    let kind = CorruptionKind::RecordsMissingAtEnd {
-        last: gap.last,
-        later: gap.later,
-        first: gap.first,
-    };
-    report.add(
-        Severity::Damage,
-        path,
-        None,
-        format!("{kind}; open refuses the store"),
-    );
 }
 
 /// What open does with the torn tail `bad` of the newest writer file, whose bytes are `tail`.

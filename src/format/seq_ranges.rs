@@ -34,7 +34,12 @@ pub struct SeqGap {
     pub first: u64,
 }
 
-/// The first gap in `writers` (sorted by id): a writer file with records that does not start
+/// The first of [`seq_gaps`].
+pub fn find_seq_gap(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> Option<SeqGap> {
+    seq_gaps(writers, exists).into_iter().next()
+}
+
+/// Every gap in `writers` (sorted by id): a writer file with records that does not start
 /// at the seq after the last one of the nearest writer file with records before it, where every
 /// id between those two is a data file that `exists` (no file between them was merged away).
 /// The gap is blamed on the writer file right before the later one: the one cut short, or, if it
@@ -46,7 +51,8 @@ pub struct SeqGap {
 /// builds could (with a data file limit no longer than a file header, which left an empty first
 /// file before seq 1; or after a failed directory fsync in a rotation, between consecutive
 /// ranges). An empty newest file is a new one.
-pub fn find_seq_gap(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> Option<SeqGap> {
+pub fn seq_gaps(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> Vec<SeqGap> {
+    let mut gaps = Vec::new();
     // The nearest writer file with records so far: its id and last seq.
     let mut with_records: Option<(FileId, u64)> = None;
     let mut previous: Option<WriterFile> = None;
@@ -59,7 +65,7 @@ pub fn find_seq_gap(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> 
                 None => (earlier.id + 1..file.id).all(&exists) && first != 1,
             };
             if missing {
-                return Some(SeqGap {
+                gaps.push(SeqGap {
                     earlier: earlier.id,
                     last: earlier.seqs.map(|(_, last)| last),
                     later: file.id,
@@ -72,7 +78,7 @@ pub fn find_seq_gap(writers: &[WriterFile], exists: impl Fn(FileId) -> bool) -> 
         }
         previous = Some(file);
     }
-    None
+    gaps
 }
 
 #[cfg(test)]
@@ -129,6 +135,18 @@ mod tests {
             (gap.earlier, gap.last, gap.later, gap.first),
             (2, None, 3, 15)
         );
+    }
+
+    #[test]
+    fn every_gap_is_listed() {
+        let files = [
+            file(1, Some((1, 8))),
+            file(2, Some((11, 20))),
+            file(3, Some((25, 30))),
+        ];
+        let gaps = seq_gaps(&files, |_| true);
+        let pairs: Vec<_> = gaps.iter().map(|g| (g.earlier, g.later)).collect();
+        assert_eq!(pairs, [(1, 2), (2, 3)]);
     }
 
     #[test]

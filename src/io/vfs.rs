@@ -159,14 +159,16 @@ impl Vfs for StdFs {
 
     fn check_writable(&self, dir: &Path) -> std::io::Result<()> {
         use rustix::fs::{Access, AtFlags, CWD};
+        use rustix::io::Errno;
         // The effective ids, which are the ones that creating a file checks.
-        rustix::fs::accessat(
-            CWD,
-            dir,
-            Access::WRITE_OK | Access::EXEC_OK,
-            AtFlags::EACCESS,
-        )
-        .map_err(std::io::Error::from)
+        let access = Access::WRITE_OK | Access::EXEC_OK;
+        match rustix::fs::accessat(CWD, dir, access, AtFlags::EACCESS) {
+            // No answer: `faccessat2` refused by an older container runtime's seccomp filter
+            // (EPERM), or missing for a setuid process on a kernel before 5.8 (ENOSYS). The
+            // first rotation will tell.
+            Err(Errno::PERM | Errno::NOSYS) => Ok(()),
+            other => other.map_err(std::io::Error::from),
+        }
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {

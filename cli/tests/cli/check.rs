@@ -381,8 +381,14 @@ fn a_sealed_file_cut_at_a_record_boundary_is_reported() {
     assert!(crate::support::fails_to_open(&store.dir));
     let run = store.run(&["check"]).expect(1);
     let line = format!(
-        "DAMAGE  {}: records are missing from the end of this sealed file",
+        "DAMAGE  {}: records are missing from the end of this sealed file: its last record has \
+         seq ",
         path.display()
+    );
+    assert!(
+        run.out().contains("but the next writer file (0000"),
+        "{}",
+        run.out()
     );
     assert!(run.out().contains(&line), "{}", run.out());
 }
