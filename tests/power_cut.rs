@@ -56,6 +56,26 @@ fn workload() -> Vec<Step> {
     steps
 }
 
+/// [`workload`] over nine rounds, merging every third: enough for several files at
+/// [`ALWAYS_MAPPED`]'s limit.
+fn long_workload() -> Vec<Step> {
+    let mut steps = Vec::new();
+    for round in 0..9u8 {
+        steps.extend((0..6u8).map(|key| Step::Write(key, round)));
+        steps.push(Step::Remove(round % 6));
+        steps.push(Step::Remove((round + 3) % 6));
+        if round == 4 {
+            steps.push(Step::Reopen);
+        }
+        if round % 3 == 2 {
+            steps.push(Step::Merge);
+        }
+        steps.push(Step::Write(7, round));
+    }
+    steps.push(Step::Sync);
+    steps
+}
+
 fn key(k: u8) -> Vec<u8> {
     format!("key-{k}").into_bytes()
 }
@@ -87,16 +107,22 @@ fn model(steps: &[Step], n: usize) -> State {
 #[derive(Debug, Clone, Copy)]
 struct Setup {
     hint_files: bool,
+    /// The simulated file system maps active files for appending and allocates them ahead
+    /// (`SimFs::with_append_maps`), as ext4 does: the engine's default write path.
+    append_maps: bool,
     sync: SyncPolicy,
     /// Fragmentation at which the policy merge triggers and takes a file.
     merge_fragmentation: f64,
+    data_file_limit: u64,
 }
 
 /// Every write fsynced; merges write hint files.
 const ALWAYS: Setup = Setup {
     hint_files: true,
+    append_maps: false,
     sync: SyncPolicy::Always,
     merge_fragmentation: 0.6,
+    data_file_limit: 256,
 };
 
 /// [`ALWAYS`], with merges that write no hint files (every open scans the merged files).
@@ -109,9 +135,36 @@ const NO_HINTS: Setup = Setup {
 /// files alone.
 const PARTIAL: Setup = Setup {
     hint_files: true,
+    append_maps: false,
     sync: SyncPolicy::Never,
     merge_fragmentation: 0.7,
+    data_file_limit: 256,
 };
+
+/// [`ALWAYS`] on the engine's default write path: records copied through the active file's map,
+/// for [`long_workload`]. The larger limit makes the allocation step (a sixteenth of it, 96
+/// bytes) longer than a record, so active files end in allocated zeros that a power cut leaves
+/// and sealing cuts off.
+const ALWAYS_MAPPED: Setup = Setup {
+    append_maps: true,
+    data_file_limit: 1536,
+    ..ALWAYS
+};
+
+/// [`PARTIAL`] on the default write path: unsynced records in the map are what a power cut loses.
+const PARTIAL_MAPPED: Setup = Setup {
+    append_maps: true,
+    ..PARTIAL
+};
+
+/// A new simulated file system for `setup`.
+fn new_fs(setup: Setup) -> SimFs {
+    if setup.append_maps {
+        SimFs::with_append_maps()
+    } else {
+        SimFs::new()
+    }
+}
 
 fn open(fs: &SimFs) -> bitcask::Result<Database> {
     open_with(fs, ALWAYS)
@@ -124,7 +177,7 @@ fn open_with(fs: &SimFs, setup: Setup) -> bitcask::Result<Database> {
     policy.small_file_bytes = 0;
     Config::new(DIR)
         .file_system(fs.clone())
-        .data_file_limit(256)
+        .data_file_limit(setup.data_file_limit)
         .sync_policy(setup.sync)
         .background_merge(false)
         .merge_policy(policy)
@@ -208,7 +261,7 @@ fn assert_prefix_from(first: usize, steps: &[Step], progress: Progress, state: &
 }
 
 fn total_ops(steps: &[Step], setup: Setup) -> u64 {
-    let fs = SimFs::new();
+    let fs = new_fs(setup);
     let (progress, db) = run_with(&fs, steps, setup);
     assert_eq!(
         progress.acked,
@@ -277,7 +330,7 @@ fn partial_merge_workload() -> Vec<Step> {
 /// Checks, without faults, that the workload's first merge is partial: the first two data files
 /// (whose puts of keys 0 and 3 the tombstones cover) survive it while later files go.
 fn assert_merges_leave_older_files(steps: &[Step], setup: Setup) {
-    let fs = SimFs::new();
+    let fs = new_fs(setup);
     let before_merge = steps
         .iter()
         .position(|s| matches!(s, Step::MergeByPolicy))
@@ -310,7 +363,7 @@ fn power_cut_at_every_io_step(steps: &[Step], setup: Setup) {
         "workload too small to be interesting: {total} ops"
     );
     for cut in 1..=total {
-        let fs = SimFs::new();
+        let fs = new_fs(setup);
         fs.fail_at(cut, Fault::PowerCut);
         let (progress, db) = run_with(&fs, steps, setup);
         drop(db);
@@ -347,6 +400,26 @@ fn cut_recovery_everywhere(
     }
 }
 
+/// The three workloads' power cuts again on the engine's default write path, where records are
+/// copied through the active file's map and the file is allocated ahead and cut back when
+/// sealed: those steps (the allocation, the cut) are struck too, and a power cut loses the
+/// records in the map that no fsync covered.
+#[test]
+fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() {
+    power_cut_at_every_io_step(&long_workload(), ALWAYS_MAPPED);
+    let steps = partial_merge_workload();
+    assert_merges_leave_older_files(&steps, PARTIAL_MAPPED);
+    power_cut_at_every_io_step(&steps, PARTIAL_MAPPED);
+}
+
+/// EIO, ENOSPC (an allocation that fails sends the writer to `pwrite`), short writes and a
+/// rename that fails after taking effect, at every step of the default write path.
+#[test]
+fn io_errors_at_every_step_through_the_append_map_fail_cleanly_and_lose_nothing() {
+    io_errors_at_every_step(&long_workload(), ALWAYS_MAPPED);
+    io_errors_at_every_step(&partial_merge_workload(), PARTIAL_MAPPED);
+}
+
 #[test]
 fn io_errors_at_every_step_fail_cleanly_and_lose_nothing() {
     io_errors_at_every_step(&workload(), ALWAYS);
@@ -370,7 +443,7 @@ fn io_errors_at_every_step(steps: &[Step], setup: Setup) {
     ];
     for at in 1..=total {
         for fault in faults {
-            let fs = SimFs::new();
+            let fs = new_fs(setup);
             fs.fail_at(at, fault);
             let (progress, db) = run_with(&fs, steps, setup);
             let what = format!("{fault:?} at op {at}/{total}");
@@ -422,4 +495,27 @@ fn disk_full_is_a_clear_error_and_writing_works_again_after_reopen() {
     assert_eq!(db.read(b"kept").unwrap(), b"safe");
     db.write(b"x", b"y").unwrap();
     assert_eq!(db.read(b"x").unwrap(), b"y");
+}
+
+/// The mapped setups do run the default write path: there a write first allocates the file
+/// ahead (this workload's small data file limit makes that nearly every write) and copies the
+/// record into the map, so an error at its first I/O step fails the allocation, and the record
+/// goes by `pwrite` instead and the write succeeds; on the plain simulated file system that
+/// step is the `pwrite`, and the write fails.
+#[test]
+fn the_mapped_setups_copy_records_through_the_map() {
+    for (setup, fails) in [(PARTIAL_MAPPED, false), (PARTIAL, true)] {
+        let fs = new_fs(setup);
+        let db = open_with(&fs, setup).unwrap();
+        db.write(b"first", b"v").unwrap();
+        fs.fail_at(fs.ops() + 1, Fault::Error(std::io::ErrorKind::StorageFull));
+        assert_eq!(db.write(b"second", b"v").is_err(), fails, "{setup:?}");
+        if !fails {
+            assert_eq!(db.read(b"second").unwrap(), b"v");
+            assert_eq!(
+                contents(&open_with(&fs.kill_image(), setup).unwrap()).len(),
+                2
+            );
+        }
+    }
 }

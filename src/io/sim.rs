@@ -9,6 +9,12 @@
 //! A failed `sync` behaves as Linux's `fsync` does after a failed write-back: the bytes it should
 //! have written are dropped from write-back but stay readable ("lost" below), and a later
 //! successful `sync` does not make them durable. Only writing them again does.
+//!
+//! With [`SimFs::with_append_maps`] it also maps active files for appending and allocates them
+//! ahead (`fallocate`), as ext4 does, so that the writer's default path (records copied through
+//! the map, the allocation, the trim before sealing) meets the faults too. A mapped file's bytes
+//! then live in a memfd, which the writer writes through its map without telling the simulation;
+//! every operation on the file first reads them back ([`Inode::absorb`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Error, ErrorKind};
@@ -17,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::io::lock::HeldByThisProcess;
-use crate::io::mmap::Mapping;
+use crate::io::mmap::{AppendMap, Mapping};
 use crate::io::vfs::{EntryKind, FileHandle, LockGuard, OpenMode, Vfs, VfsFile};
 use crate::sync::Arc;
 // Not `crate::sync::Mutex`: the simulated disk is not part of the protocol the loom models check,
@@ -61,6 +67,8 @@ struct State {
     faults: BTreeMap<u64, Fault>,
     powered_off: bool,
     locks: BTreeSet<PathBuf>,
+    /// Map active files for appending, and allocate them ahead ([`SimFs::with_append_maps`]).
+    append_maps: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -70,11 +78,61 @@ struct Inode {
     /// Byte ranges of `data` a failed sync dropped from write-back: readable, never made
     /// durable by a later sync, until written again.
     lost: Vec<Range<usize>>,
+    /// Where the file's bytes live once it was mapped for appending: the writer changes them
+    /// through its map, so `data` is only a copy, taken again by [`Inode::absorb`].
+    memfd: Option<Arc<std::fs::File>>,
 }
 
 impl Inode {
+    /// Takes the bytes the writer may have put through its map into `data`. Reading through a
+    /// system call, not the map: the writer may be copying into it at this moment.
+    fn absorb(&mut self) {
+        if let Some(memfd) = &self.memfd {
+            let len = memfd.metadata().expect("memfd length").len() as usize;
+            self.data.resize(len, 0);
+            std::os::unix::fs::FileExt::read_exact_at(&**memfd, &mut self.data, 0)
+                .expect("reading the memfd");
+        }
+    }
+
+    /// Puts `data[range]` (just changed) into the memfd, if the file has one.
+    fn store(&self, range: Range<usize>) {
+        if let Some(memfd) = &self.memfd {
+            let end = range.end.min(self.data.len());
+            if range.start < end {
+                std::os::unix::fs::FileExt::write_all_at(
+                    &**memfd,
+                    &self.data[range.start..end],
+                    range.start as u64,
+                )
+                .expect("writing the memfd");
+            }
+        }
+    }
+
+    /// Makes the memfd as long as `data`.
+    fn store_len(&self) {
+        if let Some(memfd) = &self.memfd {
+            memfd
+                .set_len(self.data.len() as u64)
+                .expect("sizing the memfd");
+        }
+    }
+
+    /// An independent copy of what the program sees now, without a memfd (for images).
+    fn snapshot(&mut self) -> Inode {
+        self.absorb();
+        Inode {
+            data: self.data.clone(),
+            durable: self.durable.clone(),
+            lost: self.lost.clone(),
+            memfd: None,
+        }
+    }
+
     /// A failed sync: every byte not yet durable is dropped from write-back.
     fn drop_unsynced(&mut self) {
+        self.absorb();
         let differs = |i: usize| self.durable.get(i) != Some(&self.data[i]);
         let mut start = None;
         for i in 0..=self.data.len() {
@@ -91,6 +149,7 @@ impl Inode {
 
     /// A successful sync: `data` becomes durable, except the bytes a failed sync dropped.
     fn sync(&mut self) {
+        self.absorb();
         let mut durable = self.data.clone();
         for range in &self.lost {
             for i in range.start..range.end.min(durable.len()) {
@@ -156,6 +215,7 @@ impl State {
             names,
             durable_names: self.durable_names.clone(),
             dirs: self.dirs.clone(),
+            append_maps: self.append_maps,
             ..State::default()
         };
         SimFs {
@@ -175,6 +235,14 @@ impl SimFs {
     /// An empty file system.
     pub fn new() -> Self {
         SimFs::default()
+    }
+
+    /// An empty file system that maps active files for appending and allocates them ahead, as
+    /// ext4 does (see the module documentation): the engine's default write path.
+    pub fn with_append_maps() -> Self {
+        let fs = SimFs::default();
+        fs.state.lock().append_maps = true;
+        fs
     }
 
     /// Makes mutating operation number `op` (counting from the first one this file system ever
@@ -210,7 +278,7 @@ impl SimFs {
             .map(|inode| Inode {
                 data: inode.durable.clone(),
                 durable: inode.durable.clone(),
-                lost: Vec::new(),
+                ..Inode::default()
             })
             .collect();
         state.image(inodes, state.durable_names.clone())
@@ -219,8 +287,9 @@ impl SimFs {
     /// What a new process would find if this one were killed now (kill -9): every write so far
     /// under the current names, since the page cache outlives the process; no locks held.
     pub fn kill_image(&self) -> SimFs {
-        let state = self.state.lock();
-        state.image(state.inodes.clone(), state.names.clone())
+        let mut state = self.state.lock();
+        let inodes = state.inodes.iter_mut().map(Inode::snapshot).collect();
+        state.image(inodes, state.names.clone())
     }
 
     /// The synced contents of the file now named `path`, if there is one.
@@ -234,10 +303,12 @@ impl SimFs {
     /// again (zeros past the durable length).
     pub fn evict_dropped_pages(&self) {
         for inode in &mut self.state.lock().inodes {
+            inode.absorb();
             for range in std::mem::take(&mut inode.lost) {
                 for i in range.start..range.end.min(inode.data.len()) {
                     inode.data[i] = inode.durable.get(i).copied().unwrap_or(0);
                 }
+                inode.store(range);
             }
         }
     }
@@ -249,7 +320,7 @@ impl SimFs {
         let inode = Inode {
             data: bytes.to_vec(),
             durable: bytes.to_vec(),
-            lost: Vec::new(),
+            ..Inode::default()
         };
         state.inodes.push(inode);
         let id = state.inodes.len() - 1;
@@ -259,12 +330,11 @@ impl SimFs {
 
     /// Names and current contents of the files in `dir`.
     pub fn files(&self, dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-        let state = self.state.lock();
-        state
-            .names
-            .iter()
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        (state.names.iter())
             .filter(|(path, _)| path.parent() == Some(dir))
-            .map(|(path, &inode)| (path.clone(), state.inodes[inode].data.clone()))
+            .map(|(path, &inode)| (path.clone(), state.inodes[inode].snapshot().data))
             .collect()
     }
 }
@@ -276,8 +346,10 @@ impl Vfs for SimFs {
             state.plain_step()?;
             match state.names.get(path) {
                 Some(&inode) => {
-                    state.inodes[inode].data.clear();
-                    state.inodes[inode].lost.clear();
+                    let file = &mut state.inodes[inode];
+                    file.data.clear();
+                    file.lost.clear();
+                    file.store_len();
                     inode
                 }
                 None => {
@@ -298,8 +370,9 @@ impl Vfs for SimFs {
     }
 
     fn read_all(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let state = self.state.lock();
-        Ok(state.inodes[state.inode_of(path)?].data.clone())
+        let mut state = self.state.lock();
+        let inode = state.inode_of(path)?;
+        Ok(state.inodes[inode].snapshot().data)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
@@ -423,7 +496,8 @@ impl SimFile {
 
 impl VfsFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let state = self.fs.state.lock();
+        let mut state = self.fs.state.lock();
+        state.inodes[self.inode].absorb();
         let data = &state.inodes[self.inode].data;
         let bytes = usize::try_from(offset)
             .ok()
@@ -442,13 +516,15 @@ impl VfsFile for SimFile {
             Some(_) => return Err(eio("fault")),
         };
         let written = if short { &buf[..buf.len() / 2] } else { buf };
-        let data = &mut state.inodes[self.inode].data;
+        let inode = &mut state.inodes[self.inode];
+        inode.absorb();
         let start = offset as usize;
-        if data.len() < start + written.len() {
-            data.resize(start + written.len(), 0);
+        if inode.data.len() < start + written.len() {
+            inode.data.resize(start + written.len(), 0);
         }
-        data[start..start + written.len()].copy_from_slice(written);
-        state.inodes[self.inode].rewrote(start..start + written.len());
+        inode.data[start..start + written.len()].copy_from_slice(written);
+        inode.store(start..start + written.len());
+        inode.rewrote(start..start + written.len());
         if short {
             Err(eio("short write"))
         } else {
@@ -469,7 +545,9 @@ impl VfsFile for SimFile {
     }
 
     fn len(&self) -> std::io::Result<u64> {
-        Ok(self.fs.state.lock().inodes[self.inode].data.len() as u64)
+        let mut state = self.fs.state.lock();
+        state.inodes[self.inode].absorb();
+        Ok(state.inodes[self.inode].data.len() as u64)
     }
 
     fn set_len(&self, len: u64) -> std::io::Result<()> {
@@ -477,16 +555,55 @@ impl VfsFile for SimFile {
         let mut state = self.fs.state.lock();
         state.plain_step()?;
         let inode = &mut state.inodes[self.inode];
+        inode.absorb();
         inode.data.resize(len as usize, 0);
+        inode.store_len();
         // Cut pages leave the page cache; bytes past the end are zeros from now on.
         inode.rewrote(len as usize..usize::MAX);
         Ok(())
     }
 
     fn map(&self, _path: &Path) -> Result<Mapping> {
-        let state = self.fs.state.lock();
+        let mut state = self.fs.state.lock();
+        state.inodes[self.inode].absorb();
         Ok(Mapping::Memory(Arc::from(
             state.inodes[self.inode].data.as_slice(),
         )))
+    }
+
+    fn map_appending(&self, reserve: u64, written: u64) -> Option<AppendMap> {
+        let mut state = self.fs.state.lock();
+        if !state.append_maps || !self.writable {
+            return None;
+        }
+        let inode = &mut state.inodes[self.inode];
+        inode.absorb();
+        if inode.memfd.is_none() {
+            let fd = rustix::fs::memfd_create("bitcask-sim", rustix::fs::MemfdFlags::CLOEXEC)
+                .expect("creating a memfd");
+            inode.memfd = Some(Arc::new(std::fs::File::from(fd)));
+            inode.store_len();
+            inode.store(0..inode.data.len());
+        }
+        AppendMap::new(inode.memfd.as_ref()?, reserve, written)
+    }
+
+    fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.check_writable()?;
+        let mut state = self.fs.state.lock();
+        if !state.append_maps {
+            return Err(ErrorKind::Unsupported.into());
+        }
+        state.plain_step()?;
+        let inode = &mut state.inodes[self.inode];
+        inode.absorb();
+        let end = usize::try_from(offset + len).map_err(|_| ErrorKind::InvalidInput)?;
+        if inode.data.len() < end {
+            let from = inode.data.len();
+            inode.data.resize(end, 0);
+            inode.store_len();
+            inode.rewrote(from..end);
+        }
+        Ok(())
     }
 }
