@@ -497,13 +497,34 @@ fn disk_full_is_a_clear_error_and_writing_works_again_after_reopen() {
     assert_eq!(db.read(b"x").unwrap(), b"y");
 }
 
-/// The mapped setups do run the default write path: there a write first allocates the file
-/// ahead (this workload's small data file limit makes that nearly every write) and copies the
-/// record into the map, so an error at its first I/O step fails the allocation, and the record
-/// goes by `pwrite` instead and the write succeeds; on the plain simulated file system that
-/// step is the `pwrite`, and the write fails.
+/// The mapped setups do run the default write path. At [`ALWAYS_MAPPED`]'s limit the file is
+/// allocated 96 bytes ahead, so a second small write is a copy into the map with no I/O
+/// operation at all, which a kill of the process keeps and a power cut loses (it was never
+/// synced); at the small limits every write allocates first, so an error at a write's first
+/// step fails that allocation and the record goes by `pwrite`, where on the plain simulated
+/// file system that step is the `pwrite` itself and the write fails.
 #[test]
 fn the_mapped_setups_copy_records_through_the_map() {
+    let unsynced = Setup {
+        sync: SyncPolicy::Never,
+        ..ALWAYS_MAPPED
+    };
+    let fs = new_fs(unsynced);
+    let db = open_with(&fs, unsynced).unwrap();
+    db.write(b"first", b"v").unwrap();
+    db.sync().unwrap();
+    let before = fs.ops();
+    db.write(b"second", b"v").unwrap();
+    assert_eq!(fs.ops(), before, "a copy into the map is no I/O operation");
+    assert_eq!(
+        contents(&open_with(&fs.kill_image(), unsynced).unwrap()).len(),
+        2
+    );
+    assert_eq!(
+        contents(&open_with(&fs.crash_image(), unsynced).unwrap()).len(),
+        1
+    );
+
     for (setup, fails) in [(PARTIAL_MAPPED, false), (PARTIAL, true)] {
         let fs = new_fs(setup);
         let db = open_with(&fs, setup).unwrap();

@@ -86,13 +86,34 @@ struct Inode {
 impl Inode {
     /// Takes the bytes the writer may have put through its map into `data`. Reading through a
     /// system call, not the map: the writer may be copying into it at this moment.
+    /// Bytes that changed since the last look were written through the map, which dirties
+    /// their pages again: a later sync writes them even where a failed one dropped them.
     fn absorb(&mut self) {
-        if let Some(memfd) = &self.memfd {
-            let len = memfd.metadata().expect("memfd length").len() as usize;
-            self.data.resize(len, 0);
-            std::os::unix::fs::FileExt::read_exact_at(&**memfd, &mut self.data, 0)
-                .expect("reading the memfd");
+        let Some(memfd) = &self.memfd else {
+            return;
+        };
+        let len = memfd.metadata().expect("memfd length").len() as usize;
+        let mut now = vec![0; len];
+        std::os::unix::fs::FileExt::read_exact_at(&**memfd, &mut now, 0)
+            .expect("reading the memfd");
+        let mut changed: Vec<Range<usize>> = Vec::new();
+        for i in (0..len).filter(|&i| self.data.get(i) != Some(&now[i])) {
+            match changed.last_mut() {
+                Some(run) if run.end == i => run.end = i + 1,
+                _ => changed.push(i..i + 1),
+            }
         }
+        self.data = now;
+        for run in changed {
+            self.rewrote(run);
+        }
+    }
+
+    /// The bytes of a file that no name refers to any more are read back and its memfd closed
+    /// (a map of it, if any, keeps its own reference to the pages).
+    fn release(&mut self) {
+        self.absorb();
+        self.memfd = None;
     }
 
     /// Puts `data[range]` (just changed) into the memfd, if the file has one.
@@ -220,6 +241,13 @@ impl State {
         };
         SimFs {
             state: Arc::new(Mutex::new(image)),
+        }
+    }
+
+    /// Closes `inode`'s memfd once no current name refers to it.
+    fn release_if_unnamed(&mut self, inode: usize) {
+        if !self.names.values().any(|&named| named == inode) {
+            self.inodes[inode].release();
         }
     }
 
@@ -383,7 +411,9 @@ impl Vfs for SimFs {
             return Err(eio("fault"));
         }
         state.names.remove(from);
-        state.names.insert(to.to_path_buf(), inode);
+        if let Some(replaced) = state.names.insert(to.to_path_buf(), inode) {
+            state.release_if_unnamed(replaced);
+        }
         match fault {
             Some(_) => Err(eio("simulated failure after the rename took effect")),
             None => Ok(()),
@@ -392,9 +422,10 @@ impl Vfs for SimFs {
 
     fn remove(&self, path: &Path) -> std::io::Result<()> {
         let mut state = self.state.lock();
-        state.inode_of(path)?;
+        let inode = state.inode_of(path)?;
         state.plain_step()?;
         state.names.remove(path);
+        state.release_if_unnamed(inode);
         Ok(())
     }
 
@@ -571,6 +602,7 @@ impl VfsFile for SimFile {
         )))
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     fn map_appending(&self, reserve: u64, written: u64) -> Option<AppendMap> {
         let mut state = self.fs.state.lock();
         if !state.append_maps || !self.writable {
@@ -579,8 +611,10 @@ impl VfsFile for SimFile {
         let inode = &mut state.inodes[self.inode];
         inode.absorb();
         if inode.memfd.is_none() {
-            let fd = rustix::fs::memfd_create("bitcask-sim", rustix::fs::MemfdFlags::CLOEXEC)
-                .expect("creating a memfd");
+            // Without one (out of descriptors, say) the writer uses `pwrite`, as it does where
+            // a real file cannot be mapped.
+            let flags = rustix::fs::MemfdFlags::CLOEXEC;
+            let fd = rustix::fs::memfd_create("bitcask-sim", flags).ok()?;
             inode.memfd = Some(Arc::new(std::fs::File::from(fd)));
             inode.store_len();
             inode.store(0..inode.data.len());
@@ -591,19 +625,40 @@ impl VfsFile for SimFile {
     fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
         self.check_writable()?;
         let mut state = self.fs.state.lock();
-        if !state.append_maps {
+        if !state.append_maps
+            || cfg!(not(any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd"
+            )))
+        {
             return Err(ErrorKind::Unsupported.into());
         }
-        state.plain_step()?;
+        // A short write here is an allocation that failed after growing the file part of the
+        // way, as `fallocate` may.
+        let short = match state.step()? {
+            None => false,
+            Some(Fault::ShortWrite) => true,
+            Some(_) => return Err(eio("fault")),
+        };
         let inode = &mut state.inodes[self.inode];
         inode.absorb();
         let end = usize::try_from(offset + len).map_err(|_| ErrorKind::InvalidInput)?;
+        let end = if short {
+            offset as usize + len as usize / 2
+        } else {
+            end
+        };
         if inode.data.len() < end {
             let from = inode.data.len();
             inode.data.resize(end, 0);
             inode.store_len();
             inode.rewrote(from..end);
         }
-        Ok(())
+        if short {
+            Err(eio("allocation failed part of the way"))
+        } else {
+            Ok(())
+        }
     }
 }
