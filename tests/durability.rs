@@ -33,10 +33,9 @@ fn after_power_cut(fs: &SimFs) -> Database {
     open(&fs.crash_image(), SyncPolicy::Never)
 }
 
-/// 4 threads write under `Always` with group-commit polling `poll`; every 20th write of each
-/// thread is checked at once in a power-cut image, and all of them at the end.
-fn always_makes_every_acknowledged_write_durable_across_threads(poll: Duration) {
-    let fs = SimFs::new();
+/// 4 threads write to `fs` under `Always` with group-commit polling `poll`; every 20th write of
+/// each thread is checked at once in a power-cut image, and all of them at the end.
+fn always_makes_every_acknowledged_write_durable_across_threads(fs: SimFs, poll: Duration) {
     let db = open_always(&fs, poll);
     std::thread::scope(|s| {
         for t in 0..4u32 {
@@ -66,12 +65,21 @@ fn always_makes_every_acknowledged_write_durable_across_threads(poll: Duration) 
 
 #[test]
 fn always_with_polling_followers_makes_each_write_durable_before_it_returns() {
-    always_makes_every_acknowledged_write_durable_across_threads(bitcask::DEFAULT_COMMIT_POLL);
+    let poll = bitcask::DEFAULT_COMMIT_POLL;
+    always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), poll);
+}
+
+/// The same on the engine's default write path: the 4 threads' records are copied into the
+/// active file's map (allocated ahead), and each group commit's fsync must cover them.
+#[test]
+fn always_through_the_append_map_makes_each_write_durable_before_it_returns() {
+    let poll = bitcask::DEFAULT_COMMIT_POLL;
+    always_makes_every_acknowledged_write_durable_across_threads(SimFs::with_append_maps(), poll);
 }
 
 #[test]
 fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
-    always_makes_every_acknowledged_write_durable_across_threads(Duration::ZERO);
+    always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), Duration::ZERO);
 }
 
 #[test]
