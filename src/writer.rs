@@ -135,13 +135,17 @@ impl Writer {
             record.encode_into(&mut self.buf);
             self.write_buf(engine)?;
         }
+        // The record is complete in the file: readers may have it through the map.
+        if let Some(map) = &mut self.map {
+            map.advance(self.len + len);
+        }
         self.next_seq += 1;
         self.len += len;
         Ok((loc, seq))
     }
 
     /// Puts the encoded record in `buf` at the end of the active file (copied through the map
-    /// where it can be, else `pwrite`n), then moves the map's `written` mark past it.
+    /// where it can be, else `pwrite`n).
     fn write_buf(&mut self, engine: &Engine) -> Result<()> {
         let at = self.len;
         let mapped = (self.map.as_mut()).is_some_and(|map| map.append(&*self.file, at, &self.buf));
@@ -149,26 +153,19 @@ impl Writer {
             let written = self.file.write_at(&self.buf, at);
             self.poison_on_error(written, "appending to", engine)?;
         }
-        if let Some(map) = &mut self.map {
-            map.advance(at + self.buf.len() as u64);
-        }
         Ok(())
     }
 
     /// Puts a record over [`LARGE_RECORD`] at the end of the active file: its header and key
-    /// (encoded into `buf`), then its value from where it lies, then moves the map's `written`
-    /// mark past it. A failure between the two leaves a torn record, as any failed append may.
+    /// (encoded into `buf`), then its value from where it lies. A failure between the two leaves
+    /// a torn record, as any failed append may.
     fn write_large(&mut self, engine: &Engine, record: &Record) -> Result<()> {
         let at = self.len;
         record.encode_head_into(&mut self.buf);
         let head = self.file.write_at(&self.buf, at);
         self.poison_on_error(head, "appending to", engine)?;
         let value = self.file.write_at(record.value, at + self.buf.len() as u64);
-        self.poison_on_error(value, "appending to", engine)?;
-        if let Some(map) = &mut self.map {
-            map.advance(at + record.encoded_len());
-        }
-        Ok(())
+        self.poison_on_error(value, "appending to", engine)
     }
 
     /// Seals the active file (fsynced and mapped) and starts a new one.
