@@ -18,6 +18,7 @@ use crate::io;
 use crate::io::mmap::AppendWriter;
 use crate::io::vfs::FileHandle;
 use crate::keydir::{FileUsage, Location};
+use crate::options::SyncPolicy;
 use crate::segment::{Segment, Storage};
 use crate::sync::Arc;
 
@@ -144,11 +145,23 @@ impl Writer {
         Ok((loc, seq))
     }
 
-    /// Puts the encoded record in `buf` at the end of the active file (copied through the map
-    /// where it can be, else `pwrite`n).
+    /// Puts the encoded record in `buf` at the end of the active file: copied through the map
+    /// where it can be, else `pwrite`n.
+    ///
+    /// Under [`SyncPolicy::Always`] it is always `pwrite`n, into the part of the file the map
+    /// allocated ahead: every write is fsynced at once, and writing back a page through
+    /// `fdatasync` write-protects it in the map, so the next copy into it would take a page
+    /// fault, which costs more than the `pwrite` (`docs/benchmarks.md`, fourteenth round).
     fn write_buf(&mut self, engine: &Engine) -> Result<()> {
         let at = self.len;
-        let mapped = (self.map.as_mut()).is_some_and(|map| map.append(&*self.file, at, &self.buf));
+        let mapped = match self.map.as_mut() {
+            Some(map) if engine.config.sync == SyncPolicy::Always => {
+                map.reserve(&*self.file, at, self.buf.len());
+                false
+            }
+            Some(map) => map.append(&*self.file, at, &self.buf),
+            None => false,
+        };
         if !mapped {
             let written = self.file.write_at(&self.buf, at);
             self.poison_on_error(written, "appending to", engine)?;

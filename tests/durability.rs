@@ -69,8 +69,9 @@ fn always_with_polling_followers_makes_each_write_durable_before_it_returns() {
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), poll);
 }
 
-/// The same on the engine's default write path: the 4 threads' records are copied into the
-/// active file's map (allocated ahead), and each group commit's fsync must cover them.
+/// The same on the engine's default write path under `Always`: the active file is mapped and
+/// allocated ahead, the 4 threads' records are `pwrite`n into its allocated part, and each group
+/// commit's fsync must cover them.
 #[test]
 fn always_through_the_append_map_makes_each_write_durable_before_it_returns() {
     let poll = bitcask::DEFAULT_COMMIT_POLL;
@@ -82,9 +83,53 @@ fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), Duration::ZERO);
 }
 
+/// Under `Always` with an append map, a record is `pwrite`n (one operation more than a copy
+/// into the map, which is none) inside the part of the file allocated ahead: the file's length
+/// stays, so its fsync has no length change to commit.
+#[test]
+fn always_pwrites_records_inside_the_allocated_file() {
+    for (policy, ops_per_write) in [(SyncPolicy::Always, 2), (SyncPolicy::Never, 0)] {
+        let fs = SimFs::with_append_maps();
+        let db = open(&fs, policy);
+        db.write(b"first", b"allocates the file ahead").unwrap();
+        let (ops, len) = (fs.ops(), active_file_len(&fs));
+        db.write(b"second", b"lands in the allocated part").unwrap();
+        assert_eq!(
+            fs.ops() - ops,
+            ops_per_write,
+            "{policy:?}: write, then fsync"
+        );
+        assert_eq!(active_file_len(&fs), len, "{policy:?}");
+        db.sync().unwrap();
+        let recovered = after_power_cut(&fs);
+        assert_eq!(
+            recovered.read(b"second").unwrap(),
+            b"lands in the allocated part"
+        );
+    }
+}
+
+/// The length of the newest data file.
+fn active_file_len(fs: &SimFs) -> usize {
+    let files = fs.files(DIR.as_ref());
+    let mut data = files
+        .iter()
+        .filter(|(path, _)| path.extension() == Some("data".as_ref()));
+    data.next_back().expect("a data file").1.len()
+}
+
 #[test]
 fn never_keeps_what_sync_covered_and_only_that() {
-    let fs = SimFs::new();
+    never_keeps_what_sync_covered(SimFs::new());
+}
+
+/// The same on the engine's default write path under `Never`: records copied into the map.
+#[test]
+fn never_through_the_append_map_keeps_what_sync_covered_and_only_that() {
+    never_keeps_what_sync_covered(SimFs::with_append_maps());
+}
+
+fn never_keeps_what_sync_covered(fs: SimFs) {
     let db = open(&fs, SyncPolicy::Never);
     db.write(b"synced", b"1").unwrap();
     db.remove(b"nothing").unwrap();

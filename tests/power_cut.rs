@@ -141,17 +141,18 @@ const PARTIAL: Setup = Setup {
     data_file_limit: 256,
 };
 
-/// [`ALWAYS`] on the engine's default write path: records copied through the active file's map,
-/// for [`long_workload`]. The larger limit makes the allocation step (a sixteenth of it, 96
-/// bytes) longer than a record, so active files end in allocated zeros that a power cut leaves
-/// and sealing cuts off.
+/// [`ALWAYS`] on the engine's default write path under that policy: active files mapped and
+/// allocated ahead, records `pwrite`n into the allocated part, for [`long_workload`]. The larger
+/// limit makes the allocation step (a sixteenth of it, 96 bytes) longer than a record, so
+/// active files end in allocated zeros that a power cut leaves and sealing cuts off.
 const ALWAYS_MAPPED: Setup = Setup {
     append_maps: true,
     data_file_limit: 1536,
     ..ALWAYS
 };
 
-/// [`PARTIAL`] on the default write path: unsynced records in the map are what a power cut loses.
+/// [`PARTIAL`] on the default write path under `Never`: records copied through the active file's
+/// map, where unsynced ones are what a power cut loses.
 const PARTIAL_MAPPED: Setup = Setup {
     append_maps: true,
     ..PARTIAL
@@ -400,10 +401,11 @@ fn cut_recovery_everywhere(
     }
 }
 
-/// The three workloads' power cuts again on the engine's default write path, where records are
-/// copied through the active file's map and the file is allocated ahead and cut back when
-/// sealed: those steps (the allocation, the cut) are struck too, and a power cut loses the
-/// records in the map that no fsync covered.
+/// The workloads' power cuts again on the engine's default write path, where the active file is
+/// mapped, allocated ahead and cut back when sealed, and records are `pwrite`n into the
+/// allocated part under `Always` ([`ALWAYS_MAPPED`]) or copied through the map under `Never`
+/// ([`PARTIAL_MAPPED`]): those steps (the allocation, the cut) are struck too, and a power cut
+/// loses the records in the map that no fsync covered.
 #[test]
 fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() {
     power_cut_at_every_io_step(&long_workload(), ALWAYS_MAPPED);
@@ -497,14 +499,15 @@ fn disk_full_is_a_clear_error_and_writing_works_again_after_reopen() {
     assert_eq!(db.read(b"x").unwrap(), b"y");
 }
 
-/// The mapped setups do run the default write path. At [`ALWAYS_MAPPED`]'s limit the file is
-/// allocated 96 bytes ahead, so a second small write is a copy into the map with no I/O
-/// operation at all, which a kill of the process keeps and a power cut loses (it was never
+/// The mapped setups do run the default write path (under `Always` a record is `pwrite`n
+/// inside the allocated file, `tests/durability.rs`). At [`ALWAYS_MAPPED`]'s limit the file is
+/// allocated 96 bytes ahead, so a second small write under `Never` is a copy into the map with
+/// no I/O operation at all, which a kill of the process keeps and a power cut loses (it was never
 /// synced); at the small limits every write allocates first, so an error at a write's first
 /// step fails that allocation and the record goes by `pwrite`, where on the plain simulated
 /// file system that step is the `pwrite` itself and the write fails.
 #[test]
-fn the_mapped_setups_copy_records_through_the_map() {
+fn the_mapped_setups_run_the_default_write_path() {
     let unsynced = Setup {
         sync: SyncPolicy::Never,
         ..ALWAYS_MAPPED

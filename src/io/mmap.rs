@@ -182,29 +182,37 @@ impl AppendWriter {
     /// larger than [`MAP_COPY_MAX`] or does not fit the map, or the file cannot be allocated:
     /// the caller then uses `pwrite`.
     pub(crate) fn append(&mut self, file: &dyn VfsFile, at: u64, record: &[u8]) -> bool {
-        let Some(end) = at.checked_add(record.len() as u64) else {
-            return false;
-        };
-        if record.len() > MAP_COPY_MAX {
+        if record.len() > MAP_COPY_MAX || !self.reserve(file, at, record.len()) {
             return false;
         }
-        let written = self.shared.written.load(Ordering::Relaxed);
-        if at != written || end > self.shared.map.len() as u64 {
-            return false;
-        }
-        if end > self.allocated && !self.allocate(file, end) {
-            return false;
-        }
-        // SAFETY: `at..end` lies inside the map (checked above) and inside the file, which is at
-        // least `allocated` long (only `trim` shortens it, and it lowers `allocated` to match),
-        // so no SIGBUS. No reader reads it: `AppendMap::get` hands out only bytes below
-        // `written`, which is `at`. No other writer exists: this is the map's one
-        // `AppendWriter`, borrowed mutably. The source is a separate buffer.
+        // SAFETY: `at..at + len` lies inside the map and inside the file, which is at least
+        // `allocated` long (`reserve` checked both; only `trim` shortens the file, and it lowers
+        // `allocated` to match), so no SIGBUS. No reader reads it: `AppendMap::get` hands out
+        // only bytes below `written`, which is `at` (`reserve` checked). No other writer exists:
+        // this is the map's one `AppendWriter`, borrowed mutably. The source is a separate buffer.
         unsafe {
             let to = self.shared.map.as_mut_ptr().add(at as usize);
             std::ptr::copy_nonoverlapping(record.as_ptr(), to, record.len());
         }
         true
+    }
+
+    /// Makes sure the `len` bytes at `at`, which must be the `written` mark, lie inside the map
+    /// and inside the file, allocating the file further first if needed. False if they do not
+    /// fit the map or the file cannot be allocated (a `pwrite` there then extends the file).
+    ///
+    /// The writer calls this before a `pwrite` of a record it will fsync at once: a `pwrite`
+    /// inside the allocated file leaves the file's length alone, so `fdatasync` has no length
+    /// change to commit.
+    pub(crate) fn reserve(&mut self, file: &dyn VfsFile, at: u64, len: usize) -> bool {
+        let Some(end) = at.checked_add(len as u64) else {
+            return false;
+        };
+        let written = self.shared.written.load(Ordering::Relaxed);
+        if at != written || end > self.shared.map.len() as u64 {
+            return false;
+        }
+        end <= self.allocated || self.allocate(file, end)
     }
 
     /// Extends the file to at least `end` (a step ahead, within the map).
