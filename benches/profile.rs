@@ -10,7 +10,9 @@
 //! - `huge_pages`: gets from a merged file cached in huge pages against the same file in small
 //!   pages;
 //! - `scaling`: gets from 1 and 2 threads sharing one handle, alternately in pairs;
-//! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store;
+//! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store,
+//!   and the ceiling for group commit from 4 threads: rounds of 4 appends and one `fdatasync`,
+//!   from 1 thread and from 4 threads waiting for each other in three ways;
 //! - `memory_latency`: one dependent random memory access over 8 and 200 MiB, with no store.
 //!
 //! `BITCASK_PROFILE_KEYS` sets the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations
@@ -135,6 +137,115 @@ fn fsync_device_phase() {
         four / one,
         median(&mut zeroed)
     );
+    lockstep_rounds(dir.path(), one);
+}
+
+/// The ceiling for group commit from 4 writers on this machine, with no store: rounds of four
+/// 137 B appends and one `fdatasync`, made by 1 thread appending all four itself (no
+/// coordination at all), and by 4 threads appending one each, which wait for each other at a
+/// `Barrier` before and after the fsync, or where the last of the four to append fsyncs and
+/// wakes the others ([`last_one_syncs`]: the least coordination a group commit of writers that
+/// each wait for their own record needs). All against `one`, 1 thread's rate with one fsync per
+/// append.
+#[cfg(target_os = "linux")]
+fn lockstep_rounds(dir: &std::path::Path, one: f64) {
+    let (mut alone, mut lockstep, mut sleep, mut poll) = (vec![], vec![], vec![], vec![]);
+    for round in 0..3 {
+        let file = log_file(&dir.join(format!("{round}-alone")), false);
+        alone.push(rounds_of_four(&file, 1));
+        let file = log_file(&dir.join(format!("{round}-lockstep")), false);
+        lockstep.push(rounds_of_four(&file, 4));
+        let file = log_file(&dir.join(format!("{round}-sleep")), false);
+        sleep.push(last_one_syncs(&file, false));
+        let file = log_file(&dir.join(format!("{round}-poll")), false);
+        poll.push(last_one_syncs(&file, true));
+    }
+    let [alone, lockstep, sleep, poll] = [alone, lockstep, sleep, poll].map(|mut r| median(&mut r));
+    println!(
+        "rounds of 4 appends and one fdatasync, medians of 3, appends/s (x 1 thread's one per fsync): 1 thread appending all 4 {alone:.0} ({:.2}x); 4 threads at a barrier {lockstep:.0} ({:.2}x), last one syncs and wakes sleepers {sleep:.0} ({:.2}x), or pollers {poll:.0} ({:.2}x)",
+        alone / one,
+        lockstep / one,
+        sleep / one,
+        poll / one,
+    );
+}
+
+/// As [`rounds_of_four`] from 4 threads, but the last of the four to append fsyncs and then
+/// wakes the other three, which wait for that by `poll`ing a counter and yielding the CPU, or by
+/// sleeping on a condition variable: one wake-up per round, as in group commit.
+#[cfg(target_os = "linux")]
+fn last_one_syncs(file: &std::fs::File, poll: bool) -> f64 {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Condvar, Mutex};
+    let (next_offset, appended) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (synced, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+    let (lock, rounds_done) = (Mutex::new(()), Condvar::new());
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut round = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let at = next_offset.fetch_add(137, Ordering::Relaxed);
+                    file.write_at(&[0x5A; 137], at).unwrap();
+                    round += 1;
+                    if appended.fetch_add(1, Ordering::AcqRel) + 1 == 4 * round {
+                        file.sync_data().unwrap();
+                        stop.store(start.elapsed().as_secs_f64() >= 1.5, Ordering::Release);
+                        let _guard = lock.lock().unwrap();
+                        synced.store(round, Ordering::Release);
+                        rounds_done.notify_all();
+                    } else if poll {
+                        while synced.load(Ordering::Acquire) < round {
+                            std::thread::yield_now();
+                        }
+                    } else {
+                        let mut guard = lock.lock().unwrap();
+                        while synced.load(Ordering::Acquire) < round {
+                            guard = rounds_done.wait(guard).unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (4 * synced.load(Ordering::Relaxed)) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Appends per second over 1.5 s of rounds of four 137 B appends and one `fdatasync`, the four
+/// made by `threads` threads (1 or 4) that meet at a barrier before and after each fsync.
+#[cfg(target_os = "linux")]
+fn rounds_of_four(file: &std::fs::File, threads: u64) -> f64 {
+    use std::os::unix::fs::FileExt;
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let per_thread = 4 / threads;
+    let (next_offset, rounds) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (barrier, stop) = (Barrier::new(threads as usize), AtomicBool::new(false));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    for _ in 0..per_thread {
+                        let at = next_offset.fetch_add(137, Ordering::Relaxed);
+                        file.write_at(&[0x5A; 137], at).unwrap();
+                    }
+                    if barrier.wait().is_leader() {
+                        file.sync_data().unwrap();
+                        rounds.fetch_add(1, Ordering::Relaxed);
+                        stop.store(start.elapsed().as_secs_f64() >= 1.5, Ordering::Relaxed);
+                    }
+                    barrier.wait();
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (4 * rounds.load(Ordering::Relaxed)) as f64 / start.elapsed().as_secs_f64()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -155,7 +155,9 @@ const MAP_COPY_MAX: usize = 2 << 10;
 /// steps of [`ALLOCATION_STEP`]; where that fails, or the file system does not reserve blocks
 /// in place (`VfsFile::allocate` refuses copy-on-write file systems), the writer falls back to
 /// `pwrite`. A crash leaves the allocated but unwritten tail as zeros, which recovery cuts like
-/// a torn write (zeros never decode as a record).
+/// a torn write (zeros never decode as a record). Under `SyncPolicy::Always` the writer only
+/// [`reserve`](AppendWriter::reserve)s the bytes and `pwrite`s each record there: it is fsynced
+/// at once, and a copy into a page that fsync just wrote back takes a page fault.
 #[derive(Debug)]
 pub(crate) struct AppendWriter {
     shared: Arc<AppendMap>,
