@@ -5,7 +5,7 @@
 //!   the active file right after a fill;
 //! - `write`: no-sync writes; `open`: opening a merged store (hint files);
 //! - `always`: fsynced writes from 1 thread and from 4 (group-commit polling on and off), in
-//!   rotation, with CPU time per write;
+//!   rotation, with CPU time and minor page faults per write;
 //! - `stall`: the slowest get right after a merge;
 //! - `huge_pages`: gets from a merged file cached in huge pages against the same file in small
 //!   pages;
@@ -388,6 +388,8 @@ struct AlwaysRun {
     writes_per_sec: f64,
     /// CPU time of the whole process (user + system) per write.
     cpu_us_per_write: f64,
+    /// Minor page faults of the whole process per write.
+    faults_per_write: f64,
 }
 
 /// Writes of 100 B values under `SyncPolicy::Always` from `threads` threads sharing one handle
@@ -400,7 +402,7 @@ fn always_phase(threads: u64, seconds: f64, poll: Duration) -> AlwaysRun {
         .commit_poll(poll)
         .open()
         .unwrap();
-    let cpu_before = process_cpu_time();
+    let (cpu_before, faults_before) = (process_cpu_time(), process_minor_faults());
     let start = Instant::now();
     let writes: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -421,26 +423,38 @@ fn always_phase(threads: u64, seconds: f64, poll: Duration) -> AlwaysRun {
     });
     let took = start.elapsed();
     let cpu = process_cpu_time() - cpu_before;
+    let faults = process_minor_faults() - faults_before;
     db.close().unwrap();
     AlwaysRun {
         writes_per_sec: writes as f64 / took.as_secs_f64(),
         cpu_us_per_write: cpu.as_secs_f64() * 1e6 / writes as f64,
+        faults_per_write: faults as f64 / writes as f64,
     }
 }
 
 /// User plus system CPU time of this process so far, from `/proc/self/stat` (Linux), whose
 /// fields 14 and 15 count clock ticks of 1/100 s (`USER_HZ`, 100 on every Linux ABI).
 fn process_cpu_time() -> Duration {
+    Duration::from_millis(process_stat_fields(14, 2) * 10)
+}
+
+/// Minor page faults of this process so far, from `/proc/self/stat` (Linux; 0 elsewhere).
+fn process_minor_faults() -> u64 {
+    process_stat_fields(10, 1) // minflt
+}
+
+/// The sum of `count` numeric fields of `/proc/self/stat` from field `first` (1-based, as
+/// `proc(5)` numbers them; `first` > 2). 0 where there is no such file.
+fn process_stat_fields(first: usize, count: usize) -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The command name (field 2) may hold spaces; the fields after it follow its ')'.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after_name
+    after_name
         .split_whitespace()
-        .skip(11) // fields 3..=13
-        .take(2)
+        .skip(first - 3) // the first field after the name is field 3
+        .take(count)
         .filter_map(|field| field.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+        .sum()
 }
 
 /// Writes under `SyncPolicy::Always`: 1 thread, then 4 threads with group-commit polling at its
@@ -463,14 +477,16 @@ fn always_comparison() {
     for (runs, &(name, _, _)) in runs.iter().zip(&variants) {
         let mut rates: Vec<f64> = runs.iter().map(|r| r.writes_per_sec).collect();
         let mut cpu: Vec<f64> = runs.iter().map(|r| r.cpu_us_per_write).collect();
+        let mut faults: Vec<f64> = runs.iter().map(|r| r.faults_per_write).collect();
         let rate = median(&mut rates);
         if one_thread == 0.0 {
             one_thread = rate;
         }
         println!(
-            "  {name}: {rate:.0}/s ({:.2}x 1 thread), CPU {:.1} µs per write; runs {:?}",
+            "  {name}: {rate:.0}/s ({:.2}x 1 thread), CPU {:.1} µs and {:.2} minor page faults per write; runs {:?}",
             rate / one_thread,
             median(&mut cpu),
+            median(&mut faults),
             rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
         );
     }

@@ -31,8 +31,9 @@ const LARGE_RECORD: u64 = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Writer {
     file: FileHandle,
-    /// The map of `file` that readers read zero-copy and appends go through; advanced past
-    /// each record once it is written.
+    /// The map of `file` that readers read zero-copy, and small records are copied into (except
+    /// under `SyncPolicy::Always`, see `write_buf`); advanced past each record once it is
+    /// written.
     map: Option<AppendWriter>,
     file_id: FileId,
     /// Bytes in the active file; the next record goes here.
@@ -156,7 +157,8 @@ impl Writer {
         let at = self.len;
         let mapped = match self.map.as_mut() {
             Some(map) if engine.config.sync == SyncPolicy::Always => {
-                map.reserve(&*self.file, at, self.buf.len());
+                // Where the file cannot be allocated, the `pwrite` extends it instead.
+                let _allocated = map.reserve(&*self.file, at, self.buf.len());
                 false
             }
             Some(map) => map.append(&*self.file, at, &self.buf),

@@ -37,14 +37,22 @@ fn after_power_cut(fs: &SimFs) -> Database {
 /// each thread is checked at once in a power-cut image, and all of them at the end.
 fn always_makes_every_acknowledged_write_durable_across_threads(fs: SimFs, poll: Duration) {
     let db = open_always(&fs, poll);
+    every_write_durable_across_threads(&fs, &db, false);
+}
+
+/// 4 threads write to `fs` through `db`; every 20th write of each thread (after a `sync()` of
+/// its own when `sync`) is checked at once in a power-cut image, and all of them at the end.
+fn every_write_durable_across_threads(fs: &SimFs, db: &Database, sync: bool) {
     std::thread::scope(|s| {
         for t in 0..4u32 {
-            let (db, fs) = (&db, &fs);
             s.spawn(move || {
                 for i in 0..200u32 {
                     let key = (t * 1000 + i).to_le_bytes();
                     db.write(&key, &i.to_le_bytes()).unwrap();
                     if i % 20 == 0 {
+                        if sync {
+                            db.sync().unwrap();
+                        }
                         let image = after_power_cut(fs);
                         assert_eq!(image.read(&key).unwrap(), i.to_le_bytes(), "{t}/{i}");
                     }
@@ -52,7 +60,10 @@ fn always_makes_every_acknowledged_write_durable_across_threads(fs: SimFs, poll:
             });
         }
     });
-    let recovered = after_power_cut(&fs);
+    if sync {
+        db.sync().unwrap();
+    }
+    let recovered = after_power_cut(fs);
     for t in 0..4u32 {
         for i in 0..200u32 {
             assert_eq!(
@@ -78,6 +89,15 @@ fn always_through_the_append_map_makes_each_write_durable_before_it_returns() {
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::with_append_maps(), poll);
 }
 
+/// Under `Never` the 4 threads' records are copied into the active file's map while other
+/// threads' `sync()` calls fsync it: each `sync()` must cover every record written before it.
+#[test]
+fn sync_through_the_append_map_covers_records_copied_while_others_sync() {
+    let fs = SimFs::with_append_maps();
+    let db = open(&fs, SyncPolicy::Never);
+    every_write_durable_across_threads(&fs, &db, true);
+}
+
 #[test]
 fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), Duration::ZERO);
@@ -88,6 +108,7 @@ fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
 /// stays, so its fsync has no length change to commit.
 #[test]
 fn always_pwrites_records_inside_the_allocated_file() {
+    // Under `Never` the record is copied into the map: no operation at all.
     for (policy, ops_per_write) in [(SyncPolicy::Always, 2), (SyncPolicy::Never, 0)] {
         let fs = SimFs::with_append_maps();
         let db = open(&fs, policy);
@@ -97,10 +118,12 @@ fn always_pwrites_records_inside_the_allocated_file() {
         assert_eq!(
             fs.ops() - ops,
             ops_per_write,
-            "{policy:?}: write, then fsync"
+            "{policy:?}: operations per write"
         );
         assert_eq!(active_file_len(&fs), len, "{policy:?}");
-        db.sync().unwrap();
+        if policy == SyncPolicy::Never {
+            db.sync().unwrap();
+        }
         let recovered = after_power_cut(&fs);
         assert_eq!(
             recovered.read(b"second").unwrap(),

@@ -151,6 +151,14 @@ const ALWAYS_MAPPED: Setup = Setup {
     ..ALWAYS
 };
 
+/// [`ALWAYS_MAPPED`] under `Never`: small records are copied through the map, several into one
+/// allocation step with no I/O operation between them, and what a power cut keeps is what the
+/// reopen, the merges and the final sync of [`long_workload`] covered.
+const NEVER_MAPPED: Setup = Setup {
+    sync: SyncPolicy::Never,
+    ..ALWAYS_MAPPED
+};
+
 /// [`PARTIAL`] on the default write path under `Never`: records copied through the active file's
 /// map, where unsynced ones are what a power cut loses.
 const PARTIAL_MAPPED: Setup = Setup {
@@ -404,11 +412,12 @@ fn cut_recovery_everywhere(
 /// The workloads' power cuts again on the engine's default write path, where the active file is
 /// mapped, allocated ahead and cut back when sealed, and records are `pwrite`n into the
 /// allocated part under `Always` ([`ALWAYS_MAPPED`]) or copied through the map under `Never`
-/// ([`PARTIAL_MAPPED`]): those steps (the allocation, the cut) are struck too, and a power cut
+/// ([`NEVER_MAPPED`], [`PARTIAL_MAPPED`]): those steps (the allocation, the cut) are struck too, and a power cut
 /// loses the records in the map that no fsync covered.
 #[test]
 fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() {
     power_cut_at_every_io_step(&long_workload(), ALWAYS_MAPPED);
+    power_cut_at_every_io_step(&long_workload(), NEVER_MAPPED);
     let steps = partial_merge_workload();
     assert_merges_leave_older_files(&steps, PARTIAL_MAPPED);
     power_cut_at_every_io_step(&steps, PARTIAL_MAPPED);
@@ -419,6 +428,7 @@ fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() 
 #[test]
 fn io_errors_at_every_step_through_the_append_map_fail_cleanly_and_lose_nothing() {
     io_errors_at_every_step(&long_workload(), ALWAYS_MAPPED);
+    io_errors_at_every_step(&long_workload(), NEVER_MAPPED);
     io_errors_at_every_step(&partial_merge_workload(), PARTIAL_MAPPED);
 }
 
@@ -500,18 +510,15 @@ fn disk_full_is_a_clear_error_and_writing_works_again_after_reopen() {
 }
 
 /// The mapped setups do run the default write path (under `Always` a record is `pwrite`n
-/// inside the allocated file, `tests/durability.rs`). At [`ALWAYS_MAPPED`]'s limit the file is
-/// allocated 96 bytes ahead, so a second small write under `Never` is a copy into the map with
-/// no I/O operation at all, which a kill of the process keeps and a power cut loses (it was never
+/// inside the allocated file, `tests/durability.rs`). At [`NEVER_MAPPED`]'s limit the file is
+/// allocated 96 bytes ahead, so a second small write is a copy into the map with no I/O
+/// operation at all, which a kill of the process keeps and a power cut loses (it was never
 /// synced); at the small limits every write allocates first, so an error at a write's first
 /// step fails that allocation and the record goes by `pwrite`, where on the plain simulated
 /// file system that step is the `pwrite` itself and the write fails.
 #[test]
 fn the_mapped_setups_run_the_default_write_path() {
-    let unsynced = Setup {
-        sync: SyncPolicy::Never,
-        ..ALWAYS_MAPPED
-    };
+    let unsynced = NEVER_MAPPED;
     let fs = new_fs(unsynced);
     let db = open_with(&fs, unsynced).unwrap();
     db.write(b"first", b"v").unwrap();

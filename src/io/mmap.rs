@@ -163,6 +163,8 @@ pub(crate) struct AppendWriter {
     shared: Arc<AppendMap>,
     /// The file is at least this long: its length when mapped, or what `fallocate` made it.
     allocated: u64,
+    /// The file system refused to allocate (`Unsupported`): not asked again for this file.
+    cannot_allocate: bool,
 }
 
 impl AppendWriter {
@@ -171,6 +173,7 @@ impl AppendWriter {
         AppendWriter {
             shared: Arc::new(map),
             allocated: file_len,
+            cannot_allocate: false,
         }
     }
 
@@ -204,8 +207,8 @@ impl AppendWriter {
     /// fit the map or the file cannot be allocated (a `pwrite` there then extends the file).
     ///
     /// The writer calls this before a `pwrite` of a record it will fsync at once: a `pwrite`
-    /// inside the allocated file leaves the file's length alone, so `fdatasync` has no length
-    /// change to commit.
+    /// inside the allocated file leaves the file's length alone, so `fdatasync` has no new
+    /// length to commit (a block's first write still converts it from allocated to written).
     pub(crate) fn reserve(&mut self, file: &dyn VfsFile, at: u64, len: usize) -> bool {
         let Some(end) = at.checked_add(len as u64) else {
             return false;
@@ -217,8 +220,13 @@ impl AppendWriter {
         end <= self.allocated || self.allocate(file, end)
     }
 
-    /// Extends the file to at least `end` (a step ahead, within the map).
+    /// Extends the file to at least `end` (a step ahead, within the map). A file system that
+    /// does not allocate in place is asked once per file; other failures (a full disk) are
+    /// tried again at the next append.
     fn allocate(&mut self, file: &dyn VfsFile, end: u64) -> bool {
+        if self.cannot_allocate {
+            return false;
+        }
         let map_len = self.shared.map.len() as u64;
         let step = ALLOCATION_STEP.min(map_len / 16);
         let target = end.max(self.allocated + step).min(map_len);
@@ -227,7 +235,10 @@ impl AppendWriter {
                 self.allocated = target;
                 true
             }
-            Err(_) => false,
+            Err(e) => {
+                self.cannot_allocate = e.kind() == std::io::ErrorKind::Unsupported;
+                false
+            }
         }
     }
 
@@ -340,6 +351,63 @@ mod tests {
         writer.trim(&*file).unwrap();
         let written = writer.shared().written.load(Ordering::Relaxed);
         assert_eq!(file.len().unwrap(), written);
+    }
+
+    #[test]
+    fn reserve_takes_only_the_mark_and_allocates_ahead_within_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, mut writer) = writer_over(&dir.path().join("a"), 20);
+        assert!(!writer.reserve(&*file, 21, 6), "not at the mark");
+        assert!(!writer.reserve(&*file, 20, 1 << 20), "past the map");
+        // Where the file system allocates in place (ext4, XFS, tmpfs), the file now reaches
+        // past the record by a step; elsewhere `reserve` says no and the file is unchanged.
+        if writer.reserve(&*file, 20, 6) {
+            assert_eq!(file.len().unwrap(), 20 + (1 << 20) / 16);
+        } else {
+            assert_eq!(file.len().unwrap(), 20);
+        }
+    }
+
+    /// A file whose file system does not allocate in place, counting how often it was asked.
+    #[derive(Debug, Default)]
+    struct CannotAllocate {
+        asked: AtomicU64,
+    }
+
+    impl VfsFile for CannotAllocate {
+        fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<()> {
+            unreachable!()
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+            unreachable!()
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            unreachable!()
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            unreachable!()
+        }
+        fn set_len(&self, _: u64) -> std::io::Result<()> {
+            unreachable!()
+        }
+        fn map(&self, _: &Path) -> Result<Mapping> {
+            unreachable!()
+        }
+        fn allocate(&self, _: u64, _: u64) -> std::io::Result<()> {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            Err(std::io::ErrorKind::Unsupported.into())
+        }
+    }
+
+    /// On btrfs, say, every append would otherwise ask (and `fstatfs`) again.
+    #[test]
+    fn a_file_system_that_cannot_allocate_is_asked_once_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut writer) = writer_over(&dir.path().join("a"), 20);
+        let refusing = CannotAllocate::default();
+        assert!(!writer.reserve(&refusing, 20, 6));
+        assert!(!writer.append(&refusing, 20, b"record"));
+        assert_eq!(refusing.asked.load(Ordering::Relaxed), 1);
     }
 
     /// An `fallocate` that fails part way (a full disk) may leave the file longer than the

@@ -12,7 +12,8 @@
 //!
 //! With [`SimFs::with_append_maps`] it also maps active files for appending and allocates them
 //! ahead (`fallocate`), as ext4 does, so that the writer's default path (records copied through
-//! the map, the allocation, the trim before sealing) meets the faults too. A mapped file's bytes
+//! the map, or under `SyncPolicy::Always` `pwrite`n into the allocated file; the allocation; the
+//! trim before sealing) meets the faults too. A mapped file's bytes
 //! then live in a memfd, which the writer writes through its map without telling the simulation;
 //! every operation on the file first reads them back ([`Inode::absorb`]).
 
