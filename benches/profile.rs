@@ -122,13 +122,13 @@ fn scaling_phase() {
 fn fsync_device_phase() {
     let dir = tempfile::tempdir().unwrap();
     let (mut rates, mut zeroed): ([Vec<f64>; 3], Vec<f64>) = Default::default();
-    for round in 0..3 {
+    for _ in 0..3 {
         for (slot, threads) in [1, 2, 4].into_iter().enumerate() {
-            let file = log_file(&dir.path().join(format!("{round}-{threads}")), false);
-            rates[slot].push(fsynced_appends(&file, threads));
+            rates[slot].push(on_new_log(dir.path(), false, |f| {
+                fsynced_appends(f, threads)
+            }));
         }
-        let file = log_file(&dir.path().join(format!("{round}-zeroed")), true);
-        zeroed.push(fsynced_appends(&file, 1));
+        zeroed.push(on_new_log(dir.path(), true, |f| fsynced_appends(f, 1)));
     }
     let [one, two, four] = rates.each_mut().map(|r| median(r));
     println!(
@@ -140,27 +140,28 @@ fn fsync_device_phase() {
     lockstep_rounds(dir.path(), one);
 }
 
-/// The ceiling for group commit from 4 writers on this machine, with no store: rounds of four
+/// What simple group commits from 4 writers get on this machine, with no store: rounds of four
 /// 137 B appends and one `fdatasync`, made by 1 thread appending all four itself (no
 /// coordination at all), and by 4 threads appending one each, which wait for each other at a
 /// `Barrier` before and after the fsync, or where the last of the four to append fsyncs and
-/// wakes the others ([`last_one_syncs`]: the least coordination a group commit of writers that
-/// each wait for their own record needs). All against `one`, 1 thread's rate with one fsync per
-/// append.
+/// wakes the others ([`last_one_syncs`]: one wake-up a round, the protocol with the least
+/// coordination of these, though not a bound on every protocol). All against `one`, 1 thread's
+/// rate with one fsync per append.
 #[cfg(target_os = "linux")]
 fn lockstep_rounds(dir: &std::path::Path, one: f64) {
-    let (mut alone, mut lockstep, mut sleep, mut poll) = (vec![], vec![], vec![], vec![]);
-    for round in 0..3 {
-        let file = log_file(&dir.join(format!("{round}-alone")), false);
-        alone.push(rounds_of_four(&file, 1));
-        let file = log_file(&dir.join(format!("{round}-lockstep")), false);
-        lockstep.push(rounds_of_four(&file, 4));
-        let file = log_file(&dir.join(format!("{round}-sleep")), false);
-        sleep.push(last_one_syncs(&file, false));
-        let file = log_file(&dir.join(format!("{round}-poll")), false);
-        poll.push(last_one_syncs(&file, true));
+    let ways: [fn(&std::fs::File) -> f64; 4] = [
+        |file| rounds_of_four(file, 1),
+        |file| rounds_of_four(file, 4),
+        |file| last_one_syncs(file, false),
+        |file| last_one_syncs(file, true),
+    ];
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for _ in 0..3 {
+        for (way, rates) in ways.iter().zip(&mut rates) {
+            rates.push(on_new_log(dir, false, way));
+        }
     }
-    let [alone, lockstep, sleep, poll] = [alone, lockstep, sleep, poll].map(|mut r| median(&mut r));
+    let [alone, lockstep, sleep, poll] = rates.each_mut().map(|r| median(r));
     println!(
         "rounds of 4 appends and one fdatasync, medians of 3, appends/s (x 1 thread's one per fsync): 1 thread appending all 4 {alone:.0} ({:.2}x); 4 threads at a barrier {lockstep:.0} ({:.2}x), last one syncs and wakes sleepers {sleep:.0} ({:.2}x), or pollers {poll:.0} ({:.2}x)",
         alone / one,
@@ -251,6 +252,19 @@ fn rounds_of_four(file: &std::fs::File, threads: u64) -> f64 {
 #[cfg(not(target_os = "linux"))]
 fn fsync_device_phase() {
     println!("fsync_device: Linux only (it uses fallocate)");
+}
+
+/// What `measure` returns on a new log file in `dir` ([`log_file`]), which is deleted after.
+#[cfg(target_os = "linux")]
+fn on_new_log(
+    dir: &std::path::Path,
+    zero_filled: bool,
+    measure: impl FnOnce(&std::fs::File) -> f64,
+) -> f64 {
+    let path = dir.join("log");
+    let rate = measure(&log_file(&path, zero_filled));
+    std::fs::remove_file(&path).unwrap();
+    rate
 }
 
 /// A new 64 MiB file at `path`, allocated with `fallocate` or written with zeros, and synced.

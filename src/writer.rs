@@ -155,16 +155,16 @@ impl Writer {
     /// fault, which costs more than the `pwrite` (`docs/benchmarks.md`, fourteenth round).
     fn write_buf(&mut self, engine: &Engine) -> Result<()> {
         let at = self.len;
-        let mapped = match self.map.as_mut() {
+        let copied = match self.map.as_mut() {
             Some(map) if engine.config.sync == SyncPolicy::Always => {
                 // Where the file cannot be allocated, the `pwrite` extends it instead.
-                let _allocated = map.reserve(&*self.file, at, self.buf.len());
+                map.reserve(&*self.file, at, self.buf.len());
                 false
             }
             Some(map) => map.append(&*self.file, at, &self.buf),
             None => false,
         };
-        if !mapped {
+        if !copied {
             let written = self.file.write_at(&self.buf, at);
             self.poison_on_error(written, "appending to", engine)?;
         }

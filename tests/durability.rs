@@ -37,12 +37,14 @@ fn after_power_cut(fs: &SimFs) -> Database {
 /// each thread is checked at once in a power-cut image, and all of them at the end.
 fn always_makes_every_acknowledged_write_durable_across_threads(fs: SimFs, poll: Duration) {
     let db = open_always(&fs, poll);
-    every_write_durable_across_threads(&fs, &db, false);
+    every_write_durable_across_threads(&fs, &db, SyncPolicy::Always);
 }
 
-/// 4 threads write to `fs` through `db`; every 20th write of each thread (after a `sync()` of
-/// its own when `sync`) is checked at once in a power-cut image, and all of them at the end.
-fn every_write_durable_across_threads(fs: &SimFs, db: &Database, sync: bool) {
+/// 4 threads write to `fs` through `db`, opened with `policy`; every 20th write of each thread
+/// (under `Never`, after a `sync()` of its own) is checked at once in a power-cut image, and all
+/// of them at the end (under `Never`, after a last `sync()`).
+fn every_write_durable_across_threads(fs: &SimFs, db: &Database, policy: SyncPolicy) {
+    let sync = policy == SyncPolicy::Never;
     std::thread::scope(|s| {
         for t in 0..4u32 {
             s.spawn(move || {
@@ -84,18 +86,19 @@ fn always_with_polling_followers_makes_each_write_durable_before_it_returns() {
 /// allocated ahead, the 4 threads' records are `pwrite`n into its allocated part, and each group
 /// commit's fsync must cover them.
 #[test]
-fn always_through_the_append_map_makes_each_write_durable_before_it_returns() {
+fn always_on_the_append_map_makes_each_write_durable_before_it_returns() {
     let poll = bitcask::DEFAULT_COMMIT_POLL;
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::with_append_maps(), poll);
 }
 
 /// Under `Never` the 4 threads' records are copied into the active file's map while other
-/// threads' `sync()` calls fsync it: each `sync()` must cover every record written before it.
+/// threads' `sync()` calls fsync it: each thread's `sync()` must cover the record it wrote just
+/// before, and a last `sync()` every record.
 #[test]
 fn sync_through_the_append_map_covers_records_copied_while_others_sync() {
     let fs = SimFs::with_append_maps();
     let db = open(&fs, SyncPolicy::Never);
-    every_write_durable_across_threads(&fs, &db, true);
+    every_write_durable_across_threads(&fs, &db, SyncPolicy::Never);
 }
 
 #[test]
@@ -103,9 +106,11 @@ fn always_with_sleeping_followers_makes_each_write_durable_before_it_returns() {
     always_makes_every_acknowledged_write_durable_across_threads(SimFs::new(), Duration::ZERO);
 }
 
-/// Under `Always` with an append map, a record is `pwrite`n (one operation more than a copy
-/// into the map, which is none) inside the part of the file allocated ahead: the file's length
-/// stays, so its fsync has no length change to commit.
+/// Under `Always` with an append map, a write is a `pwrite` and an fsync (two operations; under
+/// `Never` a copy into the map, no operation), inside the part of the file allocated ahead: the
+/// file's length stays, so its fsync has no new length to commit. Only the operation count
+/// tells the `pwrite` from a copy; the length tells a `pwrite` inside the allocation from one
+/// that extends the file.
 #[test]
 fn always_pwrites_records_inside_the_allocated_file() {
     // Under `Never` the record is copied into the map: no operation at all.

@@ -415,7 +415,7 @@ fn cut_recovery_everywhere(
 /// ([`NEVER_MAPPED`], [`PARTIAL_MAPPED`]): those steps (the allocation, the cut) are struck too, and a power cut
 /// loses the records in the map that no fsync covered.
 #[test]
-fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() {
+fn power_cut_at_every_io_step_on_the_append_map_recovers_a_synced_prefix() {
     power_cut_at_every_io_step(&long_workload(), ALWAYS_MAPPED);
     power_cut_at_every_io_step(&long_workload(), NEVER_MAPPED);
     let steps = partial_merge_workload();
@@ -426,7 +426,7 @@ fn power_cut_at_every_io_step_through_the_append_map_recovers_a_synced_prefix() 
 /// EIO, ENOSPC (an allocation that fails sends the writer to `pwrite`), short writes and a
 /// rename that fails after taking effect, at every step of the default write path.
 #[test]
-fn io_errors_at_every_step_through_the_append_map_fail_cleanly_and_lose_nothing() {
+fn io_errors_at_every_step_on_the_append_map_fail_cleanly_and_lose_nothing() {
     io_errors_at_every_step(&long_workload(), ALWAYS_MAPPED);
     io_errors_at_every_step(&long_workload(), NEVER_MAPPED);
     io_errors_at_every_step(&partial_merge_workload(), PARTIAL_MAPPED);

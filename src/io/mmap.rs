@@ -354,27 +354,30 @@ mod tests {
     }
 
     #[test]
-    fn reserve_takes_only_the_mark_and_allocates_ahead_within_the_map() {
+    fn reserve_takes_only_the_mark_and_allocates_a_step_ahead_within_the_map() {
         let dir = tempfile::tempdir().unwrap();
-        let (file, mut writer) = writer_over(&dir.path().join("a"), 20);
-        assert!(!writer.reserve(&*file, 21, 6), "not at the mark");
-        assert!(!writer.reserve(&*file, 20, 1 << 20), "past the map");
-        // Where the file system allocates in place (ext4, XFS, tmpfs), the file now reaches
-        // past the record by a step; elsewhere `reserve` says no and the file is unchanged.
-        if writer.reserve(&*file, 20, 6) {
-            assert_eq!(file.len().unwrap(), 20 + (1 << 20) / 16);
-        } else {
-            assert_eq!(file.len().unwrap(), 20);
-        }
+        let (_, mut writer) = writer_over(&dir.path().join("a"), 20);
+        let file = Allocations::default();
+        assert!(!writer.reserve(&file, 21, 6), "not at the mark");
+        assert!(!writer.reserve(&file, 20, 1 << 20), "past the map");
+        assert!(writer.reserve(&file, 20, 6));
+        // A sixteenth of the 1 MiB map ahead, then nothing until the record passes it.
+        let step = (1 << 20) / 16;
+        assert!(writer.reserve(&file, 20, step as usize));
+        assert_eq!(*file.asked.lock(), [(20, step)]);
+        assert!(writer.reserve(&file, 20, step as usize + 1));
+        assert_eq!(file.asked.lock()[1], (20 + step, step));
     }
 
-    /// A file whose file system does not allocate in place, counting how often it was asked.
+    /// A file that records what it was asked to allocate, and refuses (as a copy-on-write file
+    /// system does) if `refuse`.
     #[derive(Debug, Default)]
-    struct CannotAllocate {
-        asked: AtomicU64,
+    struct Allocations {
+        refuse: bool,
+        asked: parking_lot::Mutex<Vec<(u64, u64)>>,
     }
 
-    impl VfsFile for CannotAllocate {
+    impl VfsFile for Allocations {
         fn read_at(&self, _: &mut [u8], _: u64) -> std::io::Result<()> {
             unreachable!()
         }
@@ -393,9 +396,12 @@ mod tests {
         fn map(&self, _: &Path) -> Result<Mapping> {
             unreachable!()
         }
-        fn allocate(&self, _: u64, _: u64) -> std::io::Result<()> {
-            self.asked.fetch_add(1, Ordering::Relaxed);
-            Err(std::io::ErrorKind::Unsupported.into())
+        fn allocate(&self, offset: u64, len: u64) -> std::io::Result<()> {
+            self.asked.lock().push((offset, len));
+            if self.refuse {
+                return Err(std::io::ErrorKind::Unsupported.into());
+            }
+            Ok(())
         }
     }
 
@@ -404,10 +410,13 @@ mod tests {
     fn a_file_system_that_cannot_allocate_is_asked_once_per_file() {
         let dir = tempfile::tempdir().unwrap();
         let (_, mut writer) = writer_over(&dir.path().join("a"), 20);
-        let refusing = CannotAllocate::default();
+        let refusing = Allocations {
+            refuse: true,
+            ..Allocations::default()
+        };
         assert!(!writer.reserve(&refusing, 20, 6));
         assert!(!writer.append(&refusing, 20, b"record"));
-        assert_eq!(refusing.asked.load(Ordering::Relaxed), 1);
+        assert_eq!(refusing.asked.lock().len(), 1);
     }
 
     /// An `fallocate` that fails part way (a full disk) may leave the file longer than the
