@@ -132,8 +132,9 @@ impl FaultsInput {
 
     /// Whether the simulated file system maps active files for appending and allocates them
     /// ahead (`SimFs::with_append_maps`), as ext4 does, so that faults strike the engine's
-    /// default write path (the allocation, the trim before sealing; a power cut loses unsynced
-    /// records in the map): for two fifths of the limits, taken from the limit like
+    /// default write path (the allocation, the trim before sealing; under `Never` records
+    /// copied into the map, which a power cut loses unless synced; under `Always` records
+    /// `pwrite`n into the allocated file): for two fifths of the limits, taken from the limit like
     /// [`FaultsInput::hint_files`] (and independent of it and of the partial merges). The two
     /// regression inputs (limits 64 and 562) keep the `pwrite` path they were found on.
     pub fn append_maps(&self) -> bool {
