@@ -257,11 +257,7 @@ fn a_panic_in_the_background_merge_is_reported_and_refuses_merges() {
 #[test]
 fn needs_merge_follows_the_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Config::new(dir.path())
-        .data_file_limit(1000)
-        .background_merge(false)
-        .open()
-        .unwrap();
+    let db = common::open_small(dir.path(), 1000);
     for i in 0..20u8 {
         db.write(&[i], &[0; 100]).unwrap();
     }

@@ -1,6 +1,8 @@
 //! Writers, readers and repeated merges on one shared handle: readers never see a value older
 //! than one already acknowledged, never a torn or foreign value.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -140,11 +142,7 @@ fn readers_see_acknowledged_writes_during_merges() {
 #[test]
 fn stats_agree_with_themselves_while_others_write() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Config::new(dir.path())
-        .data_file_limit(2048)
-        .background_merge(false)
-        .open()
-        .unwrap();
+    let db = common::open_small(dir.path(), 2048);
     let stop = AtomicBool::new(false);
     thread::scope(|scope| {
         for writer in 0..2u64 {

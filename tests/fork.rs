@@ -8,6 +8,8 @@
 // fork, _exit and waitpid are what this test is about.
 #![allow(unsafe_code)]
 
+mod common;
+
 use bitcask::{Config, Database, Error};
 
 /// Forks; the child runs `child` and exits with its code (100 if it panicked), without running
@@ -103,11 +105,7 @@ fn children_leave_the_parents_store_working(
 #[test]
 fn a_child_that_uses_the_handle_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Config::new(dir.path())
-        .data_file_limit(4096)
-        .background_merge(false)
-        .open()
-        .unwrap();
+    let db = common::open_small(dir.path(), 4096);
     // Sealed files of overwritten records, so that the parent needs a merge.
     for round in 0..3u8 {
         for i in 0..100u32 {

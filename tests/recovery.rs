@@ -86,14 +86,20 @@ fn every_truncation_of_the_active_file_keeps_a_prefix_of_the_writes() {
     }
 }
 
-#[test]
-fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_small(dir.path(), 512);
+/// Keys 0..20, each with a 100-byte value of its own byte, at a 512-byte file limit: several
+/// sealed files and an active one, then closed.
+fn write_twenty_records_and_close(dir: &Path) {
+    let db = open_small(dir, 512);
     for i in 0..20u8 {
         db.write(&[i], &[i; 100]).unwrap();
     }
     db.close().unwrap();
+}
+
+#[test]
+fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_twenty_records_and_close(dir.path());
     let sealed = files_with_ext(dir.path(), "data").remove(0);
     let mut bytes = std::fs::read(&sealed).unwrap();
     bytes[60] ^= 0x40;
@@ -119,11 +125,7 @@ fn a_sealed_file_cut_at_a_record_boundary_fails_open_naming_it() {
     use bitcask::format::header::HEADER_LEN;
     use bitcask::format::record::Record;
     let dir = tempfile::tempdir().unwrap();
-    let db = open_small(dir.path(), 512);
-    for i in 0..20u8 {
-        db.write(&[i], &[i; 100]).unwrap();
-    }
-    db.close().unwrap();
+    write_twenty_records_and_close(dir.path());
     let data = files_with_ext(dir.path(), "data");
     assert!(
         data.len() >= 3,
