@@ -11,8 +11,8 @@
 //!   pages;
 //! - `scaling`: gets from 1 and 2 threads sharing one handle, alternately in pairs;
 //! - `fsync_device`: this disk's own `fdatasync` rate from 1, 2 and 4 threads, with no store,
-//!   and the ceiling for group commit from 4 threads: rounds of 4 appends and one `fdatasync`,
-//!   from 1 thread and from 4 threads waiting for each other in three ways;
+//!   and simple group commits from 4 threads: rounds of 4 appends and one `fdatasync`, from
+//!   1 thread and from 4 threads waiting for each other in three ways;
 //! - `memory_latency`: one dependent random memory access over 8 and 200 MiB, with no store.
 //!
 //! `BITCASK_PROFILE_KEYS` sets the number of keys (200,000), `BITCASK_PROFILE_OPS` the operations
