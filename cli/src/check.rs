@@ -34,7 +34,7 @@ const MAX_ENTRY_REPORTS: usize = 10;
 /// Checks the store in `dir`, prints the report to stdout, and fails with
 /// [`CliError::Damaged`] if anything is damaged.
 pub fn run(dir: &Path, quiet: bool) -> CliResult {
-    store::require_dir(dir)?;
+    store::require_store(dir)?;
     let _lock = files::lock_store(dir, files::MissingLock::Proceed)?;
     let mut store_files = StoreFiles::list(dir)?;
     let merge = store_files.merge_commit()?;

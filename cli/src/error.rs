@@ -24,8 +24,10 @@ Exit codes:
      (`put`), no store directory given, `export` to a terminal, a `-o`/`-i`/`--out`
      path inside the store
   3  store error: the store or a file could not be opened, read or written (missing
-     directory, store open in another process, I/O error, corruption that stops the
-     library from opening it, `repair` output directory already exists)
+     directory or one that holds no store, store open in another process, I/O error,
+     corruption that stops the library from opening it, a file in a newer format,
+     `repair` output directory already exists, `repair --in-place` refusing to swap in
+     a copy that may lack records or that it could not give the store's owner)
   4  bad input: `import` was given a malformed, truncated or corrupted stream; nothing
      was imported";
 

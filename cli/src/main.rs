@@ -33,8 +33,9 @@ const LONG_ABOUT: &str = "\
 Inspect, verify, repair and script a bitcask store.
 
 Every command works on the store directory given with --dir DIR or the BITCASK_DIR
-environment variable. Commands that read (get, keys, stats, ...) refuse a directory that
-does not exist; put and import create the store.
+environment variable. Only put and import create a store; every other command (but dump,
+which reads one file) refuses a directory that does not exist or holds no data files, and
+changes nothing in it.
 
 Keys: a KEY argument is taken byte for byte, except that a 0x prefix (or --hex) makes it hex,
 so `0x00ff` is the two bytes 00 ff. A literal key that starts with \"0x\" must therefore be
@@ -124,7 +125,8 @@ enum Command {
     /// of the newest data file (an interrupted write that the next open cuts off) is only a
     /// warning.
     Check,
-    /// Print the records of one data file, hint file or MERGE record, for debugging.
+    /// Print the records of one data file, hint file, saved tail, MERGE or FSYNC_FAILED record,
+    /// for debugging.
     ///
     /// FILE is used as given if it exists, else relative to --dir. Exits with code 1 if the
     /// file holds bytes that do not decode.

@@ -12,7 +12,7 @@ use crate::store;
 
 /// Merges the store in `dir`, writing hint files or not, and prints what it reclaimed.
 pub fn run(dir: &Path, hint_files: bool, quiet: bool) -> CliResult {
-    store::require_dir(dir)?;
+    store::require_store(dir)?;
     let db = store::open_with(Config::new(dir).hint_files(hint_files))?;
     let before = db.stats();
     let spinner = Progress::spinner(

@@ -47,7 +47,7 @@ use crate::store;
 /// Repairs the store in `dir` into `out` (default `<dir>.repaired`), then swaps it in if
 /// `in_place`; prints the report to stdout.
 pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: bool) -> CliResult {
-    store::require_dir(dir)?;
+    store::require_store(dir)?;
     let dir = std::fs::canonicalize(dir).map_err(CliError::io("resolving", dir))?;
     let out = match out {
         Some(out) => out.to_path_buf(),
@@ -58,7 +58,6 @@ pub fn run(dir: &Path, out: Option<&Path>, in_place: bool, hex: bool, quiet: boo
     // Resolved now, as the user named it: the copy's files are later reached without following
     // a link (`access`), and `--in-place` must move the directory, not a link to it.
     let out = files::resolved(&out);
-    ensure_a_store(&dir)?;
     let lock = files::lock_store(&dir, files::MissingLock::Create)?;
     let mut store_files = StoreFiles::list(&dir)?;
     let merge_note = choose_merge_files(&mut store_files)?;
@@ -595,19 +594,6 @@ fn sibling(dir: &Path, suffix: &str) -> CliResult<PathBuf> {
     let mut name = name.to_os_string();
     name.push(format!(".{suffix}"));
     Ok(dir.with_file_name(name))
-}
-
-/// Fails if `dir` holds no data file and no merge record: a mistyped `--dir` (the parent of the
-/// store, say) must not be locked, copied or, with `--in-place`, swapped for an empty store.
-fn ensure_a_store(dir: &Path) -> CliResult {
-    let found = StoreFiles::list(dir)?;
-    if found.data.is_empty() && found.merge_record.is_none() {
-        return Err(CliError::Refused(format!(
-            "{} holds no data files, so it is not a bitcask store or holds nothing to repair",
-            dir.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Fails unless `out` is missing or an empty directory.

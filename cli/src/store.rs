@@ -5,10 +5,11 @@ use std::path::Path;
 use bitcask::{Config, Database};
 
 use crate::error::{CliError, CliResult};
+use crate::files::StoreFiles;
 
 /// Fails unless `dir` exists and is a directory, so that reading commands never create a store
 /// in a mistyped path (the library creates missing directories on open).
-pub fn require_dir(dir: &Path) -> CliResult {
+fn require_dir(dir: &Path) -> CliResult {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(CliError::Refused(format!(
@@ -23,10 +24,26 @@ pub fn require_dir(dir: &Path) -> CliResult {
     }
 }
 
-/// Opens the store in `dir`, which must exist.
-pub fn open_existing(dir: &Path) -> CliResult<Database> {
+/// Fails unless `dir` is a directory that holds a store: a data file, or a merge record. A
+/// mistyped `--dir` (the store's parent, say, or a home directory) is refused before anything
+/// locks, creates or changes a file in it.
+pub fn require_store(dir: &Path) -> CliResult {
     require_dir(dir)?;
-    open_or_create(dir)
+    let found = StoreFiles::list(dir)?;
+    if found.data.is_empty() && found.merge_record.is_none() {
+        return Err(CliError::Refused(format!(
+            "{} holds no data files, so it is not a bitcask store (check --dir or BITCASK_DIR)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the store in `dir`, which must exist and hold a store, without the background merge
+/// thread: a command that reads should not start rewriting the store while it runs.
+pub fn open_existing(dir: &Path) -> CliResult<Database> {
+    require_store(dir)?;
+    open_with(Config::new(dir).background_merge(false))
 }
 
 /// Opens the store in `dir`, creating the directory and an empty store if missing.

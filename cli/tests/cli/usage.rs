@@ -64,6 +64,38 @@ fn reading_a_store_that_does_not_exist_exits_3_and_creates_nothing() {
     assert!(!store.dir.exists());
 }
 
+/// A mistyped `--dir` that names an existing directory (the store's parent, a home directory)
+/// is refused by every command that does not create a store, and nothing in it changes: no
+/// `LOCK`, no data file (found by review: these commands used to create a store there).
+#[test]
+fn commands_that_need_a_store_refuse_a_directory_without_one_and_change_nothing() {
+    let store = TestStore::new();
+    std::fs::create_dir(&store.dir).expect("create the directory");
+    std::fs::write(store.dir.join("notes.txt"), b"not a store").expect("write a file");
+    let commands: [&[&str]; 7] = [
+        &["get", "k"],
+        &["delete", "k"],
+        &["keys"],
+        &["stats"],
+        &["merge"],
+        &["check"],
+        &["export"],
+    ];
+    for args in commands {
+        let run = store.run(args).expect(3);
+        assert!(
+            run.stderr.contains("holds no data files"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        let names: Vec<_> = std::fs::read_dir(&store.dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["notes.txt"], "{args:?} changed the directory");
+    }
+}
+
 #[test]
 fn a_store_open_elsewhere_is_a_store_error_on_one_line() {
     let store = TestStore::new();
