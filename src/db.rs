@@ -13,6 +13,10 @@ use crate::value::Value;
 use crate::{merge, recovery};
 
 /// Opens or creates the store described by the original README's [`Options`].
+///
+/// # Errors
+///
+/// As [`Config::open`].
 pub fn new(options: Options) -> Result<Database> {
     Config::from(options).open()
 }
@@ -143,6 +147,10 @@ impl ExactSizeIterator for Keys {}
 
 impl Database {
     /// Opens or creates a store in `dir` with default settings; see [`Config`] for others.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::open`].
     pub fn open(dir: impl AsRef<Path>) -> Result<Database> {
         Config::new(dir.as_ref()).open()
     }
@@ -172,11 +180,26 @@ impl Database {
     /// ([`Error::Poisoned`]). Treat the outcome as unknown and read the key after a reopen. Bad
     /// input ([`Error::KeyTooLarge`], [`Error::ValueTooLarge`]) is refused before anything is
     /// written.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::KeyTooLarge`], [`Error::ValueTooLarge`]: nothing was written.
+    /// - [`Error::Io`]: the append, a rotation to a new file or (under `Always`) the fsync
+    ///   failed; the outcome is unknown, as above, and the handle refuses writes from then on.
+    /// - [`Error::Poisoned`]: an earlier write or fsync failed; reopen the store to write again.
+    /// - [`Error::SequenceExhausted`], [`Error::FileIdsExhausted`]: the store is full in a way
+    ///   only a copy into a new store (or removing a stray file) mends.
+    /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
+    ///   process forked after open.
     pub fn write(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.engine().write(key, value)
     }
 
     /// Reads a copy of the newest value of `key`; a missing key is [`Error::KeyNotFound`].
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Database::get), and [`Error::KeyNotFound`] where `get` returns `None`.
     pub fn read(&self, key: &[u8]) -> Result<Vec<u8>> {
         self.engine().read(key)?.ok_or(Error::KeyNotFound)
     }
@@ -191,11 +214,25 @@ impl Database {
     /// The newest value of `key`, or `None`. Zero-copy wherever the file is mapped (sealed files,
     /// and the active file on file systems that can map it); see [`Value`] for what holding
     /// one costs.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Corruption`]: the record fails its checksum or holds another key (bit rot,
+    ///   say); the message names the file and offset. No bytes of it are returned, and other
+    ///   keys stay readable.
+    /// - [`Error::Io`]: reading the record from a file that is not mapped failed.
+    /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
+    ///   process forked after open.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.engine().get(key)
     }
 
-    /// Whether `key` has a live value.
+    /// Whether `key` has a live value (from the keydir alone: no record is read).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
+    ///   process forked after open.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool> {
         self.engine().check_open()?;
         Ok(self.engine().keydir.contains(key))
@@ -205,6 +242,10 @@ impl Database {
     /// under [`SyncPolicy::Always`](crate::SyncPolicy::Always) it first waits until every
     /// earlier write and remove is durable (another thread's remove of the key may still be
     /// waiting for its fsync), so it can fail as they can.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Database::write) (but for [`Error::ValueTooLarge`]).
     pub fn remove(&self, key: &[u8]) -> Result<()> {
         self.engine().remove(key)
     }
@@ -214,6 +255,14 @@ impl Database {
     /// Concurrent callers share one fsync. After a failed write the store refuses writes
     /// ([`Error::Poisoned`]) but `sync` still works; after a failed fsync (or a panic in a
     /// group-commit fsync round) it fails too.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Io`]: the fsync failed. Nothing written since the last successful sync is
+    ///   promised durable, and the handle refuses writes from then on.
+    /// - [`Error::Poisoned`]: an earlier fsync failed (or a group-commit round panicked).
+    /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
+    ///   process forked after open.
     pub fn sync(&self) -> Result<()> {
         self.engine().sync()
     }
@@ -228,6 +277,13 @@ impl Database {
     /// reports the figures as they were at the close), and the directory can be opened again at
     /// once. In a child process created by `fork` it refuses with [`Error::ForkedChild`], as
     /// every call does there: the store is the parent's.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Io`], [`Error::Poisoned`]: the final sync failed, or an earlier failure
+    ///   refused it; the store is closed all the same.
+    /// - [`Error::Closed`]: the handle was already closed (or another thread is closing it).
+    /// - [`Error::ForkedChild`]: in a forked child; nothing is closed.
     pub fn close(&self) -> Result<()> {
         self.handle.close()
     }
@@ -307,6 +363,17 @@ impl Database {
     /// time; the background thread merges only what [`crate::MergePolicy`] chooses. It fails with
     /// [`Error::Poisoned`] while the writer refuses writes and with [`Error::MergeRefused`] after
     /// a merge that failed past its commit point or panicked (until reopen).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Io`]: a step of the merge failed. Before its commit point nothing changed;
+    ///   after it, the store is whole but further merges are refused until reopen.
+    /// - [`Error::Corruption`]: a record in a file being merged fails its check (bit rot, say);
+    ///   nothing changed, and merges fail until the damage is repaired (`bitcask check` finds
+    ///   it, `bitcask repair` drops it).
+    /// - [`Error::Poisoned`], [`Error::MergeRefused`]: as above.
+    /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
+    ///   process forked after open.
     pub fn merge(&self) -> Result<()> {
         merge::merge_all(self.engine())
     }

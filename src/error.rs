@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// `Result` with this crate's [`Error`] as the default error type.
 pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 
-/// The name the original README used for results; kept so its example compiles unchanged.
+/// The name the original README's API table gives results; kept so code written against that
+/// table compiles unchanged.
 pub type ErrorResult<T> = Result<T>;
 
 /// Everything that can go wrong in a store.

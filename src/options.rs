@@ -203,6 +203,26 @@ impl Config {
     }
 
     /// Opens (or creates) the store.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::InvalidConfig`](crate::Error::InvalidConfig): a setting out of range (the
+    ///   message names it).
+    /// - [`Error::NotADirectory`](crate::Error::NotADirectory): the path, or a parent of it, is
+    ///   not a directory.
+    /// - [`Error::Locked`](crate::Error::Locked): another handle or process has the store open.
+    /// - [`Error::UnsupportedFormat`](crate::Error::UnsupportedFormat): a data file was written
+    ///   in a format this build does not read (by a newer build); nothing was changed.
+    /// - [`Error::SharedFile`](crate::Error::SharedFile): the newest data file, which open
+    ///   appends to, is a symbolic link or one of several hard links; nothing was changed.
+    /// - [`Error::Corruption`](crate::Error::Corruption): a data file other than the newest is
+    ///   damaged, or files a committed merge needs are missing; the message says what to do (a
+    ///   damaged tail of the newest file is cut off instead, and saved beside it when valid
+    ///   records follow the damage).
+    /// - [`Error::Io`](crate::Error::Io): the file system refused (creating the directory, a
+    ///   read-only mount, no space, a file that cannot be read or mapped); the message names the
+    ///   step and the path.
+    /// - [`Error::FileIdsExhausted`](crate::Error::FileIdsExhausted): no data file id is left.
     pub fn open(self) -> Result<Database> {
         Database::open_with(self)
     }

@@ -14,7 +14,8 @@ const COMMIT_MAGIC: [u8; 8] = *b"\x89BCM\r\n\x1a\n";
 pub struct MergeCommit {
     /// Data files whose live records were copied; deleted after the commit.
     pub inputs: Vec<FileId>,
-    /// Data files (each with a hint file) holding the copies.
+    /// Data files holding the copies (each with a hint file, unless the merge wrote none:
+    /// `Config::hint_files(false)`).
     pub outputs: Vec<FileId>,
 }
 

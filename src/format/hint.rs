@@ -260,6 +260,12 @@ impl<'a> HintFile<'a> {
     /// The entries from `start` up to `end` (the start of a later entry; `None` for the end of
     /// the hint), both from [`HintFile::positioned_entries`], as a hint of their own, so that
     /// parts of one hint can be loaded on different threads.
+    ///
+    /// # Panics
+    ///
+    /// If `start` lies after `end`, or either lies beyond this hint's entries. Both must come
+    /// from this hint's [`HintFile::positioned_entries`]: positions from another hint give a
+    /// part of wrong entries, or one whose iterators panic.
     pub fn part(&self, start: EntryStart, end: Option<EntryStart>) -> HintFile<'a> {
         let end = end.map_or(self.entries.len(), |end| end.at);
         HintFile {
