@@ -426,6 +426,54 @@ fn records_behind_a_long_damaged_record_are_saved() {
     );
 }
 
+/// A torn record whose value is made of record headers, each claiming a record that runs to the
+/// end of the file (a crafted value, say): searching it to its end would checksum the rest of the
+/// file at every header, which for a large value takes hours. Open stops once the search would
+/// pass its budget and saves the tail, as where records may follow (found by review).
+#[test]
+fn a_torn_value_of_record_headers_is_saved_without_searching_it_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.write(b"before", b"kept").unwrap();
+    let len = 2 << 20;
+    let mut crafted = vec![0xAB_u8; len];
+    for at in (0..len - 21).step_by(4096) {
+        let claims = (len - at - 21) as u32; // a record to the end of the value, and the file
+        let header = [
+            &0xDEAD_BEEF_u32.to_le_bytes()[..],
+            &1u64.to_le_bytes(),
+            &[0],
+            &0u32.to_le_bytes(),
+            &claims.to_le_bytes(),
+        ]
+        .concat();
+        crafted[at..at + 21].copy_from_slice(&header);
+    }
+    db.write(b"crafted", &crafted).unwrap();
+    db.close().unwrap();
+    let active = newest_data_file(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    let torn_at = bytes.len() - (21 + b"crafted".len() + len);
+    bytes[torn_at] ^= 0xFF; // its checksum: the record no longer decodes
+    std::fs::write(&active, &bytes).unwrap();
+
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(db.read(b"before").unwrap(), b"kept");
+    assert!(
+        db.get(b"crafted").unwrap().is_none(),
+        "the torn record is cut"
+    );
+    let saved = dir.path().join(format!(
+        "{}.cut-{torn_at}",
+        active.file_name().unwrap().to_str().unwrap()
+    ));
+    assert_eq!(
+        std::fs::read(&saved).expect("the tail was saved"),
+        bytes[torn_at..],
+        "saved whole"
+    );
+}
+
 /// A record behind the damage whose bytes end in zeros (its value does) is found and saved
 /// whole: the search only stops record *starts* at the last non-zero byte.
 #[test]

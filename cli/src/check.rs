@@ -18,14 +18,14 @@ use bitcask::format::commit::MergeCommit;
 use bitcask::format::fsync_failure::FsyncFailure;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
 use bitcask::format::hint::{HintEntry, HintFile};
-use bitcask::format::record::Record;
+use bitcask::format::record::{Record, may_hold_records};
 use bitcask::format::seq_ranges::{WriterFile, seq_gaps};
 
 use crate::error::{CliError, CliResult};
 use crate::files::{self, StoreFiles};
 use crate::output::{counted, escape, human_bytes, write_stdout};
 use crate::progress::Progress;
-use crate::salvage::{BadRange, Item, open_saves, walk, walk_saved_tail};
+use crate::salvage::{BadRange, Item, walk, walk_saved_tail};
 use crate::store;
 
 /// Hint entries that do not match reported per hint file before the rest is summarised.
@@ -275,9 +275,11 @@ fn check_seq_ranges(
 
 /// What open does with the torn tail `bad` of the newest writer file, whose bytes are `tail`.
 fn torn_tail(bad: &BadRange, tail: &[u8]) -> String {
-    let cut = if open_saves(tail) {
-        "the next open cuts it off and saves it beside the file (a record decodes inside it, \
-         but with a seq that is not above the last good record's it cannot be the writer's)"
+    // The test open applies before it cuts the tail.
+    let cut = if may_hold_records(tail) {
+        "the next open cuts it off and saves it beside the file, as it does where records may \
+         lie behind the damage (none can be the writer's: no seq in it rises above the last \
+         good record's)"
     } else {
         "the next open cuts it off"
     };

@@ -116,15 +116,6 @@ impl<'a> Iterator for Walk<'a> {
     }
 }
 
-/// Whether a record, of any seq, decodes anywhere in `bad` after its first byte: the test open
-/// applies to the newest writer file's torn tail before it cuts it, saving the bytes beside
-/// the file if one does. (Zeros cannot start a record, so the search ends at the last non-zero
-/// byte.)
-pub fn open_saves(bad: &[u8]) -> bool {
-    let last_start = bad.iter().rposition(|&byte| byte != 0).unwrap_or(0);
-    (1..=last_start).any(|at| could_start_record(&bad[at..]) && Record::decode(&bad[at..]).is_ok())
-}
-
 impl Walk<'_> {
     /// The first offset at or after `from` where a record decodes that can follow the last good
     /// one, or the length of the bytes.

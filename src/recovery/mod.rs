@@ -440,14 +440,13 @@ fn recover_tail(
             }
         }
         // Saved straight from the map (the tail may be gigabytes: no copy on the heap).
-        match records_after_damage(&map[valid_end as usize..]) {
-            Some(bytes) => {
-                let saved = saved_tail_path(fs, &file.path, valid_end)?;
-                io::write_synced(fs, &saved, bytes)?;
-                true
-            }
-            None => false,
+        let tail = &map[valid_end as usize..];
+        let save = record::may_hold_records(tail);
+        if save {
+            let saved = saved_tail_path(fs, &file.path, valid_end)?;
+            io::write_synced(fs, &saved, tail)?;
         }
+        save
     };
     if saved {
         io::sync_dir(fs, layout.dir())?;
@@ -467,24 +466,6 @@ fn recover_tail(
         len: valid_end,
         ..file
     })
-}
-
-/// `tail` (which starts at the first invalid record), if a record decodes anywhere in it after
-/// the first byte: what to save before cutting.
-///
-/// The search goes as far as the damage does: a damaged record can be any length (a large
-/// value), and the records behind it must be saved, not cut off unseen. A record cannot start
-/// after the last non-zero byte (it would be all zeros, and seq 0 is invalid), so the zeros an
-/// active file allocated ahead ends in after a crash cost one backward pass; a record starting
-/// before it may still end in zeros, so it is decoded from the whole tail, and the whole tail is
-/// saved. Each offset is checksummed only if its fixed header could start a record
-/// ([`record::could_start_record`]).
-fn records_after_damage(tail: &[u8]) -> Option<&[u8]> {
-    let last_start = tail.iter().rposition(|&byte| byte != 0).unwrap_or(0);
-    let decodes_at = |at: usize| {
-        record::could_start_record(&tail[at..]) && record::Record::decode(&tail[at..]).is_ok()
-    };
-    (1..=last_start).any(decodes_at).then_some(tail)
 }
 
 /// A name for the tail cut off `data_path` at `offset` that no file has yet:
