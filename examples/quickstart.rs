@@ -47,6 +47,18 @@ fn report(what: &str, ops: u64, secs: f64) {
     );
 }
 
+/// The lengths of the files in `dir` added up: data files (the active one with the space
+/// allocated ahead of its records), hint files, the lock. What `Stats::total_bytes` leaves out.
+fn bytes_of_files(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.len())
+        .sum()
+}
+
 fn main() -> bitcask::Result<()> {
     let (dir, temporary) = match std::env::args().nth(1) {
         Some(dir) => (PathBuf::from(dir), false),
@@ -82,16 +94,18 @@ fn main() -> bitcask::Result<()> {
     });
     report("overwrite half (4 threads)", total / 2, secs);
 
-    let before = db.stats();
+    let (before, files_before) = (db.stats(), bytes_of_files(&dir));
     let start = Instant::now();
     db.merge()?;
+    let secs = start.elapsed().as_secs_f64();
     let after = db.stats();
     println!(
-        "merge: {} -> {} on disk ({} live) in {:.3} s",
+        "merge: data files {} -> {} ({} live), all files {} -> {}, in {secs:.3} s",
         ByteSize::b(before.total_bytes),
         ByteSize::b(after.total_bytes),
         ByteSize::b(after.live_bytes),
-        start.elapsed().as_secs_f64()
+        ByteSize::b(files_before),
+        ByteSize::b(bytes_of_files(&dir)),
     );
 
     let secs = on_threads(&db, |db, t| {
