@@ -49,6 +49,12 @@ fn readers_see_acknowledged_writes_during_merges() {
     let stop = Arc::new(AtomicBool::new(false));
     let merges = Arc::new(AtomicU64::new(0));
     let reads: Arc<Vec<AtomicU64>> = Arc::new((0..READERS).map(|_| AtomicU64::new(0)).collect());
+    // Keys some reader checked against an acknowledged version.
+    let checked: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..WRITERS * KEYS_PER_WRITER)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
     let mut threads = Vec::new();
 
     for w in 0..WRITERS {
@@ -65,11 +71,14 @@ fn readers_see_acknowledged_writes_during_merges() {
         }));
     }
     for r in 0..READERS {
-        let (db, acked, stop, reads) = (db.clone(), acked.clone(), stop.clone(), reads.clone());
+        let (db, acked, stop) = (db.clone(), acked.clone(), stop.clone());
+        let (reads, checked) = (reads.clone(), checked.clone());
         threads.push(thread::spawn(move || {
             let mut k = r;
             while !stop.load(Ordering::Relaxed) {
-                k = (k * 31 + 17) % (WRITERS * KEYS_PER_WRITER);
+                // A full period over the 192 keys (Hull-Dobell: 17 is coprime to 192, and 36 is
+                // divisible by 2, 3 and 4), so every reader visits every key.
+                k = (k * 37 + 17) % (WRITERS * KEYS_PER_WRITER);
                 let floor = acked[k as usize].load(Ordering::SeqCst);
                 let (copied, mapped) = (db.read(&k.to_le_bytes()), db.get(&k.to_le_bytes()));
                 if floor == 0 {
@@ -83,6 +92,7 @@ fn readers_see_acknowledged_writes_during_merges() {
                 );
                 assert!(mapped >= copied, "key {k}: get went back in time");
                 reads[r as usize].fetch_add(1, Ordering::Relaxed);
+                checked[k as usize].store(true, Ordering::Relaxed);
             }
         }));
     }
@@ -101,6 +111,7 @@ fn readers_see_acknowledged_writes_during_merges() {
     let enough = || {
         merges.load(Ordering::Relaxed) >= MIN_MERGES
             && reads.iter().all(|n| n.load(Ordering::Relaxed) >= MIN_READS)
+            && checked.iter().all(|c| c.load(Ordering::Relaxed))
     };
     let started = Instant::now();
     while started.elapsed() < MIN_RUN || (!enough() && started.elapsed() < MAX_RUN) {
@@ -112,12 +123,13 @@ fn readers_see_acknowledged_writes_during_merges() {
     }
     assert!(
         enough(),
-        "too little progress in {MAX_RUN:?}: {} merges, reads per reader {:?}",
+        "too little progress in {MAX_RUN:?}: {} merges, reads per reader {:?}, {} keys checked",
         merges.load(Ordering::Relaxed),
         reads
             .iter()
             .map(|n| n.load(Ordering::Relaxed))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>(),
+        checked.iter().filter(|c| c.load(Ordering::Relaxed)).count()
     );
 
     // After everything, each key holds exactly its last acknowledged version, also after reopen.

@@ -50,7 +50,16 @@ fn build_store(dir: &Path) -> History {
     history
 }
 
-fn check_damaged(dir: &Path, damaged: &Path, history: &History, what: &str) {
+/// What open did with a damaged store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// It opened, and every check of what it serves passed.
+    Opened,
+    /// It refused with `Error::Corruption` naming the damaged file.
+    Refused,
+}
+
+fn check_damaged(dir: &Path, damaged: &Path, history: &History, what: &str) -> Outcome {
     let db = match Database::open(dir) {
         Ok(db) => db,
         // A refusal names the damaged file (or, for a damaged hint, its data file).
@@ -60,9 +69,8 @@ fn check_damaged(dir: &Path, damaged: &Path, history: &History, what: &str) {
                 damaged.file_stem(),
                 "{what}: the error names another file"
             );
-            return;
+            return Outcome::Refused;
         }
-        Err(Error::Io { .. }) => return,
         Err(other) => panic!("{what}: unexpected error kind: {other}"),
     };
     assert!(
@@ -82,11 +90,15 @@ fn check_damaged(dir: &Path, damaged: &Path, history: &History, what: &str) {
     // The store stays usable for writing.
     db.write(b"fresh", b"value").unwrap();
     assert_eq!(db.read(b"fresh").unwrap(), b"value");
+    Outcome::Opened
 }
 
 /// For every data and hint file of a fresh store, and every damaged version of it that
-/// `damage(bytes)` lists, checks a copy of the store holding that version.
+/// `damage(bytes)` lists, checks a copy of the store holding that version. Both outcomes must
+/// occur: a build that refused every damaged store, or opened every one, would otherwise pass
+/// without checking the other half.
 fn sweep(damage: impl Fn(&[u8]) -> Vec<(String, Vec<u8>)>) {
+    let mut outcomes = BTreeMap::<Outcome, usize>::new();
     let original = tempfile::tempdir().unwrap();
     let history = build_store(original.path());
     let mut files = files_with_ext(original.path(), "data");
@@ -97,8 +109,16 @@ fn sweep(damage: impl Fn(&[u8]) -> Vec<(String, Vec<u8>)>) {
             copy_dir(original.path(), copy.path());
             std::fs::write(copy.path().join(file.file_name().unwrap()), &damaged).unwrap();
             let what = format!("{} {how}", file.display());
-            check_damaged(copy.path(), &file, &history, &what);
+            *outcomes
+                .entry(check_damaged(copy.path(), &file, &history, &what))
+                .or_default() += 1;
         }
+    }
+    for outcome in [Outcome::Opened, Outcome::Refused] {
+        assert!(
+            outcomes.contains_key(&outcome),
+            "never {outcome:?}: {outcomes:?}"
+        );
     }
 }
 

@@ -96,13 +96,22 @@ fn kill9_child() {
             db.sync().unwrap();
         }
         // Stdout is line-buffered: the line is in the pipe before the next operation starts.
-        println!("ack {i}");
+        println!("ack {i} merges {}", db.stats().merges);
     }
 }
 
-/// Runs one child from op `start` and kills it `delay` after it opened the store; returns the
-/// last op that returned.
-fn run_child(dir: &Path, always: bool, start: u64, delay: Duration) -> Option<u64> {
+/// What a child reported before it was killed.
+struct ChildRun {
+    /// The last op that returned.
+    acked: Option<u64>,
+    /// Merges its background thread had completed by then.
+    merges: u64,
+}
+
+/// Runs one child from op `start` and kills it `delay` after it opened the store. Fails if the
+/// child ended before the kill (a panic in it, say), showing its stderr.
+fn run_child(dir: &Path, always: bool, start: u64, delay: Duration) -> ChildRun {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "kill9_child", "--nocapture"])
         .env("BITCASK_KILL9_DIR", dir)
@@ -112,28 +121,43 @@ fn run_child(dir: &Path, always: bool, start: u64, delay: Duration) -> Option<u6
         )
         .env("BITCASK_KILL9_START", start.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr.reopen().unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (opened, is_open) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        let mut last = None;
+        let mut run = ChildRun {
+            acked: None,
+            merges: 0,
+        };
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             // At the line's end: a test harness run on one thread prints the test's name first.
             if line.ends_with("ready") {
                 let _ = opened.send(());
-            } else if let Some(i) = line.strip_prefix("ack ").and_then(|i| i.parse().ok()) {
-                last = Some(i);
+            } else if let Some(ack) = line.strip_prefix("ack ") {
+                let fields: Vec<u64> = ack
+                    .split(' ')
+                    .filter_map(|field| field.parse().ok())
+                    .collect();
+                if let [i, merges] = fields[..] {
+                    (run.acked, run.merges) = (Some(i), merges);
+                }
             }
         }
-        last
+        run
     });
     // Timed from the open, so that a slow start on a loaded machine does not eat the delay.
     let _ = is_open.recv_timeout(Duration::from_secs(60));
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the child ended before the kill ({status}); its stderr:\n{}",
+        std::fs::read_to_string(stderr.path()).unwrap_or_default()
+    );
     reader.join().unwrap()
 }
 
@@ -146,11 +170,13 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut model = BTreeMap::new();
     let mut next = 0u64; // ops 0..next are in the store
-    let mut killed_with_acks = 0;
+    let (mut killed_with_acks, mut merges) = (0, 0);
     for round in 0..rounds {
         let always = round % 2 == 0;
         let delay = Duration::from_millis(5 + mix(round ^ 0xABCD) % 40);
-        let acked = run_child(dir.path(), always, next, delay);
+        let child = run_child(dir.path(), always, next, delay);
+        let acked = child.acked;
+        merges += child.merges;
         // Ops up to `acked` must be there; the one the child may have started after it may be
         // too.
         let must = acked.map_or(next, |a| a + 1);
@@ -188,4 +214,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         killed_with_acks * 2 > rounds,
         "most children should have acknowledged something before the kill ({killed_with_acks}/{rounds})"
     );
+    // Kills must also have struck stores whose background thread merges (2 ms checks, 2 KiB
+    // files), not only stores that never merged.
+    assert!(merges > 0, "no child completed a merge in {rounds} rounds");
 }

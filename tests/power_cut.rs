@@ -202,6 +202,8 @@ struct Progress {
     acked: usize,
     durable: usize,
     in_flight: bool,
+    /// The run stopped at an error (of a step, or of the first open).
+    failed: bool,
 }
 
 /// Runs the workload on a store opened as `setup` says until the first error; returns the
@@ -212,6 +214,7 @@ fn run_with(fs: &SimFs, steps: &[Step], setup: Setup) -> (Progress, Option<Datab
         acked: 0,
         durable: 0,
         in_flight: false,
+        failed: true,
     };
     let Ok(mut db) = open(fs) else {
         return (progress, None);
@@ -245,6 +248,7 @@ fn run_with(fs: &SimFs, steps: &[Step], setup: Setup) -> (Progress, Option<Datab
             }
         }
     }
+    progress.failed = false;
     (progress, Some(db))
 }
 
@@ -453,12 +457,24 @@ fn io_errors_at_every_step(steps: &[Step], setup: Setup) {
         Fault::ShortWrite,
         Fault::FailAfterRename,
     ];
+    // Runs that stopped at an error, per fault: each kind must surface somewhere, or the checks
+    // below would only ever see runs that went on as if nothing happened.
+    let mut failed_runs = [0; 4];
     for at in 1..=total {
-        for fault in faults {
+        for (kind, fault) in faults.into_iter().enumerate() {
             let fs = new_fs(setup);
             fs.fail_at(at, fault);
             let (progress, db) = run_with(&fs, steps, setup);
+            failed_runs[kind] += usize::from(progress.failed);
             let what = format!("{fault:?} at op {at}/{total}");
+            // A power cut now keeps every step the run made durable: a fault the engine
+            // absorbed (or an error it swallowed, a failed fsync reported as success, say) must
+            // not have cost one. (The reopen below keeps the page cache, so it cannot tell.)
+            let cut = format!("{what}, then a power cut");
+            let after_cut = open_with(&fs.crash_image(), setup)
+                .unwrap_or_else(|e| panic!("{cut}: reopen failed: {e}"));
+            assert_durable_prefix(steps, progress, &contents(&after_cut), &cut);
+            drop(after_cut);
             if let Some(db) = db {
                 // Reads keep working on the handle that saw the error (unless a failed reopen
                 // left it closed).
@@ -481,6 +497,10 @@ fn io_errors_at_every_step(steps: &[Step], setup: Setup) {
             assert_eq!(db.read(b"after").unwrap(), b"recovered");
         }
     }
+    assert!(
+        failed_runs.iter().all(|&n| n > 0),
+        "runs that stopped at an error, per fault {faults:?}: {failed_runs:?}"
+    );
 }
 
 #[test]

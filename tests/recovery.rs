@@ -106,9 +106,11 @@ fn corruption_inside_a_sealed_file_fails_open_naming_the_file() {
     std::fs::write(&sealed, &bytes).unwrap();
     let err = Database::open(dir.path()).unwrap_err();
     match &err {
-        Error::Corruption { path, kind, .. } => {
+        Error::Corruption { path, offset, kind } => {
             // Open resolves the directory's symbolic links.
             assert_eq!(path, &std::fs::canonicalize(&sealed).unwrap());
+            // Byte 60 lies in the first record, right after the 20-byte file header.
+            assert_eq!(*offset, 20, "the damaged record's offset");
             assert!(matches!(kind, CorruptionKind::ChecksumMismatch { .. }));
         }
         other => panic!("expected corruption, got {other}"),

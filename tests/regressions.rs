@@ -179,7 +179,8 @@ fn assert_hint_ignored(dir: &Path) {
 /// as the active file, and nothing ever synced the directory again, so the file's name (and
 /// every write acknowledged into it) was not durable. Now open always syncs the directory.
 /// Here: an I/O error at every step of a workload that creates files, then reopen, write under
-/// `Always`, close, and cut the power: the write must be there.
+/// `Always`, close, and cut the power: that write must be there, and so must every write of the
+/// workload that returned before the error.
 #[test]
 fn after_any_io_error_and_reopen_acknowledged_writes_survive_a_power_cut() {
     use bitcask::SyncPolicy;
@@ -197,9 +198,16 @@ fn after_any_io_error_and_reopen_acknowledged_writes_survive_a_power_cut() {
         let fs = SimFs::new();
         let db = open(&fs).unwrap();
         fs.fail_at(fs.ops() + at, Fault::Error(std::io::ErrorKind::Other));
-        let failure = (0..6u8)
-            .map(|i| db.write(&[i], &[i; 30]))
-            .find_map(Result::err);
+        let (mut acknowledged, mut failure) = (Vec::new(), None);
+        for i in 0..6u8 {
+            match db.write(&[i], &[i; 30]) {
+                Ok(()) => acknowledged.push(i),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
         if failure.is_some_and(|e| e.to_string().contains("syncing directory")) {
             directory_sync_failures += 1;
         }
@@ -214,6 +222,13 @@ fn after_any_io_error_and_reopen_acknowledged_writes_survive_a_power_cut() {
             b"durable",
             "error at op {at}"
         );
+        for i in acknowledged {
+            assert_eq!(
+                after_cut.read(&[i]).unwrap(),
+                [i; 30],
+                "error at op {at}: write {i}"
+            );
+        }
     }
     assert!(
         directory_sync_failures > 0,
