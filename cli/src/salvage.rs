@@ -6,11 +6,14 @@
 //! store's file), which does. In a writer's file, whose seqs rise in file order, the search
 //! passes over a record whose seq is not above the last good record's: such a record cannot be
 //! the writer's. A merged file (seqs may fall where one input file ends and the next begins)
-//! and a record with a higher seq are taken as found.
+//! and a record with a higher seq are taken as found. The search is the library's
+//! `find_record`, which gives up once it has checksummed four bytes per byte searched (at least
+//! 64 MiB), so that bytes crafted as record headers cannot make `check` or `repair` run for
+//! hours; the rest of the file then counts as damaged.
 
 use bitcask::CorruptionKind;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
-use bitcask::format::record::{Record, could_start_record};
+use bitcask::format::record::{Record, Search, find_record};
 
 /// A range of a data file in which no record decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,21 +121,15 @@ impl<'a> Iterator for Walk<'a> {
 
 impl Walk<'_> {
     /// The first offset at or after `from` where a record decodes that can follow the last good
-    /// one, or the length of the bytes.
+    /// one, or the length of the bytes: also where the search gives up, its checksum budget
+    /// spent on bytes crafted as record headers ([`find_record`]), so that what follows counts
+    /// as damaged rather than the walk running for hours.
     fn resync(&self, from: usize) -> usize {
-        (from..self.bytes.len())
-            .find(|&pos| self.could_follow(pos))
-            .unwrap_or(self.bytes.len())
-    }
-
-    /// Whether a record that can follow the last good one starts at `pos`. The fixed header is
-    /// checked first, without a checksum: the lengths it claims can be megabytes at every
-    /// offset of a damaged large value.
-    fn could_follow(&self, pos: usize) -> bool {
-        let bytes = &self.bytes[pos..];
-        could_start_record(bytes)
-            && Record::decode(bytes)
-                .is_ok_and(|record| !self.seqs_rise || record.seq > self.last_seq)
+        let can_follow = |record: &Record| !self.seqs_rise || record.seq > self.last_seq;
+        match find_record(self.bytes, from, can_follow) {
+            Search::Found(pos) => pos,
+            Search::NotFound | Search::GaveUp(_) => self.bytes.len(),
+        }
     }
 }
 

@@ -150,43 +150,62 @@ fn claimed_len(bytes: &[u8]) -> Option<usize> {
     plausible.then_some(len)
 }
 
-/// How many bytes [`may_hold_records`] checksums at most: this many per byte searched...
+/// How many bytes [`find_record`] checksums at most: this many per byte searched...
 const SEARCH_CHECKSUM_PER_BYTE: usize = 4;
 /// ...or this many, whichever is more.
 const SEARCH_CHECKSUM_MIN: usize = 64 << 20;
 
-/// Whether a record may start anywhere in `damaged` after its first byte: the test open applies
-/// to the newest writer file's torn tail (which starts at its first invalid record) before it
-/// cuts it, saving the tail beside the file if this holds.
+/// What [`find_record`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// An accepted record starts at this offset.
+    Found(usize),
+    /// No accepted record starts anywhere searched.
+    NotFound,
+    /// The search stopped at this offset, its checksum budget spent: records may lie beyond.
+    GaveUp(usize),
+}
+
+/// The first offset at or after `from` where a record decodes that `accept` takes: how a reader
+/// of damaged bytes finds the records behind the damage.
 ///
 /// A record cannot start after the last non-zero byte (it would be all zeros, and seq 0 is
 /// invalid), so the search stops there; one starting before it may end in zeros. Only offsets
-/// whose fixed header could start a record are checksummed, over the length the header claims.
-/// Ordinary damage passes that filter a few times in a hundred million offsets, but bytes made
-/// of back-to-back headers that each claim most of what follows (a crafted value torn by a
-/// crash) would cost a checksum of the rest at every offset: quadratic, hours for a large
-/// value. So the search checksums at most four bytes per byte of `damaged` (at least 64 MiB),
-/// and past that answers yes without looking further: saving a tail that holds no record costs
-/// only its bytes on disk, cutting one that did would lose records.
-pub fn may_hold_records(damaged: &[u8]) -> bool {
-    let last_start = damaged.iter().rposition(|&byte| byte != 0).unwrap_or(0);
-    let mut budget = damaged
+/// whose fixed header could start a record ([`could_start_record`]) are checksummed, over the
+/// length the header claims. Ordinary damage passes that filter a few times in a hundred
+/// million offsets, but bytes made of back-to-back headers that each claim most of what follows
+/// (a crafted value, damaged or torn by a crash) would cost a checksum of the rest at every
+/// offset: quadratic, hours for a large value. So the search checksums at most four bytes per
+/// byte after `from` (at least 64 MiB), and past that gives up ([`Search::GaveUp`]).
+pub fn find_record(bytes: &[u8], from: usize, mut accept: impl FnMut(&Record) -> bool) -> Search {
+    let last_start = bytes.iter().rposition(|&byte| byte != 0).unwrap_or(0);
+    let mut budget = bytes
         .len()
+        .saturating_sub(from)
         .saturating_mul(SEARCH_CHECKSUM_PER_BYTE)
         .max(SEARCH_CHECKSUM_MIN);
-    for at in 1..=last_start {
-        let Some(len) = claimed_len(&damaged[at..]) else {
+    for at in from..=last_start {
+        let Some(len) = claimed_len(&bytes[at..]) else {
             continue;
         };
         let Some(left) = budget.checked_sub(len) else {
-            return true;
+            return Search::GaveUp(at);
         };
         budget = left;
-        if Record::decode(&damaged[at..]).is_ok() {
-            return true;
+        if Record::decode(&bytes[at..]).is_ok_and(|record| accept(&record)) {
+            return Search::Found(at);
         }
     }
-    false
+    Search::NotFound
+}
+
+/// Whether a record may start anywhere in `damaged` after its first byte: the test open applies
+/// to the newest writer file's torn tail (which starts at its first invalid record) before it
+/// cuts it, saving the tail beside the file if this holds. Where [`find_record`] gives up, the
+/// answer is yes: saving a tail that holds no record costs only its bytes on disk, cutting one
+/// that did would lose records.
+pub fn may_hold_records(damaged: &[u8]) -> bool {
+    find_record(damaged, 1, |_| true) != Search::NotFound
 }
 
 /// Walks the records of a data file from `start`, yielding each record with its offset.
@@ -247,7 +266,27 @@ mod tests {
         // 512 candidates claiming 1 MiB on average: 512 MiB of checksums unbounded, over the
         // 64 MiB budget, so the search stops and the tail is saved.
         let damaged = headers_claiming_the_rest(2 << 20, 4096);
+        assert!(matches!(find_record(&damaged, 1, |_| true), Search::GaveUp(at) if at > 1));
         assert!(may_hold_records(&damaged));
+    }
+
+    #[test]
+    fn a_search_returns_the_first_record_it_accepts() {
+        let mut bytes = vec![0xAB; 50];
+        let at = bytes.len();
+        for seq in [5, 6] {
+            bytes.extend(encode(&Record {
+                seq,
+                kind: RecordKind::Put,
+                key: b"k",
+                value: b"v",
+            }));
+        }
+        let second = at + RECORD_HEADER_LEN + 2;
+        assert_eq!(find_record(&bytes, 0, |_| true), Search::Found(at));
+        assert_eq!(find_record(&bytes, 0, |r| r.seq > 5), Search::Found(second));
+        assert_eq!(find_record(&bytes, 0, |r| r.seq > 6), Search::NotFound);
+        assert_eq!(find_record(&bytes, second + 1, |_| true), Search::NotFound);
     }
 
     #[test]
