@@ -372,6 +372,7 @@ impl Database {
     ///   nothing changed, and merges fail until the damage is repaired (`bitcask check` finds
     ///   it, `bitcask repair` drops it).
     /// - [`Error::Poisoned`], [`Error::MergeRefused`]: as above.
+    /// - [`Error::FileIdsExhausted`]: no id is left for an output file.
     /// - [`Error::Closed`] after [`close`](Database::close), [`Error::ForkedChild`] in a child
     ///   process forked after open.
     pub fn merge(&self) -> Result<()> {

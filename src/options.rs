@@ -215,10 +215,10 @@ impl Config {
     ///   in a format this build does not read (by a newer build); nothing was changed.
     /// - [`Error::SharedFile`](crate::Error::SharedFile): the newest data file, which open
     ///   appends to, is a symbolic link or one of several hard links; nothing was changed.
-    /// - [`Error::Corruption`](crate::Error::Corruption): a data file other than the newest is
-    ///   damaged, or files a committed merge needs are missing; the message says what to do (a
-    ///   damaged tail of the newest file is cut off instead, and saved beside it when valid
-    ///   records follow the damage).
+    /// - [`Error::Corruption`](crate::Error::Corruption): a data file's header is damaged, a
+    ///   record in a data file other than the newest is, or files a committed merge needs are
+    ///   missing; the message says what to do. (A damaged tail of the newest data file is cut off
+    ///   instead, and saved beside it when records may follow the damage.)
     /// - [`Error::Io`](crate::Error::Io): the file system refused (creating the directory, a
     ///   read-only mount, no space, a file that cannot be read or mapped); the message names the
     ///   step and the path.

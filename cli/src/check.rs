@@ -316,9 +316,10 @@ fn describe(bad: &BadRange, file_len: u64, is_tail: bool) -> String {
         ""
     };
     format!(
-        "bad record: {}; {} bytes unreadable, {resume}{cut}",
+        "bad record: {}; {} bytes unreadable, {resume}{}{cut}",
         bad.kind,
-        bad.len()
+        bad.len(),
+        bad.gave_up_note()
     )
 }
 

@@ -153,10 +153,11 @@ fn dump_records(items: Walk, base: u64, len: u64, hex: bool, out: &mut StdoutTex
                 };
                 let _ = writeln!(
                     out,
-                    "{:>10}  DAMAGED: {}; {} skipped, {resume}",
+                    "{:>10}  DAMAGED: {}; {} skipped, {resume}{}",
                     base + bad.start,
                     bad.kind,
-                    counted(bad.len(), "byte")
+                    counted(bad.len(), "byte"),
+                    bad.gave_up_note()
                 );
             }
         }

@@ -338,7 +338,12 @@ impl Salvage {
                     self.offer(entry.key, entry.seq, id, start, newest);
                     self.dropped.push(Dropped {
                         path: path.to_path_buf(),
-                        range: BadRange { start, end, kind },
+                        range: BadRange {
+                            start,
+                            end,
+                            kind,
+                            gave_up: false,
+                        },
                         torn_tail: false,
                     });
                 }
@@ -478,11 +483,12 @@ impl Salvage {
 
 fn describe(dropped: &Dropped) -> String {
     format!(
-        "{} bytes {}..{}: {}",
+        "{} bytes {}..{}: {}{}",
         dropped.path.display(),
         dropped.range.start,
         dropped.range.end,
-        dropped.range.kind
+        dropped.range.kind,
+        dropped.range.gave_up_note()
     )
 }
 

@@ -7,13 +7,14 @@
 //! passes over a record whose seq is not above the last good record's: such a record cannot be
 //! the writer's. A merged file (seqs may fall where one input file ends and the next begins)
 //! and a record with a higher seq are taken as found. The search is the library's
-//! `find_record`, which gives up once it has checksummed four bytes per byte searched (at least
-//! 64 MiB), so that bytes crafted as record headers cannot make `check` or `repair` run for
-//! hours; the rest of the file then counts as damaged.
+//! `RecordSearch`, one per walk, which gives up once the walk's decodes and searches have
+//! checksummed four bytes per byte of the file (at least 64 MiB), so that bytes crafted as record
+//! headers cannot make `check`, `repair` or `dump` run for hours; the rest of the file then
+//! counts as damaged, and the report says the search gave up.
 
 use bitcask::CorruptionKind;
 use bitcask::format::header::{FileHeader, FileKind, HEADER_LEN};
-use bitcask::format::record::{Record, Search, find_record};
+use bitcask::format::record::{Record, RecordSearch, Search};
 
 /// A range of a data file in which no record decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub struct BadRange {
     pub end: u64,
     /// Why the record at `start` failed to decode.
     pub kind: CorruptionKind,
+    /// The walk gave up here, its search budget spent (on bytes crafted as record headers):
+    /// the range runs to the end without the rest having been searched.
+    pub gave_up: bool,
 }
 
 impl BadRange {
@@ -38,9 +42,20 @@ impl BadRange {
     }
 
     /// Whether this range is a torn tail: the end of the newest writer file, where a crash may
-    /// have cut a write short and where open cuts the file. Anywhere else a bad range is damage.
+    /// have cut a write short and where open cuts the file. Anywhere else a bad range is damage,
+    /// and so is one where the walk gave up (what lies in it is unknown).
     pub fn is_torn_tail(&self, file_len: u64, in_tail_file: bool) -> bool {
-        in_tail_file && self.reaches_end(file_len)
+        in_tail_file && self.reaches_end(file_len) && !self.gave_up
+    }
+
+    /// For a report: what the walk did not search, if it gave up in this range.
+    pub fn gave_up_note(&self) -> &'static str {
+        if self.gave_up {
+            "; the search for the next record gave up in it (its budget spent on bytes made of \
+             record headers), so the rest of the file was not searched"
+        } else {
+            ""
+        }
     }
 }
 
@@ -63,6 +78,7 @@ pub fn walk(bytes: &[u8]) -> Walk<'_> {
     let writer_file = FileHeader::decode(bytes).is_ok_and(|h| h.kind == FileKind::Data);
     Walk {
         bytes,
+        search: RecordSearch::new(bytes),
         pos: HEADER_LEN.min(bytes.len()),
         seqs_rise: writer_file,
         last_seq: 0,
@@ -73,6 +89,7 @@ pub fn walk(bytes: &[u8]) -> Walk<'_> {
 pub fn walk_saved_tail(bytes: &[u8]) -> Walk<'_> {
     Walk {
         bytes,
+        search: RecordSearch::new(bytes),
         pos: 0,
         seqs_rise: true,
         last_seq: 0,
@@ -83,6 +100,9 @@ pub fn walk_saved_tail(bytes: &[u8]) -> Walk<'_> {
 #[derive(Debug)]
 pub struct Walk<'a> {
     bytes: &'a [u8],
+    /// Every decode and search of the walk draws on its one budget, so that bytes crafted to
+    /// make each bad range cost a checksum of the rest of the file cannot make it quadratic.
+    search: RecordSearch<'a>,
     pos: usize,
     /// Whether the bytes are a writer's, whose records were appended in seq order.
     seqs_rise: bool,
@@ -98,6 +118,7 @@ impl<'a> Iterator for Walk<'a> {
             return None;
         }
         let start = self.pos;
+        self.search.spend(start);
         match Record::decode(&self.bytes[start..]) {
             Ok(record) => {
                 self.pos += record.encoded_len() as usize;
@@ -107,35 +128,45 @@ impl<'a> Iterator for Walk<'a> {
                     record,
                 })
             }
-            Err(kind) => {
-                self.pos = self.resync(start + 1);
-                Some(Item::Bad(BadRange {
-                    start: start as u64,
-                    end: self.pos as u64,
-                    kind,
-                }))
-            }
+            Err(kind) => Some(self.resync(start, kind)),
         }
     }
 }
 
 impl Walk<'_> {
-    /// The first offset at or after `from` where a record decodes that can follow the last good
-    /// one, or the length of the bytes: also where the search gives up, its checksum budget
-    /// spent on bytes crafted as record headers ([`find_record`]), so that what follows counts
-    /// as damaged rather than the walk running for hours.
-    fn resync(&self, from: usize) -> usize {
-        let can_follow = |record: &Record| !self.seqs_rise || record.seq > self.last_seq;
-        match find_record(self.bytes, from, can_follow) {
-            Search::Found(pos) => pos,
-            Search::NotFound | Search::GaveUp(_) => self.bytes.len(),
+    /// The bad range from `start` (where decoding failed with `kind`) up to the next offset
+    /// where a record decodes that can follow the last good one, or to the end of the bytes.
+    fn resync(&mut self, start: usize, kind: CorruptionKind) -> Item<'static> {
+        let (seqs_rise, last_seq) = (self.seqs_rise, self.last_seq);
+        let can_follow = |record: &Record| !seqs_rise || record.seq > last_seq;
+        match self.search.find(start + 1, can_follow) {
+            Search::Found(pos) => self.bad(start, pos, kind, false),
+            Search::NotFound => self.bad(start, self.bytes.len(), kind, false),
+            // The rest of the bytes: the walk ends.
+            Search::GaveUp(_) => self.bad(start, self.bytes.len(), kind, true),
         }
+    }
+
+    fn bad(
+        &mut self,
+        start: usize,
+        end: usize,
+        kind: CorruptionKind,
+        gave_up: bool,
+    ) -> Item<'static> {
+        self.pos = end;
+        Item::Bad(BadRange {
+            start: start as u64,
+            end: end as u64,
+            kind,
+            gave_up,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bitcask::format::record::RecordKind;
+    use bitcask::format::record::{RECORD_HEADER_LEN, RecordKind};
 
     use super::*;
 
@@ -154,6 +185,51 @@ mod tests {
             r.encode_into(&mut bytes);
         }
         bytes
+    }
+
+    /// Bytes made of units of a header that claims a record running to the end of the file
+    /// (under a wrong checksum) followed by a valid record with a rising seq: each unit costs
+    /// the walk a checksum of the rest of the file, once decoding the header and again in the
+    /// search that finds the record behind it. One budget for the whole walk bounds that: it
+    /// gives up, where a budget per search never did (found by review).
+    #[test]
+    fn a_walk_through_units_that_each_cost_the_rest_of_the_file_gives_up() {
+        const UNITS: usize = 6000;
+        let unit = RECORD_HEADER_LEN + record(1, b"k").encoded_len() as usize;
+        let mut bytes = FileHeader::new(FileKind::Data, 7).encode().to_vec();
+        let len = bytes.len() + UNITS * unit;
+        for seq in 1..=UNITS as u64 {
+            let claims = (len - bytes.len() - RECORD_HEADER_LEN) as u32;
+            let header = [
+                &0xDEAD_BEEF_u32.to_le_bytes()[..],
+                &seq.to_le_bytes(),
+                &[0],
+                &0u32.to_le_bytes(),
+                &claims.to_le_bytes(),
+            ]
+            .concat();
+            bytes.extend(header);
+            record(seq, b"k").encode_into(&mut bytes);
+        }
+        assert_eq!(bytes.len(), len);
+        let items: Vec<_> = walk(&bytes).collect();
+        let Some(Item::Bad(last)) = items.last() else {
+            panic!("the walk should end in a bad range");
+        };
+        assert!(last.gave_up, "{last:?}");
+        assert!(last.reaches_end(len as u64));
+        assert!(
+            items.len() < 2 * UNITS,
+            "it gave up before the end: {} items",
+            items.len()
+        );
+        assert!(
+            items
+                .iter()
+                .filter(|item| matches!(item, Item::Bad(bad) if bad.gave_up))
+                .count()
+                == 1
+        );
     }
 
     #[test]

@@ -135,27 +135,27 @@ pub fn could_start_record(bytes: &[u8]) -> bool {
 }
 
 /// The length of the record that could start at `bytes[0]` ([`could_start_record`]), if one
-/// could.
+/// could. (The lengths are checked against their limits before they are added, so the sum
+/// cannot overflow.)
 fn claimed_len(bytes: &[u8]) -> Option<usize> {
     let mut r = Reader::new(bytes);
     let header = (|| Ok::<_, CorruptionKind>((r.u32()?, r.u64()?, r.u8()?, r.u32()?, r.u32()?)))();
     let (_crc, seq, flags, key_len, value_len) = header.ok()?;
     let (key_len, value_len) = (key_len as usize, value_len as usize);
-    let len = RECORD_HEADER_LEN + key_len + value_len;
     let plausible = valid_seq(seq)
         && flags & !KNOWN_FLAGS == 0
         && key_len <= MAX_KEY_LEN
-        && value_len <= MAX_VALUE_LEN
-        && len <= bytes.len();
-    plausible.then_some(len)
+        && value_len <= MAX_VALUE_LEN;
+    let len = plausible.then(|| RECORD_HEADER_LEN + key_len + value_len)?;
+    (len <= bytes.len()).then_some(len)
 }
 
-/// How many bytes [`find_record`] checksums at most: this many per byte searched...
+/// How many bytes a [`RecordSearch`] checksums at most: this many per byte of what it reads...
 const SEARCH_CHECKSUM_PER_BYTE: usize = 4;
 /// ...or this many, whichever is more.
 const SEARCH_CHECKSUM_MIN: usize = 64 << 20;
 
-/// What [`find_record`] found.
+/// What [`RecordSearch::find`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Search {
     /// An accepted record starts at this offset.
@@ -166,46 +166,90 @@ pub enum Search {
     GaveUp(usize),
 }
 
-/// The first offset at or after `from` where a record decodes that `accept` takes: how a reader
-/// of damaged bytes finds the records behind the damage.
+/// How a reader of damaged bytes finds the records behind the damage, with a bound on the work.
 ///
 /// A record cannot start after the last non-zero byte (it would be all zeros, and seq 0 is
-/// invalid), so the search stops there; one starting before it may end in zeros. Only offsets
+/// invalid), so a search stops there; one starting before it may end in zeros. Only offsets
 /// whose fixed header could start a record ([`could_start_record`]) are checksummed, over the
 /// length the header claims. Ordinary damage passes that filter a few times in a hundred
 /// million offsets, but bytes made of back-to-back headers that each claim most of what follows
 /// (a crafted value, damaged or torn by a crash) would cost a checksum of the rest at every
-/// offset: quadratic, hours for a large value. So the search checksums at most four bytes per
-/// byte after `from` (at least 64 MiB), and past that gives up ([`Search::GaveUp`]).
-pub fn find_record(bytes: &[u8], from: usize, mut accept: impl FnMut(&Record) -> bool) -> Search {
-    let last_start = bytes.iter().rposition(|&byte| byte != 0).unwrap_or(0);
-    let mut budget = bytes
-        .len()
-        .saturating_sub(from)
-        .saturating_mul(SEARCH_CHECKSUM_PER_BYTE)
-        .max(SEARCH_CHECKSUM_MIN);
-    for at in from..=last_start {
-        let Some(len) = claimed_len(&bytes[at..]) else {
-            continue;
-        };
-        let Some(left) = budget.checked_sub(len) else {
-            return Search::GaveUp(at);
-        };
-        budget = left;
-        if Record::decode(&bytes[at..]).is_ok_and(|record| accept(&record)) {
-            return Search::Found(at);
+/// offset: quadratic, hours for a large value. So one `RecordSearch` checksums at most four
+/// bytes per byte of what it reads (at least 64 MiB) over all its searches and the decodes it is
+/// told of ([`RecordSearch::spend`]), and past that gives up ([`Search::GaveUp`]).
+#[derive(Debug)]
+pub struct RecordSearch<'a> {
+    bytes: &'a [u8],
+    /// No record starts after this offset.
+    last_start: usize,
+    /// Bytes it may still checksum.
+    budget: usize,
+}
+
+impl<'a> RecordSearch<'a> {
+    /// A search of `bytes`, with the budget their length gives.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        RecordSearch {
+            bytes,
+            last_start: bytes.iter().rposition(|&byte| byte != 0).unwrap_or(0),
+            budget: bytes
+                .len()
+                .saturating_mul(SEARCH_CHECKSUM_PER_BYTE)
+                .max(SEARCH_CHECKSUM_MIN),
         }
     }
-    Search::NotFound
+
+    /// Takes from the budget, down to nothing, what decoding the record that could start at
+    /// `at` checksums (nothing if none could): for a reader that decodes there whatever the
+    /// budget says (a walk, at each record start), so that its next search gives up sooner.
+    /// Such decodes cost at most one pass over the bytes beyond the budget, as long as the
+    /// reader stops once a search gives up.
+    pub fn spend(&mut self, at: usize) {
+        self.budget = self.budget.saturating_sub(self.claimed_at(at));
+    }
+
+    /// Takes from the budget what decoding at `at` checksums; false, taking nothing, if the
+    /// budget cannot pay for it.
+    fn charge(&mut self, at: usize) -> bool {
+        match self.budget.checked_sub(self.claimed_at(at)) {
+            Some(left) => {
+                self.budget = left;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn claimed_at(&self, at: usize) -> usize {
+        self.bytes.get(at..).and_then(claimed_len).unwrap_or(0)
+    }
+
+    /// The first offset at or after `from` where a record decodes that `accept` takes.
+    pub fn find(&mut self, from: usize, mut accept: impl FnMut(&Record) -> bool) -> Search {
+        let bytes = self.bytes;
+        for at in from..=self.last_start {
+            if claimed_len(&bytes[at..]).is_none() {
+                continue;
+            }
+            // Charged before the decode, which checksums what the header claims.
+            if !self.charge(at) {
+                return Search::GaveUp(at);
+            }
+            if Record::decode(&bytes[at..]).is_ok_and(|record| accept(&record)) {
+                return Search::Found(at);
+            }
+        }
+        Search::NotFound
+    }
 }
 
 /// Whether a record may start anywhere in `damaged` after its first byte: the test open applies
 /// to the newest writer file's torn tail (which starts at its first invalid record) before it
-/// cuts it, saving the tail beside the file if this holds. Where [`find_record`] gives up, the
-/// answer is yes: saving a tail that holds no record costs only its bytes on disk, cutting one
-/// that did would lose records.
+/// cuts it, saving the tail beside the file if this holds. Where the [`RecordSearch`] gives up,
+/// the answer is yes: saving a tail that holds no record costs only its bytes on disk, cutting
+/// one that did would lose records.
 pub fn may_hold_records(damaged: &[u8]) -> bool {
-    find_record(damaged, 1, |_| true) != Search::NotFound
+    RecordSearch::new(damaged).find(1, |_| true) != Search::NotFound
 }
 
 /// Walks the records of a data file from `start`, yielding each record with its offset.
@@ -266,7 +310,10 @@ mod tests {
         // 512 candidates claiming 1 MiB on average: 512 MiB of checksums unbounded, over the
         // 64 MiB budget, so the search stops and the tail is saved.
         let damaged = headers_claiming_the_rest(2 << 20, 4096);
-        assert!(matches!(find_record(&damaged, 1, |_| true), Search::GaveUp(at) if at > 1));
+        assert!(matches!(
+            RecordSearch::new(&damaged).find(1, |_| true),
+            Search::GaveUp(at) if at > 1
+        ));
         assert!(may_hold_records(&damaged));
     }
 
@@ -283,10 +330,11 @@ mod tests {
             }));
         }
         let second = at + RECORD_HEADER_LEN + 2;
-        assert_eq!(find_record(&bytes, 0, |_| true), Search::Found(at));
-        assert_eq!(find_record(&bytes, 0, |r| r.seq > 5), Search::Found(second));
-        assert_eq!(find_record(&bytes, 0, |r| r.seq > 6), Search::NotFound);
-        assert_eq!(find_record(&bytes, second + 1, |_| true), Search::NotFound);
+        let find = |from, accept: fn(&Record) -> bool| RecordSearch::new(&bytes).find(from, accept);
+        assert_eq!(find(0, |_| true), Search::Found(at));
+        assert_eq!(find(0, |r| r.seq > 5), Search::Found(second));
+        assert_eq!(find(0, |r| r.seq > 6), Search::NotFound);
+        assert_eq!(find(second + 1, |_| true), Search::NotFound);
     }
 
     #[test]
