@@ -1,25 +1,19 @@
 //! Loading a sealed data file's keys from its hint file: validate the whole hint before applying
 //! any of it (its checksum was checked when open mapped it, `CheckedHints`; one pass decodes
 //! every entry, checks it against the data file and notes where the parts start), then apply
-//! its entries on every core, in two passes:
+//! its entries on every core, shard by shard (`sharded`), in two passes:
 //!
 //! 1. Decode each part and copy its entries into one buffer per keydir shard, by the shard their
 //!    key falls in (threads take parts).
-//! 2. Insert shard by shard (threads take shards), reading each buffer front to back, so each
-//!    shard's table stays in the CPU caches while it fills. Inserting in file order instead
-//!    missed the cache (and the TLB) on nearly every insert, which was most of the time an open
-//!    took; reading the hint itself shard by shard moved the misses to the hint.
-//!
-//! The order in which entries are applied does not matter (newest seq wins, ties go to the
-//! higher file id, tombstones are applied after everything; see `order`), so no further
-//! coordination is needed.
+//! 2. Insert shard by shard (threads take shards), reading each buffer front to back. Reading
+//!    the hint itself shard by shard instead moved the cache misses to the hint.
 
 use std::ops::Range;
 
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::order::Stamped;
+use super::sharded::in_parallel;
 use super::{Found, FoundFile, Loaded, Target};
 use crate::format::FileId;
 use crate::format::hint::{EntryFit, EntryStart, HintEntry, HintFile};
@@ -196,52 +190,4 @@ fn group_by_shard(
         });
     }
     grouped
-}
-
-/// Runs `task(i, state)` for every `i` in `0..tasks`, on this thread plus one helper thread per
-/// further core (never more threads than tasks), each thread with a state of its own; returns
-/// the states.
-fn in_parallel<S: Default + Send>(tasks: usize, task: impl Fn(usize, &mut S) + Sync) -> Vec<S> {
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut state = S::default();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= tasks {
-                return state;
-            }
-            task(i, &mut state);
-        }
-    };
-    std::thread::scope(|scope| {
-        // A helper that cannot be spawned just leaves more tasks to the others.
-        let helpers: Vec<_> = (1..threads_for(tasks))
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .name("bitcask-open".into())
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        let mut states = vec![work()];
-        for helper in helpers {
-            states.push(
-                helper
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            );
-        }
-        states
-    })
-}
-
-/// How many threads run `tasks` tasks: one per core, and one only under loom (whose models
-/// must not see threads they did not spawn).
-fn threads_for(tasks: usize) -> usize {
-    if cfg!(loom) {
-        return 1;
-    }
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(tasks)
 }

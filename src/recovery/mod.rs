@@ -33,8 +33,10 @@ use crate::{io, merge};
 pub(crate) mod fsync_failure;
 mod hints;
 mod order;
+mod sharded;
 
 use order::{Bytes, RecordOrder, Stamped};
+use sharded::ShardedLoad;
 
 /// A data file found on disk, its header checked.
 pub(super) struct FoundFile {
@@ -395,11 +397,13 @@ fn recover_sealed(
     let target = Target { keydir, order };
     if !hints::load(hint.as_deref(), &file, target, loaded, &mut usage) {
         let bytes = segment.mapped().unwrap_or_default();
+        let mut load = ShardedLoad::new(target);
         for (offset, decoded) in record::scan(bytes, HEADER_LEN) {
             let found = decoded.and_then(|rec| Found::at(file.id, offset, rec));
             let found = found.map_err(|kind| Error::corruption(&file.path, offset, kind))?;
-            target.apply(loaded, &mut usage, found);
+            load.push(found, loaded, &mut usage);
         }
+        load.finish(loaded, &mut usage);
     }
     order.loaded(file.id, &usage);
     keydir.track_file(file.id, usage);
@@ -428,17 +432,18 @@ fn recover_tail(
     // The map is dropped before the file is cut (`docs/design.md`, memory maps, invariant 3).
     let saved = {
         let map = file.file.map(&file.path)?;
-        let target = Target { keydir, order };
+        let mut load = ShardedLoad::new(Target { keydir, order });
         for (offset, decoded) in record::scan(&map, HEADER_LEN) {
             match decoded {
                 // Not a torn write: a valid record the index cannot address is kept on disk.
                 Ok(rec) => match Found::at(file.id, offset, rec) {
-                    Ok(found) => target.apply(loaded, &mut usage, found),
+                    Ok(found) => load.push(found, loaded, &mut usage),
                     Err(kind) => return Err(Error::corruption(&file.path, offset, kind)),
                 },
                 Err(_) => valid_end = offset,
             }
         }
+        load.finish(loaded, &mut usage);
         // Saved straight from the map (the tail may be gigabytes: no copy on the heap).
         let tail = &map[valid_end as usize..];
         let save = record::may_hold_records(tail);
@@ -518,6 +523,7 @@ fn create_active(
 }
 
 /// A record found while loading, with where it is.
+#[derive(Clone, Copy)]
 pub(super) struct Found<'a> {
     kind: RecordKind,
     key: &'a [u8],
