@@ -602,6 +602,47 @@ fn expected_value(n: u32) -> Option<Vec<u8>> {
     }
 }
 
+/// A scan applies a file's records a chunk of 262,144 at a time, shard by shard on every core:
+/// a writer file of 312,500 records, in which later chunks overwrite and remove keys of earlier
+/// ones and leave a quarter of the keys as the first chunk wrote them, reopens to exactly the
+/// keys, values and figures it had.
+#[test]
+fn a_scan_of_more_records_than_one_chunk_reopens_to_the_same_keys_and_figures() {
+    const KEYS: u32 = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_small(dir.path(), 256 << 20);
+    let key = |n: u32| n.to_be_bytes();
+    let mut model = std::collections::BTreeMap::new();
+    for round in 0..8u32 {
+        // Keys n % 4 == 0 keep what round 0 wrote.
+        for n in (0..KEYS).filter(|n| round == 0 || n % 4 != 0) {
+            if (n + round) % 9 == 0 {
+                db.remove(&key(n)).unwrap();
+                model.remove(&key(n).to_vec());
+            } else {
+                let value = (n ^ round).to_le_bytes();
+                db.write(&key(n), &value).unwrap();
+                model.insert(key(n).to_vec(), value.to_vec());
+            }
+        }
+    }
+    let before = db.stats();
+    assert_eq!(
+        before.num_data_files, 1,
+        "one writer file, scanned on reopen"
+    );
+    db.close().unwrap();
+    drop(db);
+
+    let db = open_small(dir.path(), 256 << 20);
+    assert_eq!(common::contents(&db), model);
+    let after = db.stats();
+    assert_eq!(
+        (after.num_keys, after.live_bytes, after.dead_bytes),
+        (before.num_keys, before.live_bytes, before.dead_bytes)
+    );
+}
+
 #[test]
 fn a_hint_of_many_parts_loads_on_several_threads_to_the_same_keys_and_figures() {
     // More entries than one part of a parallel hint load (65,536).
