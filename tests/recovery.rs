@@ -618,7 +618,7 @@ fn a_scan_of_more_records_than_one_chunk_reopens_to_the_same_keys_and_figures() 
         for n in (0..KEYS).filter(|n| round == 0 || n % 4 != 0) {
             if (n + round) % 9 == 0 {
                 db.remove(&key(n)).unwrap();
-                model.remove(&key(n).to_vec());
+                model.remove(key(n).as_slice());
             } else {
                 let value = (n ^ round).to_le_bytes();
                 db.write(&key(n), &value).unwrap();
