@@ -603,14 +603,16 @@ fn expected_value(n: u32) -> Option<Vec<u8>> {
 }
 
 /// A scan applies a file's records a chunk of 262,144 at a time, shard by shard on every core:
-/// a writer file of 312,500 records, in which later chunks overwrite and remove keys of earlier
-/// ones and leave a quarter of the keys as the first chunk wrote them, reopens to exactly the
-/// keys, values and figures it had.
+/// 312,500 records, in which later chunks overwrite and remove keys of earlier ones and leave a
+/// quarter of the keys as the first chunk wrote them, in a sealed writer file of more than one
+/// chunk (scanned: it has no hint) and the newest one (scanned and checked for a torn tail),
+/// reopen to exactly the keys, values and figures they had.
 #[test]
 fn a_scan_of_more_records_than_one_chunk_reopens_to_the_same_keys_and_figures() {
     const KEYS: u32 = 50_000;
+    const LIMIT: u64 = 8 << 20;
     let dir = tempfile::tempdir().unwrap();
-    let db = open_small(dir.path(), 256 << 20);
+    let db = open_small(dir.path(), LIMIT);
     let key = |n: u32| n.to_be_bytes();
     let mut model = std::collections::BTreeMap::new();
     for round in 0..8u32 {
@@ -627,14 +629,16 @@ fn a_scan_of_more_records_than_one_chunk_reopens_to_the_same_keys_and_figures() 
         }
     }
     let before = db.stats();
+    // At least 29 bytes a record: the first file holds more than one chunk.
+    const _: () = assert!(LIMIT / 29 > 1 << 18);
     assert_eq!(
-        before.num_data_files, 1,
-        "one writer file, scanned on reopen"
+        before.num_data_files, 2,
+        "a sealed writer file and the newest"
     );
     db.close().unwrap();
     drop(db);
 
-    let db = open_small(dir.path(), 256 << 20);
+    let db = open_small(dir.path(), LIMIT);
     assert_eq!(common::contents(&db), model);
     let after = db.stats();
     assert_eq!(

@@ -188,12 +188,23 @@ mod tests {
     }
 
     /// Bytes made of units of a header that claims a record running to the end of the file
-    /// (under a wrong checksum) followed by a valid record with a rising seq: each unit costs
-    /// the walk a checksum of the rest of the file, once decoding the header and again in the
-    /// search that finds the record behind it. One budget for the whole walk bounds that: it
-    /// gives up, where a budget per search never did (found by review).
+    /// (under a wrong checksum; with a valid seq and flags, or not, `header_seq` and `flags`)
+    /// followed by a valid record with a rising seq: each unit costs the walk a checksum of the
+    /// rest of the file decoding the header (decode checks the seq and flags after the
+    /// checksum), and with a valid header again in the search that finds the record behind it.
+    /// One budget for the whole walk, charged for every decode, bounds that: it gives up, where a
+    /// budget per search, or one charged only for headers with a valid seq, never did (found by
+    /// review, twice).
     #[test]
     fn a_walk_through_units_that_each_cost_the_rest_of_the_file_gives_up() {
+        for (header_seq, flags) in [(None, 0), (Some(0), 0), (None, 0x80)] {
+            walk_through_units_that_each_cost_the_rest_of_the_file(header_seq, flags);
+        }
+    }
+
+    /// The test above with headers of seq `header_seq` (the unit's record's seq if `None`) and
+    /// `flags`.
+    fn walk_through_units_that_each_cost_the_rest_of_the_file(header_seq: Option<u64>, flags: u8) {
         const UNITS: usize = 6000;
         let unit = RECORD_HEADER_LEN + record(1, b"k").encoded_len() as usize;
         let mut bytes = FileHeader::new(FileKind::Data, 7).encode().to_vec();
@@ -202,8 +213,8 @@ mod tests {
             let claims = (len - bytes.len() - RECORD_HEADER_LEN) as u32;
             let header = [
                 &0xDEAD_BEEF_u32.to_le_bytes()[..],
-                &seq.to_le_bytes(),
-                &[0],
+                &header_seq.unwrap_or(seq).to_le_bytes(),
+                &[flags],
                 &0u32.to_le_bytes(),
                 &claims.to_le_bytes(),
             ]
@@ -218,9 +229,14 @@ mod tests {
         };
         assert!(last.gave_up, "{last:?}");
         assert!(last.reaches_end(len as u64));
+        // Every decode of a header in the first half of the bytes is charged at least half of
+        // them against the walk's budget (64 MiB here, its floor): so it gives up within
+        // 2 * 64 MiB / len units, two items each. (Charging only headers with a valid seq and
+        // flags, it went on to 1,989 items in the cases that have neither.)
+        let within = 2 * (2 * (64 << 20) / len) + 1;
         assert!(
-            items.len() < 2 * UNITS,
-            "it gave up before the end: {} items",
+            items.len() <= within,
+            "{header_seq:?}, {flags:#x}: {} items, more than {within}",
             items.len()
         );
         assert!(

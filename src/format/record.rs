@@ -135,19 +135,32 @@ pub fn could_start_record(bytes: &[u8]) -> bool {
 }
 
 /// The length of the record that could start at `bytes[0]` ([`could_start_record`]), if one
-/// could. (The lengths are checked against their limits before they are added, so the sum
-/// cannot overflow.)
+/// could.
 fn claimed_len(bytes: &[u8]) -> Option<usize> {
+    let (seq, flags, len) = parse_header(bytes)?;
+    (valid_seq(seq) && flags & !KNOWN_FLAGS == 0).then_some(len)
+}
+
+/// How many bytes [`Record::decode`] checksums at `bytes[0]`: the length the fixed header
+/// claims, if its lengths are within their limits and within `bytes` (decode checks the seq and
+/// the flags only after the checksum).
+fn checksummed_len(bytes: &[u8]) -> Option<usize> {
+    parse_header(bytes).map(|(_, _, len)| len)
+}
+
+/// The seq, the flags and the record length a fixed header at `bytes[0]` claims, if its lengths
+/// are within their limits and the record within `bytes`. (The lengths are checked against
+/// their limits before they are added, so the sum cannot overflow.)
+fn parse_header(bytes: &[u8]) -> Option<(u64, u8, usize)> {
     let mut r = Reader::new(bytes);
     let header = (|| Ok::<_, CorruptionKind>((r.u32()?, r.u64()?, r.u8()?, r.u32()?, r.u32()?)))();
     let (_crc, seq, flags, key_len, value_len) = header.ok()?;
     let (key_len, value_len) = (key_len as usize, value_len as usize);
-    let plausible = valid_seq(seq)
-        && flags & !KNOWN_FLAGS == 0
-        && key_len <= MAX_KEY_LEN
-        && value_len <= MAX_VALUE_LEN;
-    let len = plausible.then(|| RECORD_HEADER_LEN + key_len + value_len)?;
-    (len <= bytes.len()).then_some(len)
+    if key_len > MAX_KEY_LEN || value_len > MAX_VALUE_LEN {
+        return None;
+    }
+    let len = RECORD_HEADER_LEN + key_len + value_len;
+    (len <= bytes.len()).then_some((seq, flags, len))
 }
 
 /// How many bytes a [`RecordSearch`] checksums at most: this many per byte of what it reads...
@@ -199,19 +212,19 @@ impl<'a> RecordSearch<'a> {
         }
     }
 
-    /// Takes from the budget, down to nothing, what decoding the record that could start at
-    /// `at` checksums (nothing if none could): for a reader that decodes there whatever the
-    /// budget says (a walk, at each record start), so that its next search gives up sooner.
+    /// Takes from the budget, down to nothing, what decoding at `at` checksums (whatever the
+    /// seq and flags there say): for a reader that decodes there whatever the budget says (a
+    /// walk, at each record start), so that its next search gives up sooner.
     /// Such decodes cost at most one pass over the bytes beyond the budget, as long as the
     /// reader stops once a search gives up.
     pub fn spend(&mut self, at: usize) {
-        self.budget = self.budget.saturating_sub(self.claimed_at(at));
+        self.budget = self.budget.saturating_sub(self.checksummed_at(at));
     }
 
     /// Takes from the budget what decoding at `at` checksums; false, taking nothing, if the
     /// budget cannot pay for it.
     fn charge(&mut self, at: usize) -> bool {
-        match self.budget.checked_sub(self.claimed_at(at)) {
+        match self.budget.checked_sub(self.checksummed_at(at)) {
             Some(left) => {
                 self.budget = left;
                 true
@@ -220,8 +233,8 @@ impl<'a> RecordSearch<'a> {
         }
     }
 
-    fn claimed_at(&self, at: usize) -> usize {
-        self.bytes.get(at..).and_then(claimed_len).unwrap_or(0)
+    fn checksummed_at(&self, at: usize) -> usize {
+        self.bytes.get(at..).and_then(checksummed_len).unwrap_or(0)
     }
 
     /// The first offset at or after `from` where a record decodes that `accept` takes.

@@ -13,11 +13,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::{Found, Loaded, Target};
 use crate::keydir::FileUsage;
 
-/// Records a scan buffers before applying them: about 12 MB of [`Found`] at most.
+/// Records a scan buffers before applying them: 12 MiB of [`Found`] (48 bytes each), up to twice
+/// that while the buffers grow.
 const CHUNK: usize = 1 << 18;
 
+/// Fewer buffered records than this are applied on the calling thread: not worth a thread.
+const PARALLEL_FROM: usize = 1 << 14;
+
 /// Records found by a scan of one data file, buffered by keydir shard and applied [`CHUNK`] at
-/// a time, so that a large file needs no more memory than that.
+/// a time, so that a large file needs no more memory than that. The buffers are dropped after
+/// each chunk: kept, every shard's could grow to a whole chunk when a chunk's keys fall in few
+/// shards.
 pub(super) struct ShardedLoad<'t, 'a> {
     target: Target<'t>,
     by_shard: Vec<Vec<Found<'a>>>,
@@ -50,17 +56,26 @@ impl<'t, 'a> ShardedLoad<'t, 'a> {
     }
 
     fn apply(&mut self, loaded: &mut Loaded, usage: &mut FileUsage) {
-        let (target, by_shard) = (self.target, &self.by_shard);
-        let states = in_parallel(by_shard.len(), |shard, (loaded, usage)| {
-            for &found in &by_shard[shard] {
+        let target = self.target;
+        if self.buffered < PARALLEL_FROM {
+            for &found in self.by_shard.iter().flatten() {
                 target.apply(loaded, usage, found);
             }
-        });
-        for (found, seen) in states {
-            loaded.absorb(found);
-            usage.absorb(&seen);
+        } else {
+            let by_shard = &self.by_shard;
+            let states = in_parallel(by_shard.len(), |shard, (loaded, usage)| {
+                for &found in &by_shard[shard] {
+                    target.apply(loaded, usage, found);
+                }
+            });
+            for (found, seen) in states {
+                loaded.absorb(found);
+                usage.absorb(&seen);
+            }
         }
-        self.by_shard.iter_mut().for_each(Vec::clear);
+        self.by_shard
+            .iter_mut()
+            .for_each(|buffer| *buffer = Vec::new());
         self.buffered = 0;
     }
 }
