@@ -59,6 +59,7 @@ pub mod loom {
 /// The simulated file system for crash and fault-injection tests (cargo feature `sim`).
 #[cfg(any(test, feature = "sim"))]
 pub mod sim {
+    pub use crate::format::record::forged_header;
     pub use crate::io::sim::{Fault, SimFs};
 
     /// Runs the merge the background thread would run now (the files [`crate::MergePolicy`]

@@ -11,6 +11,12 @@ use bitcask::format::commit::MergeCommit;
 use bitcask::{Config, CorruptionKind, Database, Error};
 use common::{copy_dir, file_id, files_with_ext, open_small};
 
+/// Where open saves the tail it cuts off `data_file` at `offset` (the first cut there).
+fn saved_tail(data_file: &Path, offset: usize) -> PathBuf {
+    let name = data_file.file_name().unwrap().to_str().unwrap();
+    data_file.with_file_name(format!("{name}.cut-{offset}"))
+}
+
 /// How many cut tails open saved beside their data files (`NNNNNNNNNN.data.cut-OFFSET`).
 fn saved_cuts(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -383,10 +389,7 @@ fn damage_with_valid_records_behind_it_is_cut_but_saved_beside_the_file() {
             "record {i} is behind the damage"
         );
     }
-    let saved = dir.path().join(format!(
-        "{}.cut-{second}",
-        active.file_name().unwrap().to_str().unwrap()
-    ));
+    let saved = saved_tail(&active, second);
     assert_eq!(std::fs::read(&saved).unwrap(), &bytes[second..]);
     // The saved file is not mistaken for a data file on the next open.
     db.close().unwrap();
@@ -416,10 +419,7 @@ fn records_behind_a_long_damaged_record_are_saved() {
         db.get(b"after").unwrap().is_none(),
         "behind the damage: cut"
     );
-    let saved = dir.path().join(format!(
-        "{}.cut-{big_at}",
-        active.file_name().unwrap().to_str().unwrap()
-    ));
+    let saved = saved_tail(&active, big_at);
     let saved = std::fs::read(&saved).expect("the tail was saved");
     let after = saved.windows(b"synced".len()).position(|w| w == b"synced");
     assert!(
@@ -441,15 +441,7 @@ fn a_torn_value_of_record_headers_is_saved_without_searching_it_to_its_end() {
     let mut crafted = vec![0xAB_u8; len];
     for at in (0..len - 21).step_by(4096) {
         let claims = (len - at - 21) as u32; // a record to the end of the value, and the file
-        let header = [
-            &0xDEAD_BEEF_u32.to_le_bytes()[..],
-            &1u64.to_le_bytes(),
-            &[0],
-            &0u32.to_le_bytes(),
-            &claims.to_le_bytes(),
-        ]
-        .concat();
-        crafted[at..at + 21].copy_from_slice(&header);
+        crafted[at..at + 21].copy_from_slice(&bitcask::sim::forged_header(1, 0, claims));
     }
     db.write(b"crafted", &crafted).unwrap();
     db.close().unwrap();
@@ -465,10 +457,7 @@ fn a_torn_value_of_record_headers_is_saved_without_searching_it_to_its_end() {
         db.get(b"crafted").unwrap().is_none(),
         "the torn record is cut"
     );
-    let saved = dir.path().join(format!(
-        "{}.cut-{torn_at}",
-        active.file_name().unwrap().to_str().unwrap()
-    ));
+    let saved = saved_tail(&active, torn_at);
     assert_eq!(
         std::fs::read(&saved).expect("the tail was saved"),
         bytes[torn_at..],
@@ -494,10 +483,7 @@ fn a_record_ending_in_zeros_behind_damage_is_saved_whole() {
 
     let db = Database::open(dir.path()).unwrap();
     assert!(db.get(b"c").unwrap().is_none(), "behind the damage: cut");
-    let saved = dir.path().join(format!(
-        "{}.cut-{second}",
-        active.file_name().unwrap().to_str().unwrap()
-    ));
+    let saved = saved_tail(&active, second);
     assert_eq!(std::fs::read(saved).unwrap(), &bytes[second..]);
 }
 

@@ -211,15 +211,8 @@ mod tests {
         let len = bytes.len() + UNITS * unit;
         for seq in 1..=UNITS as u64 {
             let claims = (len - bytes.len() - RECORD_HEADER_LEN) as u32;
-            let header = [
-                &0xDEAD_BEEF_u32.to_le_bytes()[..],
-                &header_seq.unwrap_or(seq).to_le_bytes(),
-                &[flags],
-                &0u32.to_le_bytes(),
-                &claims.to_le_bytes(),
-            ]
-            .concat();
-            bytes.extend(header);
+            let seq_there = header_seq.unwrap_or(seq);
+            bytes.extend(bitcask::sim::forged_header(seq_there, flags, claims));
             record(seq, b"k").encode_into(&mut bytes);
         }
         assert_eq!(bytes.len(), len);

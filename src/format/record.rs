@@ -163,6 +163,19 @@ fn parse_header(bytes: &[u8]) -> Option<(u64, u8, usize)> {
     (len <= bytes.len()).then_some((seq, flags, len))
 }
 
+/// A record's fixed header under a wrong checksum, with no key and `value_len` bytes of value:
+/// bytes that a search for records behind damage must check (if `seq` and `flags` are valid)
+/// and that never decode. For tests of damaged files (`bitcask::sim::forged_header`).
+#[cfg(any(test, feature = "sim"))]
+pub fn forged_header(seq: u64, flags: u8, value_len: u32) -> [u8; RECORD_HEADER_LEN] {
+    let mut header = [0; RECORD_HEADER_LEN];
+    header[..4].copy_from_slice(&0xDEAD_BEEF_u32.to_le_bytes());
+    header[4..12].copy_from_slice(&seq.to_le_bytes());
+    header[12] = flags;
+    header[17..].copy_from_slice(&value_len.to_le_bytes());
+    header
+}
+
 /// How many bytes a [`RecordSearch`] checksums at most: this many per byte of what it reads...
 const SEARCH_CHECKSUM_PER_BYTE: usize = 4;
 /// ...or this many, whichever is more.
@@ -297,15 +310,7 @@ mod tests {
         let mut bytes = vec![0xAB; len];
         for at in (1..len - RECORD_HEADER_LEN).step_by(spacing) {
             let value_len = (len - at - RECORD_HEADER_LEN) as u32;
-            let header = [
-                &0xDEAD_BEEF_u32.to_le_bytes()[..],
-                &1u64.to_le_bytes(),
-                &[0],
-                &0u32.to_le_bytes(),
-                &value_len.to_le_bytes(),
-            ]
-            .concat();
-            bytes[at..at + RECORD_HEADER_LEN].copy_from_slice(&header);
+            bytes[at..at + RECORD_HEADER_LEN].copy_from_slice(&forged_header(1, 0, value_len));
         }
         bytes
     }
